@@ -1,0 +1,7 @@
+module github.com/deltaplane/deltaplane/services/dataplane
+
+go 1.26
+
+require github.com/deltaplane/deltaplane/shared v0.0.0
+
+replace github.com/deltaplane/deltaplane/shared => ../../shared

@@ -1,0 +1,165 @@
+// Package broker holds what every deltaplane service does with Kafka before
+// its real work: parse the broker list, wait for the cluster with bounded
+// backoff, and create or verify the topics it relies on.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/segmentio/kafka-go"
+)
+
+// Brokers splits a comma-separated broker list ("127.0.0.1:9092,...").
+func Brokers(list string) []string {
+	var out []string
+	for _, b := range strings.Split(list, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// TopicSpec is what a service requires of a topic.
+type TopicSpec struct {
+	Name       string
+	Partitions int
+	// Configs are set on creation; the ones in Verify must also match on an
+	// existing topic (for example cleanup.policy).
+	Configs map[string]string
+	Verify  []string
+}
+
+// Compacted is the spec of a one-partition compacted config topic.
+func Compacted(name string, extra map[string]string) TopicSpec {
+	cfg := map[string]string{"cleanup.policy": "compact"}
+	for k, v := range extra {
+		cfg[k] = v
+	}
+	return TopicSpec{Name: name, Partitions: 1, Configs: cfg, Verify: []string{"cleanup.policy"}}
+}
+
+// Log is the spec of a one-partition append-only topic (quarantine topics).
+func Log(name string) TopicSpec {
+	return TopicSpec{Name: name, Partitions: 1, Configs: map[string]string{"cleanup.policy": "delete"}, Verify: []string{"cleanup.policy"}}
+}
+
+// ErrTopicMismatch means an existing topic does not have the partitions or
+// configs a service requires; the service must refuse to start.
+var ErrTopicMismatch = errors.New("topic exists with the wrong configuration")
+
+// Client returns a kafka-go client for the brokers.
+func Client(brokers []string) *kafka.Client {
+	return &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+}
+
+// Retry runs op with exponential backoff until it succeeds, returns a
+// backoff.Permanent error, ctx ends, or maxElapsed passes.
+func Retry(ctx context.Context, maxElapsed time.Duration, op func() error) error {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 100 * time.Millisecond
+	b.MaxInterval = 2 * time.Second
+	b.MaxElapsedTime = maxElapsed
+	return backoff.Retry(op, backoff.WithContext(b, ctx))
+}
+
+// EnsureTopics creates the missing topics and verifies the existing ones,
+// waiting up to maxWait for the cluster to answer. A topic with another
+// partition count or a verified config of another value is an
+// ErrTopicMismatch, returned at once.
+func EnsureTopics(ctx context.Context, brokers []string, maxWait time.Duration, specs ...TopicSpec) error {
+	c := Client(brokers)
+	return Retry(ctx, maxWait, func() error {
+		err := ensure(ctx, c, specs)
+		if errors.Is(err, ErrTopicMismatch) {
+			return backoff.Permanent(err)
+		}
+		return err
+	})
+}
+
+func ensure(ctx context.Context, c *kafka.Client, specs []TopicSpec) error {
+	req := &kafka.CreateTopicsRequest{}
+	for _, s := range specs {
+		tc := kafka.TopicConfig{Topic: s.Name, NumPartitions: s.Partitions, ReplicationFactor: 1}
+		keys := make([]string, 0, len(s.Configs))
+		for k := range s.Configs {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: s.Configs[k]})
+		}
+		req.Topics = append(req.Topics, tc)
+	}
+	resp, err := c.CreateTopics(ctx, req)
+	if err != nil {
+		return fmt.Errorf("create topics: %w", err)
+	}
+	for name, err := range resp.Errors {
+		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", name, err)
+		}
+	}
+	return verify(ctx, c, specs)
+}
+
+func verify(ctx context.Context, c *kafka.Client, specs []TopicSpec) error {
+	names := make([]string, len(specs))
+	for i, s := range specs {
+		names[i] = s.Name
+	}
+	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
+	if err != nil {
+		return fmt.Errorf("topic metadata: %w", err)
+	}
+	parts := map[string]int{}
+	for _, t := range md.Topics {
+		if t.Error != nil {
+			return fmt.Errorf("topic %s metadata: %w", t.Name, t.Error)
+		}
+		parts[t.Name] = len(t.Partitions)
+	}
+	dreq := &kafka.DescribeConfigsRequest{}
+	for _, s := range specs {
+		if len(s.Verify) > 0 {
+			dreq.Resources = append(dreq.Resources, kafka.DescribeConfigRequestResource{
+				ResourceType: kafka.ResourceTypeTopic, ResourceName: s.Name, ConfigNames: s.Verify,
+			})
+		}
+	}
+	got := map[string]map[string]string{}
+	if len(dreq.Resources) > 0 {
+		dresp, err := c.DescribeConfigs(ctx, dreq)
+		if err != nil {
+			return fmt.Errorf("describe topic configs: %w", err)
+		}
+		for _, r := range dresp.Resources {
+			if r.Error != nil {
+				return fmt.Errorf("describe topic %s: %w", r.ResourceName, r.Error)
+			}
+			got[r.ResourceName] = map[string]string{}
+			for _, e := range r.ConfigEntries {
+				got[r.ResourceName][e.ConfigName] = e.ConfigValue
+			}
+		}
+	}
+	var errs []error
+	for _, s := range specs {
+		if n := parts[s.Name]; n != s.Partitions {
+			errs = append(errs, fmt.Errorf("%w: %s has %d partitions, deltaplane needs %d (recreate the topic)", ErrTopicMismatch, s.Name, n, s.Partitions))
+		}
+		for _, k := range s.Verify {
+			if v := got[s.Name][k]; v != s.Configs[k] {
+				errs = append(errs, fmt.Errorf("%w: %s has %s=%q, deltaplane needs %q (alter or recreate the topic)", ErrTopicMismatch, s.Name, k, v, s.Configs[k]))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
