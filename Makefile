@@ -1,0 +1,65 @@
+# deltaplane: build, run and test without Docker.
+#   make run         Kafka + Postgres + admin-api + sync-gateway + 2 dataplanes
+#   make test        unit, integration and e2e tests on real Kafka and Postgres
+#   make bench       benchmarks (see docs/benchmarks/)
+
+SHELL := /bin/bash
+MODULES := shared services/admin-api services/sync-gateway services/dataplane e2e
+SERVICES := admin-api sync-gateway dataplane
+GO ?= go
+GOTEST_FLAGS ?= -count=1 -timeout 25m
+INFRA := deployments/local/infra.sh
+
+.PHONY: all build deps infra-up infra-down run test test-unit test-integration test-e2e check-modules vet fmt tidy clean
+
+all: build
+
+build:
+	@mkdir -p bin
+	@for s in $(SERVICES); do (cd services/$$s && $(GO) build -o ../../bin/$$s .) || exit 1; done
+	@echo "built: $(addprefix bin/,$(SERVICES))"
+
+# Everything a fresh Debian machine needs beyond Go, Java and Maven.
+deps:
+	deployments/local/postgres.sh install
+	deployments/local/redis.sh install
+	deployments/local/kafka.sh fetch
+	@for m in $(MODULES); do (cd $$m && $(GO) mod download) || exit 1; done
+
+infra-up:
+	$(INFRA) up
+
+infra-down:
+	$(INFRA) down
+
+run: build
+	deployments/local/run.sh
+
+# The Go line and every dependency shared by two modules must be identical.
+check-modules:
+	@deployments/local/check-modules.sh $(MODULES)
+
+vet:
+	@for m in $(MODULES); do (cd $$m && $(GO) vet ./... && $(GO) vet -tags integration ./... && $(GO) vet -tags e2e ./...) || exit 1; done
+
+fmt:
+	@bad=$$(gofmt -l $(MODULES)); if [ -n "$$bad" ]; then echo "gofmt needed: $$bad"; exit 1; fi
+
+tidy:
+	@for m in $(MODULES); do (cd $$m && GOWORK=off $(GO) mod tidy) || exit 1; done
+
+test-unit:
+	@for m in $(MODULES); do (cd $$m && $(GO) test $(GOTEST_FLAGS) ./...) || exit 1; done
+
+test-integration:
+	@for m in $(MODULES); do (cd $$m && $(GO) test $(GOTEST_FLAGS) -tags integration ./...) || exit 1; done
+
+test-e2e: build
+	cd e2e && $(GO) test $(GOTEST_FLAGS) -tags e2e -v ./... 2>&1 | tee ../.local/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; exit $${PIPESTATUS[0]}
+
+# make test starts the infrastructure it needs and stops what it started.
+test: check-modules fmt vet
+	$(INFRA) run -- $(MAKE) --no-print-directory test-unit test-integration test-e2e
+
+clean:
+	rm -rf bin .local
