@@ -5,21 +5,16 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib"
+	"github.com/deltaplane/deltaplane/e2e/cluster"
 	"github.com/segmentio/kafka-go"
 )
 
@@ -34,210 +29,95 @@ func TestMain(m *testing.M) {
 		}
 	}
 	dir, err := os.MkdirTemp("", "deltaplane-e2e-bin")
+	if err == nil {
+		err = cluster.Build(context.Background(), "..", dir)
+	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintln(os.Stderr, "e2e:", err)
 		os.Exit(1)
 	}
 	binDir = dir
-	for _, svc := range []string{"admin-api", "sync-gateway", "dataplane"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, svc), ".")
-		cmd.Dir = filepath.Join("..", "services", svc)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "e2e: build %s: %v\n", svc, err)
-			os.Exit(1)
-		}
-	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
-// system is one isolated deltaplane: its own database, topic prefix, ports.
+// system is one isolated deltaplane for a test.
 type system struct {
-	t        *testing.T
-	prefix   string
-	dbURL    string
-	admin    string // base URL of admin-api
-	sync     string // base URL of the sync-gateway's status server
-	procs    []*proc
-	kafka    string
-	workDir  string
-	adminEnv []string
+	*cluster.Cluster
+	t     *testing.T
+	kafka string
 }
 
-type proc struct {
-	name string
-	args []string
-	env  []string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-}
-
-// dataplane is one running data-plane process.
-type dataplane struct {
-	*proc
-	proxy  string // base URL of its proxy
-	status string // base URL of its status server
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+type dataplane = cluster.Dataplane
 
 func uniqueName(t *testing.T) string {
-	n := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	n := strings.ToLower(strings.NewReplacer("/", "-", "_", "-", " ", "-").Replace(t.Name()))
+	if len(n) > 30 {
+		n = n[:30]
+	}
 	return fmt.Sprintf("e2e-%s-%d", n, time.Now().UnixNano()%1e9)
 }
 
-// newSystem creates a database and starts admin-api and the sync-gateway.
-func newSystem(t *testing.T) *system {
+// newSystem starts admin-api and the sync-gateway; the test's cleanup stops
+// everything and, when the test failed, prints the end of every log.
+func newSystem(t *testing.T, env ...string) *system {
 	t.Helper()
-	name := uniqueName(t)
-	s := &system{t: t, prefix: name + ".", kafka: os.Getenv("DELTAPLANE_TEST_KAFKA"), workDir: t.TempDir()}
-	s.dbURL = createDatabase(t, strings.ReplaceAll(name, "-", "_"))
-
-	adminPort, syncPort := freePort(t), freePort(t)
-	s.admin = fmt.Sprintf("http://127.0.0.1:%d", adminPort)
-	s.sync = fmt.Sprintf("http://127.0.0.1:%d", syncPort)
-	common := []string{"KAFKA_BROKERS=" + s.kafka, "TOPIC_PREFIX=" + s.prefix, "LOG_LEVEL=debug"}
-	s.adminEnv = append([]string{fmt.Sprintf("ADMIN_LISTEN=127.0.0.1:%d", adminPort), "DATABASE_URL=" + s.dbURL}, common...)
-	s.start("admin-api", s.adminEnv)
-	s.start("sync-gateway", append([]string{fmt.Sprintf("SYNC_LISTEN=127.0.0.1:%d", syncPort), "SYNC_GROUP=" + name + "-sync"}, common...))
-	s.waitHealthy(s.admin + "/health")
-	s.waitHealthy(s.sync + "/health")
-	return s
-}
-
-func createDatabase(t *testing.T, name string) string {
-	t.Helper()
-	admin := os.Getenv("DELTAPLANE_TEST_POSTGRES")
-	db, err := sql.Open("pgx", admin)
+	c, err := cluster.Start(t.Context(), cluster.Options{
+		Name:          uniqueName(t),
+		Kafka:         os.Getenv("DELTAPLANE_TEST_KAFKA"),
+		PostgresAdmin: os.Getenv("DELTAPLANE_TEST_POSTGRES"),
+		BinDir:        binDir,
+		WorkDir:       t.TempDir(),
+		LogLevel:      "debug",
+		Env:           env,
+	})
+	if c != nil {
+		t.Cleanup(func() {
+			if t.Failed() {
+				for _, p := range c.Processes() {
+					t.Logf("---- end of %s's log ----\n%s", p.Name, p.LogTail(5000))
+				}
+			}
+			c.Close()
+		})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	if _, err := db.ExecContext(t.Context(), `CREATE DATABASE "`+name+`"`); err != nil {
-		t.Fatalf("create database: %v", err)
-	}
-	t.Cleanup(func() {
-		db, err := sql.Open("pgx", admin)
-		if err != nil {
-			return
-		}
-		defer db.Close()
-		db.Exec(`DROP DATABASE IF EXISTS "` + name + `" WITH (FORCE)`)
-	})
-	return strings.Replace(admin, "/postgres?", "/"+name+"?", 1)
+	return &system{Cluster: c, t: t, kafka: os.Getenv("DELTAPLANE_TEST_KAFKA")}
 }
 
-func (s *system) start(name string, env []string) *proc {
+func (s *system) startDataplane(node string, env ...string) *dataplane {
 	s.t.Helper()
-	p := &proc{name: name, args: []string{filepath.Join(binDir, strings.SplitN(name, "#", 2)[0])}, env: env,
-		log: filepath.Join(s.workDir, strings.ReplaceAll(name, "#", "-")+".log")}
-	s.launch(p)
-	s.procs = append(s.procs, p)
-	s.t.Cleanup(func() { p.stop(syscall.SIGTERM) })
-	return p
-}
-
-func (s *system) launch(p *proc) {
-	s.t.Helper()
-	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	dp, err := s.StartDataplane(s.t.Context(), node, env...)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	p.cmd = exec.Command(p.args[0], p.args[1:]...)
-	p.cmd.Env = append(os.Environ(), p.env...)
-	p.cmd.Stdout, p.cmd.Stderr = f, f
-	if err := p.cmd.Start(); err != nil {
-		s.t.Fatalf("start %s: %v", p.name, err)
-	}
-	p.done = make(chan struct{})
-	go func() { p.cmd.Wait(); f.Close(); close(p.done) }()
-	s.t.Cleanup(func() {
-		if s.t.Failed() {
-			b, _ := os.ReadFile(p.log)
-			if len(b) > 6000 {
-				b = b[len(b)-6000:]
-			}
-			s.t.Logf("---- last log lines of %s ----\n%s", p.name, b)
-		}
-	})
-}
-
-// stop signals the process and waits for it to exit.
-func (p *proc) stop(sig syscall.Signal) {
-	if p.cmd == nil || p.cmd.Process == nil {
-		return
-	}
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-// restart starts a stopped process again with the same arguments.
-func (s *system) restart(p *proc) {
-	s.t.Helper()
-	s.launch(p)
-}
-
-func (s *system) startDataplane(nodeID string) *dataplane {
-	s.t.Helper()
-	proxyPort, statusPort := freePort(s.t), freePort(s.t)
-	dp := &dataplane{
-		proxy:  fmt.Sprintf("http://127.0.0.1:%d", proxyPort),
-		status: fmt.Sprintf("http://127.0.0.1:%d", statusPort),
-	}
-	dp.proc = s.start("dataplane#"+nodeID, []string{
-		"KAFKA_BROKERS=" + s.kafka, "TOPIC_PREFIX=" + s.prefix, "LOG_LEVEL=debug",
-		"DP_NODE_ID=" + s.prefix + nodeID,
-		"DP_DATA_DIR=" + filepath.Join(s.workDir, nodeID),
-		fmt.Sprintf("DP_PROXY_LISTEN=127.0.0.1:%d", proxyPort),
-		fmt.Sprintf("DP_STATUS_LISTEN=127.0.0.1:%d", statusPort),
-	})
-	s.waitHealthy(dp.status + "/health")
 	return dp
+}
+
+func (s *system) restart(p *cluster.Process) {
+	s.t.Helper()
+	if err := p.Start(); err != nil {
+		s.t.Fatal(err)
+	}
 }
 
 func (s *system) waitHealthy(url string) {
 	s.t.Helper()
-	eventually(s.t, 60*time.Second, func() error {
-		resp, err := http.Get(url)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("%s: %d", url, resp.StatusCode)
-		}
-		return nil
-	})
+	if err := cluster.WaitHTTP(s.t.Context(), url, 60*time.Second); err != nil {
+		s.t.Fatal(err)
+	}
 }
 
 // eventually polls f until it returns nil or the deadline passes.
 func eventually(t *testing.T, within time.Duration, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(within)
-	var err error
 	for {
-		if err = f(); err == nil {
+		err := f()
+		if err == nil {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -293,7 +173,7 @@ func do(t *testing.T, method, url string, body any) response {
 	return response{resp.StatusCode, b}
 }
 
-// mustDo is do with an expected status.
+// mustDo is do with an expected status; it returns the decoded body.
 func mustDo(t *testing.T, want int, method, url string, body any) map[string]any {
 	t.Helper()
 	r := do(t, method, url, body)
@@ -306,10 +186,9 @@ func mustDo(t *testing.T, want int, method, url string, body any) map[string]any
 	return r.json(t)
 }
 
-// status reads a data plane's /status.
-func (dp *dataplane) statusDoc(t *testing.T) map[string]any {
+func statusDoc(t *testing.T, dp *dataplane) map[string]any {
 	t.Helper()
-	return mustDo(t, 200, "GET", dp.status+"/status", nil)
+	return mustDo(t, 200, "GET", dp.Status+"/status", nil)
 }
 
 func num(m map[string]any, k string) float64 {
@@ -334,17 +213,18 @@ func highWaterMark(t *testing.T, broker, topic string) int64 {
 	return off
 }
 
-// countRows counts rows in a table of the system's database.
-func (s *system) countRows(table string) int {
+// countRows counts rows of a table (with an optional WHERE) in the
+// system's database.
+func (s *system) countRows(tableAndWhere string) int {
 	s.t.Helper()
-	db, err := sql.Open("pgx", s.dbURL)
+	db, err := s.DB()
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	defer db.Close()
 	var n int
-	if err := db.QueryRowContext(s.t.Context(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
-		s.t.Fatalf("count %s: %v", table, err)
+	if err := db.QueryRowContext(s.t.Context(), "SELECT count(*) FROM "+tableAndWhere).Scan(&n); err != nil {
+		s.t.Fatalf("count %s: %v", tableAndWhere, err)
 	}
 	return n
 }

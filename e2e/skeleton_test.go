@@ -30,20 +30,20 @@ func upstream(t *testing.T) *httptest.Server {
 // upstream path, through the data plane's proxy.
 func routesTo(dp *dataplane, path, wantUpstreamPath string) func() error {
 	return func() error {
-		resp, err := http.Get(dp.proxy + path)
+		resp, err := http.Get(dp.Proxy + path)
 		if err != nil {
 			return err
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != 200 || resp.Header.Get("X-Upstream") != "e2e" {
-			return fmt.Errorf("%s%s = %d (X-Upstream %q)", dp.proxy, path, resp.StatusCode, resp.Header.Get("X-Upstream"))
+			return fmt.Errorf("%s%s = %d (X-Upstream %q)", dp.Proxy, path, resp.StatusCode, resp.Header.Get("X-Upstream"))
 		}
 		var got map[string]string
 		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
 			return err
 		}
 		if got["path"] != wantUpstreamPath {
-			return fmt.Errorf("%s%s reached upstream path %q, want %q", dp.proxy, path, got["path"], wantUpstreamPath)
+			return fmt.Errorf("%s%s reached upstream path %q, want %q", dp.Proxy, path, got["path"], wantUpstreamPath)
 		}
 		return nil
 	}
@@ -52,7 +52,7 @@ func routesTo(dp *dataplane, path, wantUpstreamPath string) func() error {
 // notRouted reports nil once path answers Kong's 404 for no matching route.
 func notRouted(dp *dataplane, path string) func() error {
 	return func() error {
-		resp, err := http.Get(dp.proxy + path)
+		resp, err := http.Get(dp.Proxy + path)
 		if err != nil {
 			return err
 		}
@@ -60,7 +60,7 @@ func notRouted(dp *dataplane, path string) func() error {
 		var body map[string]any
 		json.NewDecoder(resp.Body).Decode(&body)
 		if resp.StatusCode != 404 || body["message"] != "no Route matched with those values" {
-			return fmt.Errorf("%s%s = %d %v, want 404 no Route matched", dp.proxy, path, resp.StatusCode, body)
+			return fmt.Errorf("%s%s = %d %v, want 404 no Route matched", dp.Proxy, path, resp.StatusCode, body)
 		}
 		return nil
 	}
@@ -85,37 +85,37 @@ func TestWalkingSkeleton(t *testing.T) {
 	dps := []*dataplane{dp1, dp2}
 	up := upstream(t)
 
-	svc := mustDo(t, 201, "POST", s.admin+"/services", map[string]any{"name": "echo", "url": up.URL})
+	svc := mustDo(t, 201, "POST", s.Admin+"/services", map[string]any{"name": "echo", "url": up.URL})
 	if svc["host"] != "127.0.0.1" || svc["protocol"] != "http" || svc["id"] == "" {
 		t.Fatalf("service = %v", svc)
 	}
-	mustDo(t, 201, "POST", s.admin+"/services/echo/routes", map[string]any{"name": "r1", "paths": []string{"/e2e"}})
+	mustDo(t, 201, "POST", s.Admin+"/services/echo/routes", map[string]any{"name": "r1", "paths": []string{"/e2e"}})
 
 	t.Run("a new route reaches the upstream through both data planes", func(t *testing.T) {
 		eventually(t, propagation, both(dps, func(dp *dataplane) func() error { return routesTo(dp, "/e2e/hello", "/hello") }))
 	})
 
 	t.Run("patched paths route and the old path answers 404", func(t *testing.T) {
-		mustDo(t, 200, "PATCH", s.admin+"/routes/r1", map[string]any{"paths": []string{"/moved"}})
+		mustDo(t, 200, "PATCH", s.Admin+"/routes/r1", map[string]any{"paths": []string{"/moved"}})
 		eventually(t, propagation, both(dps, func(dp *dataplane) func() error { return routesTo(dp, "/moved/x", "/x") }))
 		eventually(t, propagation, both(dps, func(dp *dataplane) func() error { return notRouted(dp, "/e2e/hello") }))
 	})
 
 	t.Run("a deleted route answers 404", func(t *testing.T) {
-		mustDo(t, 204, "DELETE", s.admin+"/routes/r1", nil)
+		mustDo(t, 204, "DELETE", s.Admin+"/routes/r1", nil)
 		eventually(t, propagation, both(dps, func(dp *dataplane) func() error { return notRouted(dp, "/moved/x") }))
 	})
 
 	t.Run("a restarted data plane resumes from its committed offset", func(t *testing.T) {
-		mustDo(t, 201, "POST", s.admin+"/services/echo/routes", map[string]any{"name": "r2", "paths": []string{"/again"}})
+		mustDo(t, 201, "POST", s.Admin+"/services/echo/routes", map[string]any{"name": "r2", "paths": []string{"/again"}})
 		eventually(t, propagation, both(dps, func(dp *dataplane) func() error { return routesTo(dp, "/again/1", "/1") }))
-		before := dp1.statusDoc(t)
+		before := statusDoc(t, dp1)
 
-		dp1.stop(syscall.SIGTERM)
-		s.restart(dp1.proc)
-		s.waitHealthy(dp1.status + "/status/ready")
+		dp1.Stop(syscall.SIGTERM)
+		s.restart(dp1.Process)
+		s.waitHealthy(dp1.Status + "/status/ready")
 
-		after := dp1.statusDoc(t)
+		after := statusDoc(t, dp1)
 		if after["node_id"] != before["node_id"] || num(after, "version") != num(before, "version") || after["hash"] != before["hash"] {
 			t.Fatalf("after restart %v, before %v", after, before)
 		}
@@ -125,23 +125,23 @@ func TestWalkingSkeleton(t *testing.T) {
 		eventually(t, propagation, routesTo(dp1, "/again/2", "/2"))
 
 		// The next change is consumed as one new record, not a replay.
-		mustDo(t, 201, "POST", s.admin+"/services/echo/routes", map[string]any{"name": "r3", "paths": []string{"/third"}})
+		mustDo(t, 201, "POST", s.Admin+"/services/echo/routes", map[string]any{"name": "r3", "paths": []string{"/third"}})
 		eventually(t, propagation, both(dps, func(dp *dataplane) func() error { return routesTo(dp, "/third/3", "/3") }))
-		got := dp1.statusDoc(t)
+		got := statusDoc(t, dp1)
 		if num(got, "records_consumed") != 1 || num(got, "duplicates_skipped") != 0 || num(got, "version") != num(before, "version")+1 {
 			t.Fatalf("after one change: %v (before restart: %v)", got, before)
 		}
 	})
 
 	t.Run("a bad POST answers 400 in Kong's shape and writes nothing", func(t *testing.T) {
-		changes := s.prefix + wire.TopicChanges
+		changes := s.Prefix + wire.TopicChanges
 		eventually(t, propagation, func() error { // the relay has published everything so far
 			if n := s.countRows("outbox WHERE published_at IS NULL"); n != 0 {
 				return fmt.Errorf("%d outbox rows unpublished", n)
 			}
 			return nil
 		})
-		services, outbox, events := len(mustDo(t, 200, "GET", s.admin+"/services", nil)["data"].([]any)), s.countRows("outbox"), highWaterMark(t, s.kafka, changes)
+		services, outbox, events := len(mustDo(t, 200, "GET", s.Admin+"/services", nil)["data"].([]any)), s.countRows("outbox"), highWaterMark(t, s.kafka, changes)
 
 		cases := []struct{ name, body string }{
 			{"missing required field", `{"name":"nohost"}`},
@@ -151,7 +151,7 @@ func TestWalkingSkeleton(t *testing.T) {
 		}
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
-				r := do(t, "POST", s.admin+"/services", c.body)
+				r := do(t, "POST", s.Admin+"/services", c.body)
 				if r.status != 400 {
 					t.Fatalf("status %d %s, want 400", r.status, r.body)
 				}
@@ -164,19 +164,19 @@ func TestWalkingSkeleton(t *testing.T) {
 				}
 			})
 		}
-		r := do(t, "POST", s.admin+"/routes", `{"name":"bad-ref","paths":["/x"],"service":{"id":"6b9d2a45-67a5-4a5c-a2c4-8d3a86a0c6a1"}}`)
+		r := do(t, "POST", s.Admin+"/routes", `{"name":"bad-ref","paths":["/x"],"service":{"id":"6b9d2a45-67a5-4a5c-a2c4-8d3a86a0c6a1"}}`)
 		if r.status != 400 || num(r.json(t), "code") != 4 {
 			t.Fatalf("route to a missing service = %d %s, want 400 code 4", r.status, r.body)
 		}
 
-		if n := len(mustDo(t, 200, "GET", s.admin+"/services", nil)["data"].([]any)); n != services {
+		if n := len(mustDo(t, 200, "GET", s.Admin+"/services", nil)["data"].([]any)); n != services {
 			t.Fatalf("services: %d after bad writes, %d before", n, services)
 		}
 		if n := s.countRows("outbox"); n != outbox {
 			t.Fatalf("outbox rows: %d after bad writes, %d before", n, outbox)
 		}
 		// A good write after the bad ones adds exactly its own event.
-		mustDo(t, 201, "POST", s.admin+"/services", map[string]any{"name": "good", "host": "example.com"})
+		mustDo(t, 201, "POST", s.Admin+"/services", map[string]any{"name": "good", "host": "example.com"})
 		eventually(t, propagation, func() error {
 			if got := highWaterMark(t, s.kafka, changes); got != events+1 {
 				return fmt.Errorf("cp.changes end offset %d, want %d", got, events+1)
