@@ -10,7 +10,7 @@ GO ?= go
 GOTEST_FLAGS ?= -count=1 -timeout 25m
 INFRA := deployments/local/infra.sh
 
-.PHONY: all build deps infra-up infra-down run test test-unit test-integration test-e2e check-modules vet fmt tidy clean
+.PHONY: all build deps infra-up infra-down run test test-unit test-integration test-e2e bench bench-quick bench-go bench-system check-modules vet fmt tidy clean
 
 all: build
 
@@ -59,7 +59,27 @@ test-e2e: build
 
 # make test starts the infrastructure it needs and stops what it started.
 test: check-modules fmt vet
-	$(INFRA) run -- $(MAKE) --no-print-directory test-unit test-integration test-e2e
+	$(INFRA) run -- $(MAKE) --no-print-directory test-unit test-integration test-e2e bench-system BENCH_FLAGS="$(BENCH_QUICK)" BENCH_OUT=.local/bench-quick
+
+# The system benchmark: incremental versus full sync, side by side, on the
+# real system. Flags: BENCH_FLAGS="-entities 30000 -dataplanes 2 ...".
+BENCH_FLAGS ?= -entities 30000 -bootstrap 30000,100000 -dataplanes 2 -changes 100 -rate 10 -proxy-duration 10s -churn 20
+BENCH_QUICK := -entities 2000 -bootstrap 2000,5000 -dataplanes 2 -changes 20 -rate 20 -proxy-duration 3s -churn 20
+BENCH_OUT ?= docs/benchmarks
+
+bench:
+	$(INFRA) run -- $(MAKE) --no-print-directory bench-go bench-system
+
+bench-quick:
+	$(INFRA) run -- $(MAKE) --no-print-directory bench-system BENCH_FLAGS="$(BENCH_QUICK)" BENCH_OUT=.local/bench-quick
+
+bench-system:
+	cd e2e && $(GO) run ./cmd/bench -repo .. -out ../$(BENCH_OUT) $(BENCH_FLAGS)
+
+# Go micro- and component benchmarks of every module.
+bench-go:
+	@mkdir -p .local
+	@for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench . -benchmem -tags integration ./...) || exit 1; done 2>&1 | tee .local/bench-go.txt
 
 clean:
 	rm -rf bin .local

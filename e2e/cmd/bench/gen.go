@@ -1,0 +1,77 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+)
+
+// declarative builds a Kong-style declarative configuration of about n
+// entities with a realistic mix: services with routes and plugins,
+// consumers with key-auth credentials, upstreams with targets.
+//
+// One unit is 10 entities: a service, two routes, a key-auth plugin on the
+// service, a rate-limiting plugin on one route, a consumer with one key-auth
+// credential, an upstream with two targets.
+func declarative(n int, seed uint64) map[string]any {
+	r := rand.New(rand.NewPCG(seed, 1))
+	units := max(1, n/10)
+	var services, consumers, upstreams []any
+	for i := range units {
+		svc := fmt.Sprintf("svc-%06d", i)
+		services = append(services, map[string]any{
+			"name":            svc,
+			"url":             fmt.Sprintf("http://upstream-%06d.internal:8080/api/v%d", i, 1+r.IntN(3)),
+			"retries":         3 + r.IntN(5),
+			"connect_timeout": 5000,
+			"tags":            []string{"team-" + fmt.Sprint(i%37), "env-bench", "tier-" + fmt.Sprint(i%3)},
+			"routes": []any{
+				map[string]any{
+					"name":       svc + "-r1",
+					"paths":      []string{fmt.Sprintf("/%s/v1", svc)},
+					"methods":    []string{"GET", "POST"},
+					"hosts":      []string{fmt.Sprintf("api-%d.example.com", i%50)},
+					"strip_path": true,
+					"tags":       []string{"env-bench"},
+					"plugins": []any{map[string]any{
+						"name":   "rate-limiting",
+						"config": map[string]any{"minute": 100 + r.IntN(1000), "policy": "local"},
+					}},
+				},
+				map[string]any{
+					"name":           svc + "-r2",
+					"paths":          []string{fmt.Sprintf("~/%s/items/\\d+$", svc)},
+					"methods":        []string{"GET"},
+					"regex_priority": r.IntN(10),
+					"preserve_host":  true,
+					"tags":           []string{"env-bench"},
+				},
+			},
+			"plugins": []any{map[string]any{
+				"name":   "key-auth",
+				"config": map[string]any{"key_names": []string{"apikey", "x-api-key"}, "hide_credentials": true},
+			}},
+		})
+		consumers = append(consumers, map[string]any{
+			"username":  fmt.Sprintf("user-%06d", i),
+			"custom_id": fmt.Sprintf("cust-%06d", i),
+			"tags":      []string{"env-bench"},
+			"keyauth_credentials": []any{map[string]any{
+				"key": fmt.Sprintf("key-%06d-%016x", i, r.Uint64()),
+			}},
+		})
+		upstreams = append(upstreams, map[string]any{
+			"name": fmt.Sprintf("upstream-%06d.internal", i),
+			"tags": []string{"env-bench"},
+			"targets": []any{
+				map[string]any{"target": fmt.Sprintf("10.%d.%d.1:8080", i/250%250, i%250), "weight": 100},
+				map[string]any{"target": fmt.Sprintf("10.%d.%d.2:8080", i/250%250, i%250), "weight": 50},
+			},
+		})
+	}
+	return map[string]any{
+		"_format_version": "3.0",
+		"services":        services,
+		"consumers":       consumers,
+		"upstreams":       upstreams,
+	}
+}

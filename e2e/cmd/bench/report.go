@@ -1,0 +1,265 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"image/color"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+)
+
+func writeReport(cfg config, res *results, dir string) error {
+	j, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), j, 0o644); err != nil {
+		return err
+	}
+	var plots []string
+	for _, p := range []struct {
+		file string
+		draw func(*results) (*plot.Plot, error)
+	}{
+		{"propagation.png", plotPropagation},
+		{"bytes_per_change.png", plotBytes},
+		{"bootstrap.png", plotBootstrap},
+		{"proxy_latency.png", plotProxy},
+	} {
+		pl, err := p.draw(res)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.file, err)
+		}
+		if pl == nil {
+			continue
+		}
+		if err := pl.Save(16*vg.Centimeter, 10*vg.Centimeter, filepath.Join(dir, p.file)); err != nil {
+			return err
+		}
+		plots = append(plots, p.file)
+	}
+	return os.WriteFile(filepath.Join(dir, "RESULTS.md"), []byte(markdown(res, plots)), 0o644)
+}
+
+func markdown(res *results, plots []string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# deltaplane benchmark: incremental versus full sync\n\n")
+	fmt.Fprintf(&b, "Measured %s on %s.\n\n", res.Started.Format("2006-01-02 15:04 UTC"), res.Machine)
+	fmt.Fprintf(&b, "Command: `%s` (through `make bench`). %d entities, %d data planes, %d single-entity changes at %.0f/s, proxy runs of %s with %d clients, churn %.0f changes/s.\n\n",
+		res.Config.Command, res.Config.Entities, res.Config.Dataplanes, res.Config.Changes, res.Config.Rate,
+		res.Config.ProxyDuration, res.Config.Concurrency, res.Config.ChurnRate)
+	fmt.Fprintf(&b, "Every figure is a median or a percentile of one run; both modes ran in the same invocation on the same broker, so the ratios are side by side.\n\n")
+
+	mode := func(name string) *modeResult {
+		for i := range res.Modes {
+			if res.Modes[i].Mode == name {
+				return &res.Modes[i]
+			}
+		}
+		return nil
+	}
+	inc, full := mode("incremental"), mode("full")
+	row := func(label string, f func(*modeResult) float64, unit string, ratio bool) {
+		cell := func(m *modeResult) string {
+			if m == nil {
+				return "—"
+			}
+			return fmtNum(f(m)) + unit
+		}
+		r := ""
+		if ratio && inc != nil && full != nil && f(inc) > 0 {
+			r = fmtNum(f(full)/f(inc)) + "×"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", label, cell(inc), cell(full), r)
+	}
+	fmt.Fprintf(&b, "| per change, per data plane | incremental | full | full ÷ incremental |\n|---|---|---|---|\n")
+	row("bytes fetched (median)", func(m *modeResult) float64 { return m.BytesPerChange }, " B", true)
+	row("records fetched (median)", func(m *modeResult) float64 { return m.RecordsPerChange }, "", true)
+	row("propagation p50, 2xx → applied on every DP", func(m *modeResult) float64 { return m.Propagation.P50 }, " ms", true)
+	row("propagation p95", func(m *modeResult) float64 { return m.Propagation.P95 }, " ms", true)
+	row("propagation p99", func(m *modeResult) float64 { return m.Propagation.P99 }, " ms", true)
+	row("data-plane CPU time", func(m *modeResult) float64 { return m.CPUPerChangeMs }, " ms", true)
+	row("data-plane allocations", func(m *modeResult) float64 { return m.AllocPerChange / 1024 }, " KiB", true)
+	row("data-plane peak RSS", func(m *modeResult) float64 { return float64(m.PeakRSS) / (1 << 20) }, " MiB", true)
+	row("changes measured", func(m *modeResult) float64 { return float64(m.Changes) }, "", false)
+	fmt.Fprintf(&b, "\n| proxy latency (ms) | incremental | full | full ÷ incremental |\n|---|---|---|---|\n")
+	row("upstream called directly, p50", func(m *modeResult) float64 { return m.ProxyDirect.P50 }, "", false)
+	row("upstream called directly, p99", func(m *modeResult) float64 { return m.ProxyDirect.P99 }, "", false)
+	row("through a data plane, idle, p50", func(m *modeResult) float64 { return m.ProxyIdle.P50 }, "", true)
+	row("through a data plane, idle, p99", func(m *modeResult) float64 { return m.ProxyIdle.P99 }, "", true)
+	row("under config churn, p50", func(m *modeResult) float64 { return m.ProxyChurn.P50 }, "", true)
+	row("under config churn, p99", func(m *modeResult) float64 { return m.ProxyChurn.P99 }, "", true)
+	row("p99 churn ÷ p99 idle", func(m *modeResult) float64 { return m.ProxyChurn.P99 / m.ProxyIdle.P99 }, "×", false)
+	row("churn changes made", func(m *modeResult) float64 { return float64(m.ChurnDone) }, "", false)
+
+	fmt.Fprintf(&b, "\n| bootstrap of a new data plane | incremental | full |\n|---|---|---|\n")
+	sizes := map[int]bool{}
+	for _, m := range res.Modes {
+		for _, br := range m.Bootstrap {
+			sizes[br.Entities] = true
+		}
+	}
+	keys := make([]int, 0, len(sizes))
+	for k := range sizes {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	boot := func(m *modeResult, n int) string {
+		if m == nil {
+			return "—"
+		}
+		for _, br := range m.Bootstrap {
+			if br.Entities == n {
+				if br.Error != "" {
+					return "did not complete: " + br.Error
+				}
+				return fmt.Sprintf("%s s, peak RSS %s MiB", fmtNum(br.Seconds), fmtNum(float64(br.PeakRSS)/(1<<20)))
+			}
+		}
+		return "—"
+	}
+	for _, n := range keys {
+		fmt.Fprintf(&b, "| %d entities | %s | %s |\n", n, boot(inc, n), boot(full, n))
+	}
+
+	fmt.Fprintf(&b, "\n## The floor\n\nRaw Kafka produce-to-consume latency of one record on the same broker: p50 %s ms, p99 %s ms (n=%d).\n",
+		fmtNum(res.KafkaFloor.P50), fmtNum(res.KafkaFloor.P99), res.KafkaFloor.N)
+	for _, m := range res.Modes {
+		if res.KafkaFloor.P50 > 0 {
+			fmt.Fprintf(&b, "- %s: end-to-end propagation p50 is %s× the floor.\n", m.Mode, fmtNum(m.Propagation.P50/res.KafkaFloor.P50))
+		}
+	}
+	for _, m := range res.Modes {
+		if len(m.Notes) > 0 || m.ChangeErrors > 0 {
+			fmt.Fprintf(&b, "\n%s mode: %d changes failed and were not measured. Notes:\n", m.Mode, m.ChangeErrors)
+			for _, n := range m.Notes {
+				fmt.Fprintf(&b, "- %s\n", n)
+			}
+		}
+	}
+	if len(plots) > 0 {
+		fmt.Fprintf(&b, "\n## Plots\n\n")
+		for _, p := range plots {
+			fmt.Fprintf(&b, "![%s](%s)\n\n", strings.TrimSuffix(p, ".png"), p)
+		}
+	}
+	return b.String()
+}
+
+func fmtNum(v float64) string {
+	switch {
+	case math.IsNaN(v) || math.IsInf(v, 0):
+		return "n/a"
+	case v == 0:
+		return "0"
+	case math.Abs(v) >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case math.Abs(v) >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+func plotPropagation(res *results) (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = "Propagation latency: admin-api 2xx to applied on every data plane"
+	p.X.Label.Text = "milliseconds"
+	p.Y.Label.Text = "fraction of changes"
+	var args []any
+	for _, m := range res.Modes {
+		s := slices.Clone(m.propagationSamples)
+		if len(s) == 0 {
+			continue
+		}
+		slices.Sort(s)
+		pts := make(plotter.XYs, len(s))
+		for i, v := range s {
+			pts[i] = plotter.XY{X: v, Y: float64(i+1) / float64(len(s))}
+		}
+		args = append(args, m.Mode, pts)
+	}
+	if len(args) == 0 {
+		return nil, nil
+	}
+	return p, plotutil.AddLines(p, args...)
+}
+
+func plotBytes(res *results) (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = "Bytes fetched per change per data plane (log scale)"
+	p.Y.Label.Text = "bytes"
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Tick.Marker = plot.LogTicks{}
+	vals := plotter.Values{}
+	var names []string
+	for _, m := range res.Modes {
+		vals = append(vals, math.Max(m.BytesPerChange, 1))
+		names = append(names, m.Mode)
+	}
+	if len(vals) == 0 {
+		return nil, nil
+	}
+	bars, err := plotter.NewBarChart(vals, vg.Points(40))
+	if err != nil {
+		return nil, err
+	}
+	bars.Color = color.RGBA{R: 60, G: 110, B: 180, A: 255}
+	p.Add(bars)
+	p.NominalX(names...)
+	return p, nil
+}
+
+func plotBootstrap(res *results) (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = "New data plane: start to ready"
+	p.X.Label.Text = "entities"
+	p.Y.Label.Text = "seconds"
+	var args []any
+	for _, m := range res.Modes {
+		var pts plotter.XYs
+		for _, br := range m.Bootstrap {
+			if br.Error == "" {
+				pts = append(pts, plotter.XY{X: float64(br.Entities), Y: br.Seconds})
+			}
+		}
+		if len(pts) > 0 {
+			args = append(args, m.Mode, pts)
+		}
+	}
+	if len(args) == 0 {
+		return nil, nil
+	}
+	return p, plotutil.AddLinePoints(p, args...)
+}
+
+func plotProxy(res *results) (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = "Proxy latency p99 through a data plane"
+	p.Y.Label.Text = "milliseconds"
+	w := vg.Points(18)
+	for i, m := range res.Modes {
+		bars, err := plotter.NewBarChart(plotter.Values{m.ProxyIdle.P99, m.ProxyChurn.P99}, w)
+		if err != nil {
+			return nil, err
+		}
+		bars.Color = plotutil.Color(i)
+		bars.Offset = vg.Length(i-len(res.Modes)/2) * w
+		p.Add(bars)
+		p.Legend.Add(m.Mode, bars)
+	}
+	if len(res.Modes) == 0 {
+		return nil, nil
+	}
+	p.Legend.Top = true
+	p.NominalX("idle", "under churn")
+	return p, nil
+}
