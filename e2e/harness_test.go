@@ -228,3 +228,19 @@ func (s *system) countRows(tableAndWhere string) int {
 	}
 	return n
 }
+
+func stringsReader(s string) io.Reader { return strings.NewReader(s) }
+
+func decodeJSON(resp *http.Response, v any) error {
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	p, err := cluster.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
