@@ -1,0 +1,537 @@
+// Package entity describes deltaplane's Admin API entities the way Kong's
+// schemas do: one descriptor per entity type (fields, defaults, validation,
+// foreign keys), and one generic mechanism that turns a request body into a
+// complete, checked entity.
+package entity
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Kind is the JSON type of a field.
+type Kind int
+
+const (
+	String Kind = iota
+	Integer
+	Number
+	Boolean
+	Array   // array of Elem
+	Set     // array of Elem without duplicates
+	Record  // object with known Fields
+	Map     // object with arbitrary keys, values of Elem
+	Foreign // {"id": "<uuid>"} or null
+	JSON    // any JSON value
+)
+
+// Field is one attribute of an entity.
+type Field struct {
+	Name     string
+	Kind     Kind
+	Elem     *Field // for Array, Set, Map
+	Fields   []Field
+	Default  any // JSON-shaped default; nil is null
+	Required bool
+	Enum     []string
+	Min, Max *int64
+	// Ref is the entity type a Foreign field points at; Cascade says its
+	// rows go when the referenced one is deleted (otherwise restrict).
+	Ref     string
+	Cascade bool
+	// Check validates a non-null value; it returns a message or "".
+	Check func(v any) string
+	// ReadOnly fields are set by the server (id, created_at, updated_at).
+	ReadOnly bool
+	// Strict records reject unknown keys (default); Loose accepts them.
+	Loose bool
+}
+
+// Type describes one entity type.
+type Type struct {
+	Name string // collection name, as wire.Type*
+	// Endpoint is the field that also addresses an entity in URLs
+	// (/services/{id or name}); empty when only ids do.
+	Endpoint string
+	Fields   []Field
+	// Columns are the fields mirrored into table columns (unique keys);
+	// foreign fields are always mirrored as <name>_id.
+	Columns []string
+	// Prepare rewrites shorthands before validation (url on services). It
+	// sees the raw input and the entity being built.
+	Prepare func(in map[string]any, e map[string]any, creating bool) Errors
+	// Check validates the whole entity after its fields.
+	Check func(e map[string]any) Errors
+	// Fill completes server-generated values (a key-auth key).
+	Fill func(e map[string]any)
+}
+
+// Field returns the named field.
+func (t *Type) Field(name string) (Field, bool) {
+	for _, f := range t.Fields {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return Field{}, false
+}
+
+// Foreigns lists the foreign-key fields.
+func (t *Type) Foreigns() []Field {
+	var out []Field
+	for _, f := range t.Fields {
+		if f.Kind == Foreign {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// Errors maps a field name (or "@entity") to its violation message(s).
+type Errors map[string]any
+
+// Add records a message for a field.
+func (e Errors) Add(field, msg string) {
+	if field == "@entity" {
+		list, _ := e[field].([]string)
+		e[field] = append(list, msg)
+		return
+	}
+	if _, ok := e[field]; !ok {
+		e[field] = msg
+	}
+}
+
+// Merge adds all of o.
+func (e Errors) Merge(o Errors) {
+	for k, v := range o {
+		if k == "@entity" {
+			for _, m := range v.([]string) {
+				e.Add(k, m)
+			}
+			continue
+		}
+		if _, ok := e[k]; !ok {
+			e[k] = v
+		}
+	}
+}
+
+// Count is the number of violations.
+func (e Errors) Count() int {
+	n := 0
+	for k, v := range e {
+		if l, ok := v.([]string); ok && k == "@entity" {
+			n += len(l)
+			continue
+		}
+		n++
+	}
+	return n
+}
+
+// Message is Kong's summary: "2 schema violations (host: required field
+// missing; port: ...)".
+func (e Errors) Message() string {
+	keys := make([]string, 0, len(e))
+	for k := range e {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, flatten(k, e[k])...)
+	}
+	n := len(parts)
+	if n == 1 {
+		return "schema violation (" + parts[0] + ")"
+	}
+	return fmt.Sprintf("%d schema violations (%s)", n, strings.Join(parts, "; "))
+}
+
+func flatten(prefix string, v any) []string {
+	switch x := v.(type) {
+	case string:
+		return []string{prefix + ": " + x}
+	case []string:
+		var out []string
+		for _, m := range x {
+			out = append(out, prefix+": "+m)
+		}
+		return out
+	case Errors:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var out []string
+		for _, k := range keys {
+			out = append(out, flatten(prefix+"."+k, x[k])...)
+		}
+		return out
+	default:
+		return []string{fmt.Sprintf("%s: %v", prefix, v)}
+	}
+}
+
+// Normalize builds a complete entity of type t from a request body.
+//
+// base is the stored entity for PATCH (fields not in the input keep their
+// values; records merge), or nil for POST and PUT, where every field not in
+// the input takes its default. keep holds server fields carried over (id,
+// created_at on PUT). The result has every field of the type, null when
+// unset, so it is exactly what GET returns.
+func Normalize(t *Type, in map[string]any, base map[string]any, keep map[string]any) (map[string]any, Errors) {
+	errs := Errors{}
+	creating := base == nil
+	e := map[string]any{}
+	if creating {
+		for _, f := range t.Fields {
+			e[f.Name] = cloneJSON(f.Default)
+		}
+	} else {
+		for k, v := range base {
+			e[k] = cloneJSON(v)
+		}
+	}
+	for k, v := range keep {
+		e[k] = v
+	}
+	in = cloneJSON(in).(map[string]any)
+	if t.Prepare != nil {
+		errs.Merge(t.Prepare(in, e, creating))
+	}
+	for k, v := range in {
+		f, ok := t.Field(k)
+		if !ok {
+			errs.Add(k, "unknown field")
+			continue
+		}
+		if f.ReadOnly {
+			if k == "id" {
+				if s, ok := v.(string); ok && s == e["id"] {
+					continue
+				}
+				if creating && e["id"] == nil {
+					if msg := checkUUID(v); msg != "" {
+						errs.Add(k, msg)
+					} else {
+						e[k] = v
+					}
+					continue
+				}
+			}
+			if creating && (k == "created_at" || k == "updated_at") {
+				continue // Kong accepts and ignores timestamps on import
+			}
+			if !creating && (k == "created_at" || k == "updated_at") {
+				continue
+			}
+			errs.Add(k, "cannot be changed")
+			continue
+		}
+		if f.Kind == Record && !creating && v != nil {
+			if old, ok := e[k].(map[string]any); ok {
+				if nv, ok := v.(map[string]any); ok {
+					v = mergeRecord(old, nv)
+				}
+			}
+		}
+		e[k] = v
+	}
+	for _, f := range t.Fields {
+		if f.ReadOnly {
+			continue
+		}
+		v, msg := checkValue(f, e[f.Name])
+		if msg != nil {
+			errs[f.Name] = msg
+			continue
+		}
+		e[f.Name] = v
+	}
+	if len(errs) == 0 && t.Check != nil {
+		errs.Merge(t.Check(e))
+	}
+	if len(errs) == 0 && t.Fill != nil {
+		t.Fill(e)
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return e, nil
+}
+
+func mergeRecord(old, patch map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, v := range old {
+		out[k] = v
+	}
+	for k, v := range patch {
+		if o, ok := out[k].(map[string]any); ok {
+			if p, ok := v.(map[string]any); ok {
+				out[k] = mergeRecord(o, p)
+				continue
+			}
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// checkValue validates v against f and returns the normalized value or a
+// message (a string, or Errors for a record).
+func checkValue(f Field, v any) (any, any) {
+	if v == nil {
+		if f.Required {
+			return nil, "required field missing"
+		}
+		if f.Kind == Record && f.Default == nil && len(f.Fields) > 0 && !f.Loose {
+			return nil, nil
+		}
+		return nil, nil
+	}
+	switch f.Kind {
+	case String:
+		s, ok := v.(string)
+		if !ok {
+			return nil, "expected a string"
+		}
+		if s == "" {
+			return nil, "length must be at least 1"
+		}
+		if len(f.Enum) > 0 && !contains(f.Enum, s) {
+			return nil, "expected one of: " + strings.Join(f.Enum, ", ")
+		}
+	case Integer:
+		n, ok := toInt(v)
+		if !ok {
+			return nil, "expected an integer"
+		}
+		if len(f.Enum) > 0 && !contains(f.Enum, fmt.Sprint(n)) {
+			return nil, "value must be one of: " + strings.Join(f.Enum, ", ")
+		}
+		if f.Min != nil && f.Max != nil && (n < *f.Min || n > *f.Max) {
+			return nil, fmt.Sprintf("value should be between %d and %d", *f.Min, *f.Max)
+		}
+		if f.Min != nil && n < *f.Min {
+			return nil, fmt.Sprintf("value must be greater than %d", *f.Min-1)
+		}
+		if f.Max != nil && n > *f.Max {
+			return nil, fmt.Sprintf("value must be at most %d", *f.Max)
+		}
+		v = n
+	case Number:
+		switch x := v.(type) {
+		case json.Number:
+			fl, err := x.Float64()
+			if err != nil {
+				return nil, "expected a number"
+			}
+			v = fl
+		case float64:
+		case int64:
+			v = float64(x)
+		default:
+			return nil, "expected a number"
+		}
+	case Boolean:
+		if _, ok := v.(bool); !ok {
+			return nil, "expected a boolean"
+		}
+	case Array, Set:
+		arr, ok := v.([]any)
+		if !ok {
+			if f.Kind == Set {
+				return nil, "expected a set"
+			}
+			return nil, "expected an array"
+		}
+		out := make([]any, 0, len(arr))
+		sub := Errors{}
+		seen := map[string]bool{}
+		for i, el := range arr {
+			nv, msg := checkValue(*f.Elem, el)
+			if msg == nil && el == nil {
+				msg = "required field missing"
+			}
+			if msg != nil {
+				sub[fmt.Sprint(i+1)] = msg
+				continue
+			}
+			if f.Kind == Set {
+				k := fmt.Sprint(nv)
+				if seen[k] {
+					continue
+				}
+				seen[k] = true
+			}
+			out = append(out, nv)
+		}
+		if len(sub) > 0 {
+			return nil, firstOf(sub)
+		}
+		if len(out) == 0 {
+			// Kong stores an empty array of a nullable field as null for
+			// sets used as route matchers; keep what the client sent.
+			return []any{}, nil
+		}
+		v = out
+	case Map:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, "expected a map"
+		}
+		for k, el := range m {
+			nv, msg := checkValue(*f.Elem, el)
+			if msg == nil && el == nil {
+				msg = "required field missing"
+			}
+			if msg != nil {
+				return nil, fmt.Sprintf("%s: %v", k, msg)
+			}
+			m[k] = nv
+		}
+	case Record:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, "expected a record"
+		}
+		if len(f.Fields) == 0 {
+			break
+		}
+		sub := Errors{}
+		out := map[string]any{}
+		for k := range m {
+			if _, ok := fieldOf(f.Fields, k); !ok && !f.Loose {
+				sub[k] = "unknown field"
+			}
+		}
+		for _, sf := range f.Fields {
+			el, present := m[sf.Name]
+			if !present {
+				el = cloneJSON(sf.Default)
+			}
+			nv, msg := checkValue(sf, el)
+			if msg != nil {
+				sub[sf.Name] = msg
+				continue
+			}
+			out[sf.Name] = nv
+		}
+		if f.Loose {
+			for k, el := range m {
+				if _, ok := out[k]; !ok {
+					out[k] = el
+				}
+			}
+		}
+		if len(sub) > 0 {
+			return nil, sub
+		}
+		v = out
+	case Foreign:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, "expected a record"
+		}
+		for k := range m {
+			if k != "id" && k != "name" && k != "username" {
+				return nil, Errors{k: "unknown field"}
+			}
+		}
+		id, ok := m["id"]
+		if !ok {
+			return nil, Errors{"id": "missing primary key"}
+		}
+		if msg := checkUUID(id); msg != "" {
+			return nil, Errors{"id": msg}
+		}
+		v = map[string]any{"id": id}
+	case JSON:
+	}
+	if f.Check != nil {
+		if msg := f.Check(v); msg != "" {
+			return nil, msg
+		}
+	}
+	return v, nil
+}
+
+func firstOf(e Errors) any {
+	if len(e) == 1 {
+		for _, v := range e {
+			return v
+		}
+	}
+	return e
+}
+
+func fieldOf(fs []Field, name string) (Field, bool) {
+	for _, f := range fs {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return Field{}, false
+}
+
+func toInt(v any) (int64, bool) {
+	switch x := v.(type) {
+	case json.Number:
+		n, err := x.Int64()
+		return n, err == nil
+	case int64:
+		return x, true
+	case int:
+		return int64(x), true
+	case float64:
+		if x == float64(int64(x)) {
+			return int64(x), true
+		}
+	}
+	return 0, false
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// cloneJSON deep-copies a JSON-shaped value.
+func cloneJSON(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[k] = cloneJSON(e)
+		}
+		return m
+	case []any:
+		a := make([]any, len(x))
+		for i, e := range x {
+			a[i] = cloneJSON(e)
+		}
+		return a
+	case []string:
+		a := make([]any, len(x))
+		for i, e := range x {
+			a[i] = e
+		}
+		return a
+	default:
+		return v
+	}
+}
+
+func i64(n int64) *int64 { return &n }
+
+// Error makes Errors an error: its Kong message.
+func (e Errors) Error() string { return e.Message() }

@@ -1,0 +1,157 @@
+//go:build integration
+
+package store_test
+
+import (
+	"io"
+	"log/slog"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/deltaplane/deltaplane/services/admin-api/internal/database"
+	"github.com/deltaplane/deltaplane/services/admin-api/internal/entity"
+	"github.com/deltaplane/deltaplane/services/admin-api/internal/store"
+	"github.com/deltaplane/deltaplane/services/admin-api/internal/testenv"
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+)
+
+func open(t *testing.T) (*store.Store, *gorm.DB) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	db, err := database.Open(t.Context(), testenv.Database(t), 30*time.Second, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqlDB, _ := db.DB()
+	t.Cleanup(func() { sqlDB.Close() })
+	if err := database.Migrate(t.Context(), db, log); err != nil {
+		t.Fatal(err)
+	}
+	// Migrating twice is a no-op.
+	if err := database.Migrate(t.Context(), db, log); err != nil {
+		t.Fatal(err)
+	}
+	return store.New(db, entity.Types), db
+}
+
+func service(name string) map[string]any {
+	e, errs := entity.Normalize(entity.Service, map[string]any{"name": name, "host": name + ".internal"}, nil,
+		map[string]any{"id": uuid.NewString(), "created_at": int64(1), "updated_at": int64(1)})
+	if errs != nil {
+		panic(errs)
+	}
+	return e
+}
+
+// TestTxNumbersFollowCommitOrder starts transaction A, lets B start, write
+// and commit while A is still open, then commits A: B must get number 1 and
+// A number 2, whatever order they began in.
+func TestTxNumbersFollowCommitOrder(t *testing.T) {
+	st, db := open(t)
+	ctx := t.Context()
+	aWrote := make(chan struct{})
+	bDone := make(chan struct{})
+	var resA, resB store.Result
+	var errA, errB error
+	go func() {
+		defer close(bDone)
+		<-aWrote
+		resB, errB = st.Write(ctx, func(tx *store.Tx) error {
+			_, err := tx.Insert(ctx, entity.Service, service("b"))
+			return err
+		})
+	}()
+	resA, errA = st.Write(ctx, func(tx *store.Tx) error {
+		if _, err := tx.Insert(ctx, entity.Service, service("a")); err != nil {
+			return err
+		}
+		close(aWrote)
+		<-bDone // B commits while A is open
+		return nil
+	})
+	if errA != nil || errB != nil {
+		t.Fatalf("writes: %v, %v", errA, errB)
+	}
+	if resB.Tx != 1 || resA.Tx != 2 {
+		t.Fatalf("tx numbers: B (committed first) = %d, A = %d; want 1, 2", resB.Tx, resA.Tx)
+	}
+	var n int64
+	db.Raw(`SELECT count(*) FROM outbox WHERE tx = 0`).Scan(&n)
+	if n != 0 {
+		t.Errorf("%d outbox rows without a number", n)
+	}
+}
+
+func TestRollbackGivesNumberBackAndWritesNothing(t *testing.T) {
+	st, db := open(t)
+	ctx := t.Context()
+	if _, err := st.Write(ctx, func(tx *store.Tx) error {
+		_, err := tx.Insert(ctx, entity.Service, service("one"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := st.Write(ctx, func(tx *store.Tx) error {
+		if _, err := tx.Insert(ctx, entity.Service, service("two")); err != nil {
+			return err
+		}
+		_, err := tx.Insert(ctx, entity.Service, service("one")) // duplicate name
+		return err
+	})
+	var ue *store.UniqueError
+	if !errorsAs(err, &ue) || ue.Fields["name"] != "one" {
+		t.Fatalf("err = %v, want a unique violation on name", err)
+	}
+	res, err := st.Write(ctx, func(tx *store.Tx) error {
+		_, err := tx.Insert(ctx, entity.Service, service("three"))
+		return err
+	})
+	if err != nil || res.Tx != 2 {
+		t.Fatalf("next write = %+v, %v; want tx 2", res, err)
+	}
+	var n int64
+	db.Raw(`SELECT count(*) FROM services WHERE name = 'two'`).Scan(&n)
+	if n != 0 {
+		t.Error("a rolled-back row is visible")
+	}
+	db.Raw(`SELECT count(*) FROM outbox`).Scan(&n)
+	if n != 2 {
+		t.Errorf("outbox rows = %d, want 2", n)
+	}
+}
+
+func TestUnavailableDatabase(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	dsn := testenv.Database(t)
+	u, _ := url.Parse(dsn)
+	proxy := testenv.NewProxy(t, u.Host)
+	db, err := database.Open(t.Context(), proxy.DSN(t, dsn), 30*time.Second, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqlDB, _ := db.DB()
+	t.Cleanup(func() { sqlDB.Close() })
+	if err := database.Migrate(t.Context(), db, log); err != nil {
+		t.Fatal(err)
+	}
+	st := store.New(db, entity.Types)
+	ctx := t.Context()
+	proxy.Cut()
+	_, err = st.Write(ctx, func(tx *store.Tx) error {
+		_, err := tx.Insert(ctx, entity.Service, service("x"))
+		return err
+	})
+	if !errorsIs(err, store.ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrUnavailable", err)
+	}
+	proxy.Restore()
+	res, err := st.Write(ctx, func(tx *store.Tx) error {
+		_, err := tx.Insert(ctx, entity.Service, service("x"))
+		return err
+	})
+	if err != nil || res.Tx != 1 {
+		t.Fatalf("write after recovery = %+v, %v; want tx 1", res, err)
+	}
+}

@@ -1,0 +1,168 @@
+// Package testenv gives integration tests their own Postgres database and
+// Kafka topic prefix on the real shared servers, named from
+// DELTAPLANE_TEST_POSTGRES and DELTAPLANE_TEST_KAFKA.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deltaplane/deltaplane/shared/broker"
+	"github.com/deltaplane/deltaplane/shared/wire"
+	"github.com/jackc/pgx/v5"
+	"github.com/segmentio/kafka-go"
+)
+
+// Postgres returns the admin DSN, failing the test when it is not set.
+func Postgres(t testing.TB) string {
+	t.Helper()
+	dsn := os.Getenv("DELTAPLANE_TEST_POSTGRES")
+	if dsn == "" {
+		t.Fatal("DELTAPLANE_TEST_POSTGRES is not set (e.g. postgres://postgres@127.0.0.1:55432/postgres?sslmode=disable)")
+	}
+	return dsn
+}
+
+// Kafka returns the broker list, failing the test when it is not set.
+func Kafka(t testing.TB) []string {
+	t.Helper()
+	b := os.Getenv("DELTAPLANE_TEST_KAFKA")
+	if b == "" {
+		t.Fatal("DELTAPLANE_TEST_KAFKA is not set (e.g. 127.0.0.1:9092)")
+	}
+	return broker.Brokers(b)
+}
+
+// Random returns n random hex bytes.
+func Random(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Name is a unique lower-case name for a test's resources.
+func Name(t testing.TB) string {
+	s := strings.ToLower(t.Name())
+	s = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '_'
+	}, s)
+	if len(s) > 30 {
+		s = s[:30]
+	}
+	return s + "_" + Random(4)
+}
+
+// Database creates a fresh database for the test, dropped at cleanup, and
+// returns its DSN.
+func Database(t testing.TB) string {
+	t.Helper()
+	admin := Postgres(t)
+	name := "dp_" + Name(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		t.Fatalf("connect %s: %v", admin, err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, admin)
+		if err != nil {
+			t.Logf("drop database %s: %v", name, err)
+			return
+		}
+		defer c.Close(ctx)
+		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Logf("drop database %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+// TopicPrefix is a unique prefix for the test's topics.
+func TopicPrefix(t testing.TB) string {
+	return "t-" + strings.ReplaceAll(Name(t), "_", "-") + "."
+}
+
+// Eventually polls cond until it holds or the deadline passes.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ReadChanges reads n change events from the start of topic.
+func ReadChanges(t testing.TB, ctx context.Context, brokers []string, topic string, n int, within time.Duration) []wire.ChangeEvent {
+	t.Helper()
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: 0, MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 200 * time.Millisecond})
+	defer r.Close()
+	if err := r.SetOffset(kafka.FirstOffset); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	var out []wire.ChangeEvent
+	for len(out) < n {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			t.Fatalf("read %s after %d of %d events: %v", topic, len(out), n, err)
+		}
+		ev, err := wire.DecodeChange(m.Key, m.Value)
+		if err != nil {
+			t.Fatalf("%s@%d: %v", topic, m.Offset, err)
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+// Dedupe drops redelivered events (the relay publishes at least once),
+// keeping the first of each (tx, index).
+func Dedupe(evs []wire.ChangeEvent) []wire.ChangeEvent {
+	seen := map[string]bool{}
+	var out []wire.ChangeEvent
+	for _, e := range evs {
+		k := fmt.Sprint(e.Tx, "/", e.Index)
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Entity decodes an event's entity.
+func Entity(t testing.TB, ev wire.ChangeEvent) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(ev.Entity, &m); err != nil {
+		t.Fatalf("entity of %s: %v", wire.Key(ev.Type, ev.ID), err)
+	}
+	return m
+}

@@ -1,0 +1,149 @@
+//go:build integration
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/deltaplane/deltaplane/services/admin-api/internal/testenv"
+	"github.com/deltaplane/deltaplane/shared/broker"
+	"github.com/deltaplane/deltaplane/shared/wire"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// syncBuffer collects the JSON log lines of run().
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestRunServesAndRelays(t *testing.T) {
+	dsn := testenv.Database(t)
+	brokers := testenv.Kafka(t)
+	prefix := testenv.TopicPrefix(t)
+	addr := freeAddr(t)
+	env := map[string]string{
+		"ADMIN_LISTEN": addr, "DATABASE_URL": dsn, "KAFKA_BROKERS": strings.Join(brokers, ","),
+		"TOPIC_PREFIX": prefix, "ADMIN_TOKEN": "s3cret", "LOG_LEVEL": "debug", "OUTBOX_POLL_INTERVAL": "1s",
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	var logs syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, func(k string) string { return env[k] }, &logs) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+
+	base := "http://" + addr
+	testenv.Eventually(t, 30*time.Second, "admin-api /health", func() bool {
+		resp, err := http.Get(base + "/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+
+	do := func(method, path, body, token string) (int, []byte) {
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Kong-Admin-Token", token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	if code, b := do("POST", "/services", `{"name":"x","host":"x.internal"}`, ""); code != 401 || !strings.Contains(string(b), "message") {
+		t.Fatalf("unauthenticated POST = %d %s", code, b)
+	}
+	if code, b := do("POST", "/services", `{"name":"x","host":"x.internal"}`, "wrong"); code != 401 {
+		t.Fatalf("wrong token POST = %d %s", code, b)
+	}
+	code, b := do("POST", "/services", `{"name":"x","host":"x.internal"}`, "s3cret")
+	if code != 201 {
+		t.Fatalf("POST = %d %s", code, b)
+	}
+	var svc map[string]any
+	_ = json.Unmarshal(b, &svc)
+	big := `{"name":"` + strings.Repeat("a", 2<<20) + `","host":"h"}`
+	if code, b := do("POST", "/services", big, "s3cret"); code != 413 || !strings.Contains(string(b), "message") {
+		t.Fatalf("oversized POST = %d %s", code, b)
+	}
+	if code, b := do("GET", "/clustering/data-planes", "", "s3cret"); code != 200 || !strings.Contains(string(b), `"data":[]`) {
+		t.Fatalf("GET /clustering/data-planes = %d %s", code, b)
+	}
+	if code, b := do("GET", "/", "", "s3cret"); code != 200 || !strings.Contains(string(b), `"version"`) {
+		t.Fatalf("GET / = %d %s", code, b)
+	}
+
+	evs := testenv.ReadChanges(t, t.Context(), brokers, prefix+wire.TopicChanges, 1, 30*time.Second)
+	if evs[0].Tx != 1 || evs[0].ID != svc["id"] || evs[0].Op != wire.OpUpsert {
+		t.Fatalf("event = %+v", evs[0])
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run returned %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not stop")
+	}
+	done <- nil // for the cleanup
+	if !strings.Contains(logs.String(), `"admin_token":"xxxxx"`) || strings.Contains(logs.String(), "s3cret") {
+		t.Error("the token must be logged masked")
+	}
+}
+
+func TestRunRefusesMismatchedTopic(t *testing.T) {
+	dsn := testenv.Database(t)
+	brokers := testenv.Kafka(t)
+	prefix := testenv.TopicPrefix(t)
+	// cp.changes exists with cleanup.policy=delete: admin-api must refuse.
+	if err := broker.EnsureTopics(t.Context(), brokers, 30*time.Second, broker.Log(prefix+wire.TopicChanges)); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"ADMIN_LISTEN": freeAddr(t), "DATABASE_URL": dsn, "KAFKA_BROKERS": strings.Join(brokers, ","), "TOPIC_PREFIX": prefix}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	err := run(ctx, func(k string) string { return env[k] }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "refusing to start") {
+		t.Fatalf("run = %v, want a refusal", err)
+	}
+}

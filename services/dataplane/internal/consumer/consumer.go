@@ -1,0 +1,590 @@
+// Package consumer keeps a data plane's configuration in step with
+// dp.deltas: it reads partition 0 from the offset recorded in the local
+// store, assembles batches, checks continuity and the content hash, makes
+// each batch durable before publishing it to the proxy, commits the offset to
+// the node's consumer group, and rebuilds from the compacted topic whenever
+// the increments cannot be trusted.
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/deltaplane/deltaplane/services/dataplane/internal/delta"
+	"github.com/deltaplane/deltaplane/services/dataplane/internal/snapshot"
+	"github.com/deltaplane/deltaplane/services/dataplane/internal/store"
+	"github.com/deltaplane/deltaplane/shared/broker"
+	"github.com/deltaplane/deltaplane/shared/wire"
+	"github.com/segmentio/kafka-go"
+)
+
+// Config is what the consumer needs.
+type Config struct {
+	Brokers []string
+	Topic   string // prefix + dp.deltas
+	Group   string // the node's own consumer group
+	// ProbeInterval is how often the consumer asks Kafka for the topic's
+	// bounds (lag, staleness, caught-up time).
+	ProbeInterval time.Duration
+	Logger        *slog.Logger
+	// Full selects the full-sync baseline: Topic is prefix + dp.full and
+	// every record set is a whole configuration (wire.FullAssembler).
+	Full bool
+}
+
+// Listener is told about every published snapshot: the events of the batch,
+// or reset=true after a resync (caches must be purged).
+type Listener func(s *snapshot.Snapshot, events []snapshot.Event, reset bool)
+
+// Stats are the consumer's counters since process start.
+type Stats struct {
+	RecordsConsumed   atomic.Uint64
+	DuplicatesSkipped atomic.Uint64
+	BatchesApplied    atomic.Uint64
+	Resyncs           atomic.Uint64
+	BadRecords        atomic.Uint64
+	Gaps              atomic.Uint64
+	HashMismatches    atomic.Uint64
+	BadEntities       atomic.Uint64
+}
+
+// Consumer is the dp.deltas follower.
+type Consumer struct {
+	cfg        Config
+	log        *slog.Logger
+	store      *store.Bolt
+	client     *kafka.Client
+	current    atomic.Pointer[snapshot.Snapshot]
+	ready      atomic.Bool
+	lastSync   atomic.Int64 // unix nanos of the last apply
+	contact    atomic.Int64 // unix nanos of the last answer from Kafka
+	hwm        atomic.Int64
+	next       atomic.Int64 // next offset to apply
+	committed  atomic.Int64
+	lastErr    atomic.Pointer[string]
+	lastResync atomic.Pointer[string]
+	listeners  []Listener
+	preparers  []Listener
+	commitReq  chan struct{}
+	asm        *delta.Assembler
+	full       *wire.FullAssembler
+	Stats      Stats
+
+	// resync state
+	resyncing bool
+	rsEnts    map[string][]byte
+	rsHWM     int64
+	rsReason  string
+	rsLast    *wire.DeltaHeader
+}
+
+// New opens the consumer on the store and publishes the stored
+// configuration at once, so the proxy serves it even while Kafka is down.
+func New(cfg Config, st *store.Bolt) (*Consumer, error) {
+	c := &Consumer{
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "consumer", "topic", cfg.Topic),
+		store:     st,
+		client:    broker.Client(cfg.Brokers),
+		commitReq: make(chan struct{}, 1),
+	}
+	c.committed.Store(-1)
+	meta, err := st.Meta()
+	if err != nil {
+		return nil, err
+	}
+	ents := map[string][]byte{}
+	err = st.ForEach(func(k string, v []byte) error {
+		ents[k] = append([]byte(nil), v...)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load store: %w", err)
+	}
+	if meta.Complete && meta.Topic != cfg.Topic {
+		cfg.Logger.Warn("stored configuration comes from another topic; will resync", "stored_topic", meta.Topic, "topic", cfg.Topic)
+		meta.Complete = false
+	}
+	snap, errs := snapshot.Build(meta.Version, ents)
+	c.noteBadEntities(errs)
+	if snap.Hash != meta.Hash {
+		c.log.Error("stored configuration does not match its hash; will resync", "version", meta.Version, "hash", snap.Hash.String(), "want", meta.Hash.String())
+		meta.Complete = false
+	}
+	snap.Seq = 1
+	c.current.Store(snap)
+	c.next.Store(meta.NextOffset)
+	c.asm = delta.NewAssembler(meta.Version)
+	c.full = wire.NewFullAssembler(meta.Version)
+	if meta.Complete {
+		c.ready.Store(true)
+		c.lastSync.Store(meta.LastApply.UnixNano())
+		c.log.Info("loaded stored configuration", "version", meta.Version, "hash", snap.Hash.String(), "entities", snap.Len(), "offset", meta.NextOffset)
+	}
+	return c, nil
+}
+
+// Subscribe adds a listener called after a snapshot is published; call
+// before Run.
+func (c *Consumer) Subscribe(l Listener) { c.listeners = append(c.listeners, l) }
+
+// Prepare adds a listener called with the next snapshot just before it is
+// published (cache invalidation); call before Run. It must be quick.
+func (c *Consumer) Prepare(l Listener) { c.preparers = append(c.preparers, l) }
+
+// Snapshot is the configuration the proxy must use.
+func (c *Consumer) Snapshot() *snapshot.Snapshot { return c.current.Load() }
+
+// Ready reports whether a complete configuration has been applied or loaded.
+func (c *Consumer) Ready() bool { return c.ready.Load() }
+
+// LastSync is the time of the last apply (zero before any).
+func (c *Consumer) LastSync() time.Time { return unixTime(c.lastSync.Load()) }
+
+// LastContact is the last time Kafka answered.
+func (c *Consumer) LastContact() time.Time { return unixTime(c.contact.Load()) }
+
+// Lag is the number of records between the applied position and the
+// high-water mark last seen (-1 when unknown).
+func (c *Consumer) Lag() int64 {
+	h := c.hwm.Load()
+	if h <= 0 && c.contact.Load() == 0 {
+		return -1
+	}
+	return max(h-c.next.Load(), 0)
+}
+
+// NextOffset is the first offset not yet applied.
+func (c *Consumer) NextOffset() int64 { return c.next.Load() }
+
+// CommittedOffset is the last offset committed to the group (-1 if none yet).
+func (c *Consumer) CommittedOffset() int64 { return c.committed.Load() }
+
+// LastResyncReason says why the last resync happened ("" when none did).
+func (c *Consumer) LastResyncReason() string {
+	if p := c.lastResync.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// LastError is the last problem worth reporting ("" when none).
+func (c *Consumer) LastError() string {
+	if p := c.lastErr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+func unixTime(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+func (c *Consumer) setErr(format string, args ...any) {
+	s := fmt.Sprintf(format, args...)
+	c.lastErr.Store(&s)
+}
+
+func (c *Consumer) noteBadEntities(errs []error) {
+	for _, err := range errs {
+		c.Stats.BadEntities.Add(1)
+		c.log.Warn("entity not usable by the proxy", "err", err)
+	}
+}
+
+// Run follows the topic until ctx ends.
+func (c *Consumer) Run(ctx context.Context) error {
+	var (
+		first, hwm, committed int64
+		retention             time.Duration
+	)
+	err := broker.Retry(ctx, 0, func() error {
+		var err error
+		if first, hwm, err = partitionBounds(ctx, c.client, c.cfg.Topic); err != nil {
+			c.log.Warn("waiting for kafka", "err", err)
+			return err
+		}
+		if committed, err = committedOffset(ctx, c.client, c.cfg.Group, c.cfg.Topic); err != nil {
+			c.log.Warn("waiting for kafka", "err", err)
+			return err
+		}
+		if retention, err = deleteRetention(ctx, c.client, c.cfg.Topic); err != nil {
+			c.log.Warn("waiting for kafka", "err", err)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return ctxErr(ctx, err)
+	}
+	c.touch()
+	c.hwm.Store(hwm)
+	c.committed.Store(committed)
+	meta, err := c.store.Meta()
+	if err != nil {
+		return err
+	}
+	if meta.Topic != c.cfg.Topic {
+		meta.Complete = false
+	}
+
+	reader := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:   c.cfg.Brokers,
+		Topic:     c.cfg.Topic,
+		Partition: 0,
+		MinBytes:  1,
+		MaxBytes:  16 << 20,
+		MaxWait:   500 * time.Millisecond,
+		// kafka-go reports retriable fetch errors through this logger.
+		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+			c.log.Debug(fmt.Sprintf(msg, args...))
+		}),
+	})
+	defer reader.Close()
+
+	reason := ""
+	switch {
+	case !meta.Complete:
+		reason = "no stored configuration"
+	case committed < 0:
+		reason = "consumer group has no committed offset"
+	case meta.NextOffset < first:
+		reason = fmt.Sprintf("stored offset %d is below the log start offset %d", meta.NextOffset, first)
+	case retention > 0 && !meta.CaughtUp.IsZero() && time.Since(meta.CaughtUp) > retention:
+		reason = fmt.Sprintf("offline for %s, longer than delete.retention.ms %s", time.Since(meta.CaughtUp).Round(time.Second), retention)
+	}
+	if reason != "" {
+		if err := c.startResync(ctx, reader, reason); err != nil {
+			return err
+		}
+	} else {
+		c.log.Info("resuming", "offset", meta.NextOffset, "version", meta.Version, "high_water_mark", hwm)
+		if err := reader.SetOffset(meta.NextOffset); err != nil {
+			return err
+		}
+	}
+
+	probeCtx, stopProbe := context.WithCancel(ctx)
+	defer stopProbe()
+	go c.probe(probeCtx)
+	go c.committer(probeCtx)
+
+	for {
+		msg, err := reader.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, io.EOF) {
+				return nil
+			}
+			c.log.Warn("fetch", "err", err)
+			continue
+		}
+		c.touch()
+		c.Stats.RecordsConsumed.Add(1)
+		if msg.HighWaterMark > 0 {
+			c.hwm.Store(msg.HighWaterMark)
+		}
+		if err := c.handle(ctx, reader, msg); err != nil {
+			return err
+		}
+	}
+}
+
+func ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (c *Consumer) touch() { c.contact.Store(time.Now().UnixNano()) }
+
+// Touch records that Kafka answered another client of this node (the
+// heartbeat publisher).
+func (c *Consumer) Touch() { c.touch() }
+
+// handle processes one record; an error is fatal (the store failed).
+func (c *Consumer) handle(ctx context.Context, reader *kafka.Reader, msg kafka.Message) error {
+	if c.cfg.Full {
+		return c.handleFull(msg)
+	}
+	hdr, err := wire.DecodeDeltaHeader(msg.Headers)
+	if err != nil {
+		c.Stats.BadRecords.Add(1)
+		c.setErr("offset %d: %v", msg.Offset, err)
+		c.log.Error("skipping malformed record", "offset", msg.Offset, "err", err)
+		if c.resyncing && msg.Offset >= c.rsHWM-1 {
+			return c.finishResync(ctx, msg.Offset, c.rsLast)
+		}
+		return nil
+	}
+	rec := delta.Record{Key: string(msg.Key), Value: msg.Value, Header: hdr, Offset: msg.Offset}
+	if c.resyncing {
+		if rec.Value == nil {
+			delete(c.rsEnts, rec.Key)
+		} else {
+			c.rsEnts[rec.Key] = rec.Value
+		}
+		c.rsLast = &hdr
+		if msg.Offset >= c.rsHWM-1 && hdr.Last() {
+			return c.finishResync(ctx, msg.Offset, &hdr)
+		}
+		return nil
+	}
+	outcome, batch := c.asm.Add(rec)
+	switch outcome {
+	case delta.Duplicate:
+		c.Stats.DuplicatesSkipped.Add(1)
+		if c.asm.Pending() == 0 && msg.Offset >= c.next.Load() {
+			// Nothing buffered: the position may move past the duplicate.
+			c.next.Store(msg.Offset + 1)
+		}
+	case delta.Repeated:
+		c.Stats.DuplicatesSkipped.Add(1)
+	case delta.Gap:
+		c.Stats.Gaps.Add(1)
+		c.setErr("gap at offset %d: version %d index %d/%d after version %d", msg.Offset, hdr.Version, hdr.Index, hdr.Count, c.asm.Applied())
+		return c.startResync(ctx, reader, fmt.Sprintf("gap: record at offset %d has version %d index %d/%d, applied %d", msg.Offset, hdr.Version, hdr.Index, hdr.Count, c.asm.Applied()))
+	case delta.Complete:
+		return c.apply(ctx, reader, batch)
+	}
+	return nil
+}
+
+func (c *Consumer) apply(ctx context.Context, reader *kafka.Reader, batch []delta.Record) error {
+	last := batch[len(batch)-1]
+	cur := c.current.Load()
+	writes := make([]snapshot.Write, len(batch))
+	changes := make([]store.Change, len(batch))
+	for i, r := range batch {
+		writes[i] = snapshot.Write{Key: r.Key, Value: r.Value}
+		changes[i] = store.Change{Key: r.Key, Value: r.Value}
+	}
+	next, events, errs := cur.Apply(last.Header.Version, writes)
+	if next.Hash != last.Header.Hash {
+		c.Stats.HashMismatches.Add(1)
+		c.setErr("hash mismatch at version %d: have %s, batch says %s", last.Header.Version, next.Hash, last.Header.Hash)
+		c.asm.Reset(cur.Version)
+		return c.startResync(ctx, reader, fmt.Sprintf("hash mismatch at version %d: have %s, batch says %s", last.Header.Version, next.Hash, last.Header.Hash))
+	}
+	c.noteBadEntities(errs)
+	now := time.Now().UTC()
+	meta := store.Meta{Version: next.Version, Hash: next.Hash, NextOffset: last.Offset + 1, LastApply: now, Complete: true, Topic: c.cfg.Topic}
+	if last.Offset+1 >= c.hwm.Load() {
+		meta.CaughtUp = now
+	} else if m, err := c.store.Meta(); err == nil {
+		meta.CaughtUp = m.CaughtUp
+	}
+	if err := c.store.Apply(changes, meta); err != nil {
+		return fmt.Errorf("store version %d: %w", next.Version, err)
+	}
+	c.publish(next, meta, events, false)
+	c.Stats.BatchesApplied.Add(1)
+	c.log.Debug("applied", "version", next.Version, "records", len(batch), "offset", last.Offset)
+	return nil
+}
+
+func (c *Consumer) publish(next *snapshot.Snapshot, meta store.Meta, events []snapshot.Event, reset bool) {
+	next.Seq = c.current.Load().Seq + 1
+	for _, l := range c.preparers {
+		l(next, events, reset)
+	}
+	c.current.Store(next)
+	c.ready.Store(true)
+	c.lastSync.Store(meta.LastApply.UnixNano())
+	c.next.Store(meta.NextOffset)
+	select {
+	case c.commitReq <- struct{}{}:
+	default:
+	}
+	for _, l := range c.listeners {
+		l(next, events, reset)
+	}
+}
+
+// startResync rewinds to the first offset and collects the whole topic.
+func (c *Consumer) startResync(ctx context.Context, reader *kafka.Reader, reason string) error {
+	c.log.Warn("resync", "reason", reason)
+	c.lastResync.Store(&reason)
+	var first, hwm int64
+	err := broker.Retry(ctx, 0, func() error {
+		var err error
+		first, hwm, err = partitionBounds(ctx, c.client, c.cfg.Topic)
+		return err
+	})
+	if err != nil {
+		return ctxErr(ctx, err)
+	}
+	c.touch()
+	c.hwm.Store(hwm)
+	if c.cfg.Full {
+		// Full mode: every snapshot is whole; read from the start and apply
+		// the complete snapshots as they come.
+		c.full = wire.NewFullAssembler(0)
+		c.Stats.Resyncs.Add(1)
+		if hwm <= first && !c.ready.Load() {
+			now := time.Now().UTC()
+			meta := store.Meta{NextOffset: first, LastApply: now, CaughtUp: now, Complete: true, Topic: c.cfg.Topic}
+			if err := c.store.Replace(map[string][]byte{}, meta); err != nil {
+				return err
+			}
+			c.publish(snapshot.Empty(), meta, nil, true)
+		}
+		return reader.SetOffset(first)
+	}
+	c.resyncing, c.rsEnts, c.rsHWM, c.rsReason, c.rsLast = true, map[string][]byte{}, hwm, reason, nil
+	if hwm <= first {
+		// An empty topic is an empty configuration.
+		if err := c.finishResync(ctx, first-1, nil); err != nil {
+			return err
+		}
+		return reader.SetOffset(first)
+	}
+	return reader.SetOffset(first)
+}
+
+// finishResync replaces the configuration with what the resync collected.
+// last is the header of the last record read (nil when none was usable).
+func (c *Consumer) finishResync(ctx context.Context, lastOffset int64, last *wire.DeltaHeader) error {
+	var version uint64
+	var want wire.Hash
+	if last != nil {
+		version, want = last.Version, last.Hash
+	}
+	next, errs := snapshot.Build(version, c.rsEnts)
+	c.noteBadEntities(errs)
+	if last != nil && next.Hash != want {
+		c.Stats.HashMismatches.Add(1)
+		c.setErr("resync to version %d: hash %s, topic says %s", version, next.Hash, want)
+		c.log.Error("resync result does not match the topic's hash; serving it anyway", "version", version, "hash", next.Hash.String(), "want", want.String())
+	}
+	now := time.Now().UTC()
+	meta := store.Meta{Version: version, Hash: next.Hash, NextOffset: lastOffset + 1, LastApply: now, CaughtUp: now, Complete: true, Topic: c.cfg.Topic}
+	if err := c.store.Replace(c.rsEnts, meta); err != nil {
+		return fmt.Errorf("store resync to version %d: %w", version, err)
+	}
+	prev := c.current.Load()
+	c.resyncing, c.rsEnts = false, nil
+	c.asm.Reset(version)
+	c.Stats.Resyncs.Add(1)
+	c.log.Info("resynced", "reason", c.rsReason, "version", version, "hash", next.Hash.String(), "entities", next.Len(), "previous_version", prev.Version, "offset", meta.NextOffset)
+	c.publish(next, meta, nil, true)
+	return nil
+}
+
+// committer commits the applied position to the group, coalescing bursts.
+func (c *Consumer) committer(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.commitReq:
+		}
+		next := c.next.Load()
+		if next == c.committed.Load() {
+			continue
+		}
+		err := broker.Retry(ctx, time.Minute, func() error {
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			return commitOffset(cctx, c.client, c.cfg.Group, c.cfg.Topic, next)
+		})
+		if err != nil {
+			if ctx.Err() == nil {
+				c.log.Warn("offset commit failed; the store keeps the position", "offset", next, "err", err)
+			}
+			continue
+		}
+		c.committed.Store(next)
+	}
+}
+
+// probe refreshes the topic bounds: lag, contact time, caught-up time.
+func (c *Consumer) probe(ctx context.Context) {
+	t := time.NewTicker(c.cfg.ProbeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, c.cfg.ProbeInterval)
+		_, hwm, err := partitionBounds(pctx, c.client, c.cfg.Topic)
+		cancel()
+		if err != nil {
+			continue
+		}
+		c.touch()
+		c.hwm.Store(hwm)
+		if c.next.Load() >= hwm && c.ready.Load() {
+			now := time.Now().UTC()
+			if err := c.store.SetMeta(func(m *store.Meta) { m.CaughtUp = now }); err != nil {
+				c.log.Warn("record caught-up time", "err", err)
+			}
+		}
+		// Re-commit if an earlier commit failed.
+		select {
+		case c.commitReq <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// handleFull processes one dp.full record: a chunk of a whole
+// configuration; a completed newer snapshot replaces everything.
+func (c *Consumer) handleFull(msg kafka.Message) error {
+	hdr, err := wire.DecodeDeltaHeader(msg.Headers)
+	if err != nil {
+		c.Stats.BadRecords.Add(1)
+		c.setErr("offset %d: %v", msg.Offset, err)
+		c.log.Error("skipping malformed record", "offset", msg.Offset, "err", err)
+		return nil
+	}
+	if msg.Value != nil && hdr.Version <= c.current.Load().Version && c.ready.Load() {
+		c.Stats.DuplicatesSkipped.Add(1)
+	}
+	full, err := c.full.Add(string(msg.Key), msg.Value, hdr)
+	if err != nil {
+		c.Stats.BadRecords.Add(1)
+		c.setErr("offset %d: %v", msg.Offset, err)
+		c.log.Error("bad full snapshot", "offset", msg.Offset, "err", err)
+		return nil
+	}
+	if full == nil {
+		return nil
+	}
+	ents, err := full.Entities()
+	if err != nil {
+		c.Stats.BadRecords.Add(1)
+		c.setErr("version %d: %v", full.Version, err)
+		return nil
+	}
+	next, errs := snapshot.Build(full.Version, ents)
+	c.noteBadEntities(errs)
+	if next.Hash != hdr.Hash {
+		c.Stats.HashMismatches.Add(1)
+		c.setErr("full snapshot %d: hash %s, header says %s", full.Version, next.Hash, hdr.Hash)
+		c.log.Error("full snapshot does not match its hash; not applied", "version", full.Version)
+		return nil
+	}
+	now := time.Now().UTC()
+	meta := store.Meta{Version: next.Version, Hash: next.Hash, NextOffset: msg.Offset + 1, LastApply: now, Complete: true, Topic: c.cfg.Topic}
+	if msg.Offset+1 >= c.hwm.Load() {
+		meta.CaughtUp = now
+	}
+	if err := c.store.Replace(ents, meta); err != nil {
+		return fmt.Errorf("store full version %d: %w", next.Version, err)
+	}
+	c.publish(next, meta, nil, true)
+	c.Stats.BatchesApplied.Add(1)
+	c.log.Debug("applied full snapshot", "version", next.Version, "entities", next.Len(), "offset", msg.Offset)
+	return nil
+}

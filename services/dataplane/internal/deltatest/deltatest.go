@@ -1,0 +1,142 @@
+// Package deltatest helps tests play the sync-gateway: it creates isolated
+// topics on the real Kafka named by DELTAPLANE_TEST_KAFKA and produces
+// dp.deltas batches with correct (or deliberately wrong) headers.
+package deltatest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/deltaplane/deltaplane/shared/broker"
+	"github.com/deltaplane/deltaplane/shared/wire"
+	"github.com/segmentio/kafka-go"
+)
+
+// Brokers returns the test Kafka's brokers; the test fails without them.
+func Brokers(t testing.TB) []string {
+	t.Helper()
+	v := os.Getenv("DELTAPLANE_TEST_KAFKA")
+	if v == "" {
+		t.Fatal("DELTAPLANE_TEST_KAFKA is not set (e.g. 127.0.0.1:9092)")
+	}
+	return broker.Brokers(v)
+}
+
+// Prefix returns a unique topic prefix for the test.
+func Prefix(t testing.TB) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return "t-dp-" + hex.EncodeToString(b) + "."
+}
+
+// CreateTopic creates a compacted one-partition topic with extra configs
+// and deletes it when the test ends.
+func CreateTopic(t testing.TB, brokers []string, name string, extra map[string]string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := broker.EnsureTopics(ctx, brokers, 20*time.Second, broker.Compacted(name, extra)); err != nil {
+		t.Fatalf("create topic %s: %v", name, err)
+	}
+	t.Cleanup(func() { DeleteTopics(brokers, name) })
+}
+
+// DeleteTopics removes topics, ignoring errors.
+func DeleteTopics(brokers []string, names ...string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _ = broker.Client(brokers).DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: names})
+}
+
+// KV is one entity write: Value nil is a delete (tombstone).
+type KV struct {
+	Key   string
+	Value []byte
+}
+
+// Put and Del build KVs.
+func Put(key, value string) KV { return KV{Key: key, Value: []byte(value)} }
+func Del(key string) KV        { return KV{Key: key} }
+
+// Producer plays the sync-gateway on one dp.deltas topic.
+type Producer struct {
+	t       testing.TB
+	w       *kafka.Writer
+	Version uint64
+	State   map[string][]byte
+	Hash    wire.Hash
+}
+
+// NewProducer writes to topic.
+func NewProducer(t testing.TB, brokers []string, topic string) *Producer {
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, BatchTimeout: 5 * time.Millisecond, RequiredAcks: kafka.RequireAll}
+	t.Cleanup(func() { w.Close() })
+	return &Producer{t: t, w: w, State: map[string][]byte{}}
+}
+
+// Batch publishes the next version with the writes and returns it.
+func (p *Producer) Batch(kvs ...KV) uint64 {
+	p.t.Helper()
+	msgs, v := p.Prepare(kvs...)
+	p.Send(msgs...)
+	return v
+}
+
+// Prepare advances the producer's state by one version and returns the
+// records without sending them (tests may drop, reorder or corrupt them).
+func (p *Producer) Prepare(kvs ...KV) ([]kafka.Message, uint64) {
+	p.Version++
+	for _, kv := range kvs {
+		if old, ok := p.State[kv.Key]; ok {
+			p.Hash = p.Hash.Sub(wire.EntityHash(kv.Key, old))
+			delete(p.State, kv.Key)
+		}
+		if kv.Value != nil {
+			p.State[kv.Key] = kv.Value
+			p.Hash = p.Hash.Add(wire.EntityHash(kv.Key, kv.Value))
+		}
+	}
+	msgs := make([]kafka.Message, len(kvs))
+	for i, kv := range kvs {
+		h := wire.DeltaHeader{Schema: wire.SchemaVersion, Version: p.Version, Index: i, Count: len(kvs), Hash: p.Hash, Tx: p.Version}
+		msgs[i] = kafka.Message{Key: []byte(kv.Key), Value: kv.Value, Headers: h.Headers()}
+	}
+	return msgs, p.Version
+}
+
+// Send produces records as they are.
+func (p *Producer) Send(msgs ...kafka.Message) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.w.WriteMessages(ctx, msgs...); err != nil {
+		p.t.Fatalf("produce: %v", err)
+	}
+}
+
+// Keys lists the entity keys the producer holds, sorted.
+func (p *Producer) Keys() []string {
+	out := make([]string, 0, len(p.State))
+	for k := range p.State {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Eventually polls cond until it holds or the deadline passes.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,114 @@
+// Package heartbeat publishes a data plane's heartbeats on dp.status (a
+// compacted topic keyed by node id): periodically, and after every applied
+// batch, so the control plane sees each node's version and hash.
+package heartbeat
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/deltaplane/deltaplane/shared/wire"
+	"github.com/segmentio/kafka-go"
+)
+
+// Publisher sends heartbeats.
+type Publisher struct {
+	log      *slog.Logger
+	w        *kafka.Writer
+	nodeID   string
+	interval time.Duration
+	state    func() wire.Heartbeat
+	kick     chan struct{}
+	onSent   func()
+}
+
+// New builds a publisher. state fills the version-dependent fields; onSent
+// (may be nil) is called after each successful publish.
+func New(log *slog.Logger, brokers []string, topic, nodeID string, interval time.Duration, state func() wire.Heartbeat, onSent func()) *Publisher {
+	return &Publisher{
+		log: log.With("component", "heartbeat", "topic", topic),
+		w: &kafka.Writer{
+			Addr:         kafka.TCP(brokers...),
+			Topic:        topic,
+			RequiredAcks: kafka.RequireOne,
+			BatchTimeout: 5 * time.Millisecond,
+			MaxAttempts:  2,
+			WriteTimeout: interval,
+			ReadTimeout:  interval,
+		},
+		nodeID:   nodeID,
+		interval: interval,
+		state:    state,
+		kick:     make(chan struct{}, 1),
+		onSent:   onSent,
+	}
+}
+
+// Kick asks for a heartbeat now (after a batch); it never blocks.
+func (p *Publisher) Kick() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run publishes until ctx ends, then closes the writer.
+func (p *Publisher) Run(ctx context.Context) {
+	defer p.w.Close()
+	host, _ := os.Hostname()
+	ip := localIP()
+	t := time.NewTicker(p.interval)
+	defer t.Stop()
+	failing := false
+	for {
+		hb := p.state()
+		hb.Schema, hb.NodeID, hb.Hostname, hb.IP = wire.SchemaVersion, p.nodeID, host, ip
+		hb.LastSeen = time.Now().UTC()
+		hb.ProcessName = "dataplane"
+		v, err := json.Marshal(hb)
+		if err == nil {
+			wctx, cancel := context.WithTimeout(ctx, 2*p.interval)
+			err = p.w.WriteMessages(wctx, kafka.Message{Key: []byte(p.nodeID), Value: v})
+			cancel()
+		}
+		switch {
+		case err != nil && ctx.Err() == nil:
+			if !failing {
+				p.log.Warn("heartbeat not published; will keep trying", "err", err)
+			}
+			failing = true
+		case err == nil:
+			if failing {
+				p.log.Info("heartbeats published again")
+			}
+			failing = false
+			if p.onSent != nil {
+				p.onSent()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-p.kick:
+		}
+	}
+}
+
+// localIP is the first non-loopback address of the host, for the control
+// plane's listing.
+func localIP() string {
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+				return n.IP.String()
+			}
+		}
+	}
+	return "127.0.0.1"
+}

@@ -1,0 +1,293 @@
+// Package proxy forwards client requests to the service of the route they
+// match, using the configuration snapshot current when the request arrived:
+// a request sees the old configuration or the new one, never half a batch.
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/deltaplane/deltaplane/services/dataplane/internal/router"
+	"github.com/deltaplane/deltaplane/services/dataplane/internal/snapshot"
+)
+
+// Access runs the access phase for a matched request (plugins). It returns
+// false when it has written the response itself (the request is not proxied).
+type Access func(w http.ResponseWriter, r *http.Request, rc *RequestContext) bool
+
+// RequestContext is what the proxy knows about a matched request.
+type RequestContext struct {
+	Snapshot *snapshot.Snapshot
+	Match    *router.Match
+	Service  *snapshot.Service
+	// ConsumerID is set by an authentication plugin.
+	ConsumerID string
+}
+
+// Proxy is the data plane's HTTP handler.
+type Proxy struct {
+	log      *slog.Logger
+	snapshot func() *snapshot.Snapshot
+	access   Access
+	rp       *httputil.ReverseProxy
+	rr       sync.Map // upstream id -> *atomic.Uint64 (round-robin position)
+}
+
+// New builds the proxy. access may be nil.
+func New(log *slog.Logger, current func() *snapshot.Snapshot, access Access) *Proxy {
+	p := &Proxy{log: log.With("component", "proxy"), snapshot: current, access: access}
+	base := &http.Transport{
+		Proxy:                 nil,
+		DialContext:           dial,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       60 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     false,
+	}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:       p.rewrite,
+		Transport:     &transport{base: base},
+		ErrorHandler:  p.upstreamError,
+		FlushInterval: -1,
+		ErrorLog:      slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
+	}
+	return p
+}
+
+// routing is the per-request plan carried to Rewrite and the transport.
+type routing struct {
+	scheme   string
+	target   string // host:port of the first attempt
+	pick     func() string
+	host     string // Host header to send
+	path     string
+	prefix   string // stripped prefix, for X-Forwarded-Prefix
+	retries  int
+	connect  time.Duration
+	read     time.Duration
+	attempts int
+}
+
+type routingKey struct{}
+
+// Kong's response bodies for the proxy's own answers.
+const (
+	msgNoRoute     = "no Route matched with those values"
+	msgNoService   = "no Service found with those values"
+	msgBadUpstream = "An invalid response was received from the upstream server"
+	msgTimeout     = "The upstream server is timed out"
+	msgNoTarget    = "failure to get a peer from the ring-balancer"
+)
+
+// WriteMessage writes a Kong-style {"message": ...} response.
+func WriteMessage(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"message": msg})
+}
+
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s := p.snapshot()
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	m := s.Router().Match(&router.Request{Method: r.Method, Host: r.Host, Path: r.URL.Path, Header: r.Header, Scheme: scheme})
+	if m == nil {
+		WriteMessage(w, http.StatusNotFound, msgNoRoute)
+		return
+	}
+	svc, ok := s.Service(m.Route.ServiceID)
+	if !ok || !svc.Enabled {
+		WriteMessage(w, http.StatusServiceUnavailable, msgNoService)
+		return
+	}
+	if p.access != nil {
+		rc := &RequestContext{Snapshot: s, Match: m, Service: svc}
+		if !p.access(w, r, rc) {
+			return
+		}
+	}
+	rt := &routing{
+		scheme:  svc.Protocol,
+		path:    upstreamPath(svc.Path, m, r.URL.Path),
+		retries: svc.Retries,
+		connect: svc.ConnectTimeout,
+		read:    svc.ReadTimeout,
+	}
+	if rt.scheme != "https" {
+		rt.scheme = "http"
+	}
+	if m.Route.StripPath {
+		rt.prefix = m.MatchedPath
+	}
+	hostHeader := svc.Host
+	if up, ok := s.Upstream(svc.Host); ok {
+		if up.TotalWeight == 0 {
+			WriteMessage(w, http.StatusServiceUnavailable, msgNoTarget)
+			return
+		}
+		rt.pick = p.balancer(up)
+		rt.target = rt.pick()
+		if up.HostHeader != "" {
+			hostHeader = up.HostHeader
+		}
+	} else {
+		rt.target = net.JoinHostPort(svc.Host, strconv.Itoa(svc.Port))
+		rt.pick = func() string { return rt.target }
+	}
+	if (svc.Port != 80 || rt.scheme != "http") && (svc.Port != 443 || rt.scheme != "https") {
+		hostHeader = net.JoinHostPort(hostHeader, strconv.Itoa(svc.Port))
+	}
+	rt.host = hostHeader
+	if m.Route.PreserveHost {
+		rt.host = r.Host
+	}
+	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routingKey{}, rt)))
+}
+
+// balancer picks targets of an upstream by weighted round-robin.
+func (p *Proxy) balancer(up *snapshot.Upstream) func() string {
+	v, _ := p.rr.LoadOrStore(up.ID, new(atomic.Uint64))
+	ctr := v.(*atomic.Uint64)
+	sched := up.Schedule()
+	return func() string {
+		return up.Targets[sched[(ctr.Add(1)-1)%uint64(len(sched))]].Target
+	}
+}
+
+func upstreamPath(svcPath string, m *router.Match, reqPath string) string {
+	rest := reqPath
+	if m.Route.StripPath && m.MatchedPath != "" && strings.HasPrefix(reqPath, m.MatchedPath) {
+		rest = reqPath[len(m.MatchedPath):]
+	}
+	if svcPath == "" {
+		svcPath = "/"
+	}
+	switch {
+	case rest == "":
+		return svcPath
+	case strings.HasSuffix(svcPath, "/") && strings.HasPrefix(rest, "/"):
+		return svcPath + rest[1:]
+	case !strings.HasSuffix(svcPath, "/") && !strings.HasPrefix(rest, "/") && m.Route.PathHandling != "v1":
+		return svcPath + "/" + rest
+	}
+	return svcPath + rest
+}
+
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	rt := pr.In.Context().Value(routingKey{}).(*routing)
+	pr.Out.URL.Scheme = rt.scheme
+	pr.Out.URL.Host = rt.target
+	pr.Out.URL.Path = rt.path
+	pr.Out.URL.RawPath = ""
+	pr.Out.Host = rt.host
+	pr.SetXForwarded()
+	port := "80"
+	if pr.In.TLS != nil {
+		port = "443"
+	}
+	if addr, ok := pr.In.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if _, p, err := net.SplitHostPort(addr.String()); err == nil {
+			port = p
+		}
+	}
+	pr.Out.Header.Set("X-Forwarded-Port", port)
+	pr.Out.Header.Set("X-Forwarded-Path", pr.In.URL.Path)
+	if rt.prefix != "" {
+		pr.Out.Header.Set("X-Forwarded-Prefix", rt.prefix)
+	}
+}
+
+var errReadTimeout = errors.New("upstream read timeout")
+
+func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	var ne net.Error
+	if errors.Is(err, errReadTimeout) || errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		p.log.Warn("upstream timeout", "url", r.URL.String(), "err", err)
+		WriteMessage(w, http.StatusGatewayTimeout, msgTimeout)
+		return
+	}
+	if r.Context().Err() != nil {
+		return // the client went away
+	}
+	p.log.Warn("upstream error", "url", r.URL.String(), "err", err)
+	WriteMessage(w, http.StatusBadGateway, msgBadUpstream)
+}
+
+// dial honours the service's connect_timeout.
+func dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := net.Dialer{Timeout: 60 * time.Second, KeepAlive: 30 * time.Second}
+	if rt, ok := ctx.Value(routingKey{}).(*routing); ok {
+		d.Timeout = rt.connect
+	}
+	return d.DialContext(ctx, network, addr)
+}
+
+// transport adds the service's read timeout (time to the response header)
+// and retries connection failures on the next target.
+type transport struct {
+	base *http.Transport
+}
+
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	rt, ok := req.Context().Value(routingKey{}).(*routing)
+	if !ok {
+		return t.base.RoundTrip(req)
+	}
+	replayable := req.Body == nil || req.Body == http.NoBody || req.ContentLength == 0
+	for attempt := 0; ; attempt++ {
+		resp, err := t.once(req, rt)
+		if err == nil || !replayable || attempt >= rt.retries || !isConnectError(err) || req.Context().Err() != nil {
+			return resp, err
+		}
+		req = req.Clone(req.Context())
+		req.URL.Host = rt.pick()
+	}
+}
+
+func (t *transport) once(req *http.Request, rt *routing) (*http.Response, error) {
+	ctx, cancel := context.WithCancelCause(req.Context())
+	timer := time.AfterFunc(rt.read, func() { cancel(errReadTimeout) })
+	resp, err := t.base.RoundTrip(req.WithContext(ctx))
+	if !timer.Stop() || err != nil {
+		cancel(nil)
+		if cause := context.Cause(ctx); errors.Is(cause, errReadTimeout) {
+			if resp != nil {
+				resp.Body.Close()
+			}
+			return nil, errReadTimeout
+		}
+		return resp, err
+	}
+	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: func() { cancel(nil) }}
+	return resp, nil
+}
+
+type cancelBody struct {
+	io.ReadCloser
+	cancel func()
+}
+
+func (b *cancelBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
+}
+
+func isConnectError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}

@@ -1,0 +1,362 @@
+// Package snapshot holds a data plane's configuration in memory as an
+// immutable value: the raw entities, their content hash and the indexes the
+// proxy reads (router, services, upstreams, plugins, credentials). Apply
+// derives the next snapshot from a batch, sharing everything the batch did not
+// touch, so readers holding the old snapshot never see half a batch.
+package snapshot
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/deltaplane/deltaplane/services/dataplane/internal/router"
+	"github.com/deltaplane/deltaplane/shared/wire"
+	iradix "github.com/hashicorp/go-immutable-radix/v2"
+)
+
+// Snapshot is one immutable configuration.
+type Snapshot struct {
+	Version uint64
+	Hash    wire.Hash
+	// Seq numbers the snapshots a process publishes (1, 2, ...), whatever
+	// their version; caches use it to order changes.
+	Seq uint64
+
+	entities  *iradix.Tree[[]byte]
+	services  *iradix.Tree[*Service]
+	router    *router.Router
+	upstreams *iradix.Tree[*Upstream] // by name
+	upNames   *iradix.Tree[string]    // upstream id -> name
+	targets   *iradix.Tree[*Target]   // upstream id + "/" + target id
+	consumers *iradix.Tree[*Consumer]
+	plugins   *iradix.Tree[*Plugin]            // by id
+	scoped    *iradix.Tree[*Plugin]            // scope key -> plugin, see scopeKey
+	keys      *iradix.Tree[*KeyAuthCredential] // by key
+}
+
+// Write is one entity write of a batch: Value nil deletes.
+type Write struct {
+	Key   string
+	Value []byte
+}
+
+// Event is what a write did to one entity (Old nil: created, New nil:
+// deleted).
+type Event struct {
+	Key, Type, ID string
+	Old, New      []byte
+}
+
+// Empty is the configuration before anything was applied.
+func Empty() *Snapshot {
+	return &Snapshot{
+		entities:  iradix.New[[]byte](),
+		services:  iradix.New[*Service](),
+		router:    router.New(),
+		upstreams: iradix.New[*Upstream](),
+		upNames:   iradix.New[string](),
+		targets:   iradix.New[*Target](),
+		consumers: iradix.New[*Consumer](),
+		plugins:   iradix.New[*Plugin](),
+		scoped:    iradix.New[*Plugin](),
+		keys:      iradix.New[*KeyAuthCredential](),
+	}
+}
+
+// Len is the number of entities.
+func (s *Snapshot) Len() int { return s.entities.Len() }
+
+// Entity returns an entity's raw JSON.
+func (s *Snapshot) Entity(key string) ([]byte, bool) { return s.entities.Get([]byte(key)) }
+
+// ForEach visits every entity in key order.
+func (s *Snapshot) ForEach(fn func(key string, value []byte) bool) {
+	it := s.entities.Root().Iterator()
+	for k, v, ok := it.Next(); ok; k, v, ok = it.Next() {
+		if !fn(string(k), v) {
+			return
+		}
+	}
+}
+
+// Router is the route index.
+func (s *Snapshot) Router() *router.Router { return s.router }
+
+// Service returns a service by id.
+func (s *Snapshot) Service(id string) (*Service, bool) { return s.services.Get([]byte(id)) }
+
+// Upstream returns an upstream by name.
+func (s *Snapshot) Upstream(name string) (*Upstream, bool) {
+	return s.upstreams.Get([]byte(strings.ToLower(name)))
+}
+
+// Consumer returns a consumer by id.
+func (s *Snapshot) Consumer(id string) (*Consumer, bool) { return s.consumers.Get([]byte(id)) }
+
+// KeyAuth returns the credential with the key.
+func (s *Snapshot) KeyAuth(key string) (*KeyAuthCredential, bool) { return s.keys.Get([]byte(key)) }
+
+// Plugin returns a plugin by id.
+func (s *Snapshot) Plugin(id string) (*Plugin, bool) { return s.plugins.Get([]byte(id)) }
+
+// Plugin scopes, most specific last.
+const (
+	ScopeGlobal   = "g"
+	ScopeService  = "s"
+	ScopeRoute    = "r"
+	ScopeConsumer = "c"
+)
+
+func scopeKey(p *Plugin) string {
+	switch {
+	case p.ConsumerID != "":
+		return ScopeConsumer + "/" + p.ConsumerID + "/" + p.Name + "/" + p.ID
+	case p.RouteID != "":
+		return ScopeRoute + "/" + p.RouteID + "/" + p.Name + "/" + p.ID
+	case p.ServiceID != "":
+		return ScopeService + "/" + p.ServiceID + "/" + p.Name + "/" + p.ID
+	}
+	return ScopeGlobal + "//" + p.Name + "/" + p.ID
+}
+
+// Plugins visits the enabled plugins of one scope (id is "" for global).
+func (s *Snapshot) Plugins(scope, id string, fn func(*Plugin)) {
+	s.scoped.Root().WalkPrefix([]byte(scope+"/"+id+"/"), func(_ []byte, p *Plugin) bool {
+		if p.Enabled {
+			fn(p)
+		}
+		return false
+	})
+}
+
+// Apply returns the snapshot after the writes, the events they caused, and
+// the entities that could not be interpreted (they are kept and hashed, but
+// do not take part in proxying).
+func (s *Snapshot) Apply(version uint64, writes []Write) (*Snapshot, []Event, []error) {
+	t := s.begin()
+	events := make([]Event, 0, len(writes))
+	var errs []error
+	for _, w := range writes {
+		ev, err := t.write(w)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		events = append(events, ev)
+	}
+	next := t.commit()
+	next.Version = version
+	return next, events, errs
+}
+
+// Build makes a snapshot from a whole configuration (resync or start).
+func Build(version uint64, entities map[string][]byte) (*Snapshot, []error) {
+	keys := make([]string, 0, len(entities))
+	for k := range entities {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	writes := make([]Write, len(keys))
+	for i, k := range keys {
+		writes[i] = Write{Key: k, Value: entities[k]}
+	}
+	s, _, errs := Empty().Apply(version, writes)
+	return s, errs
+}
+
+type txn struct {
+	hash      wire.Hash
+	entities  *iradix.Txn[[]byte]
+	services  *iradix.Txn[*Service]
+	router    *router.Builder
+	upstreams *iradix.Txn[*Upstream]
+	upNames   *iradix.Txn[string]
+	targets   *iradix.Txn[*Target]
+	consumers *iradix.Txn[*Consumer]
+	plugins   *iradix.Txn[*Plugin]
+	scoped    *iradix.Txn[*Plugin]
+	keys      *iradix.Txn[*KeyAuthCredential]
+	dirtyUp   map[string]bool // upstream ids whose target lists must be rebuilt
+}
+
+func (s *Snapshot) begin() *txn {
+	return &txn{
+		hash:      s.Hash,
+		entities:  s.entities.Txn(),
+		services:  s.services.Txn(),
+		router:    s.router.Builder(),
+		upstreams: s.upstreams.Txn(),
+		upNames:   s.upNames.Txn(),
+		targets:   s.targets.Txn(),
+		consumers: s.consumers.Txn(),
+		plugins:   s.plugins.Txn(),
+		scoped:    s.scoped.Txn(),
+		keys:      s.keys.Txn(),
+		dirtyUp:   map[string]bool{},
+	}
+}
+
+func (t *txn) commit() *Snapshot {
+	for id := range t.dirtyUp {
+		t.rebuildUpstream(id)
+	}
+	return &Snapshot{
+		Hash:      t.hash,
+		entities:  t.entities.Commit(),
+		services:  t.services.Commit(),
+		router:    t.router.Router(),
+		upstreams: t.upstreams.Commit(),
+		upNames:   t.upNames.Commit(),
+		targets:   t.targets.Commit(),
+		consumers: t.consumers.Commit(),
+		plugins:   t.plugins.Commit(),
+		scoped:    t.scoped.Commit(),
+		keys:      t.keys.Commit(),
+	}
+}
+
+func (t *txn) write(w Write) (Event, error) {
+	typ, id, err := wire.SplitKey(w.Key)
+	ev := Event{Key: w.Key, Type: typ, ID: id, New: w.Value}
+	old, had := t.entities.Get([]byte(w.Key))
+	if had {
+		ev.Old = old
+		t.hash = t.hash.Sub(wire.EntityHash(w.Key, old))
+	}
+	if w.Value == nil {
+		t.entities.Delete([]byte(w.Key))
+	} else {
+		t.entities.Insert([]byte(w.Key), w.Value)
+		t.hash = t.hash.Add(wire.EntityHash(w.Key, w.Value))
+	}
+	if err != nil {
+		return ev, err
+	}
+	if had {
+		t.remove(typ, id, old)
+	}
+	if w.Value != nil {
+		if err := t.add(typ, id, w.Value); err != nil {
+			return ev, fmt.Errorf("%s: %w", w.Key, err)
+		}
+	}
+	return ev, nil
+}
+
+// remove drops the indexes of an entity's previous value.
+func (t *txn) remove(typ, id string, old []byte) {
+	switch typ {
+	case wire.TypeService:
+		t.services.Delete([]byte(id))
+	case wire.TypeRoute:
+		t.router.Delete(id)
+	case wire.TypeUpstream:
+		if name, ok := t.upNames.Get([]byte(id)); ok {
+			t.upstreams.Delete([]byte(name))
+			t.upNames.Delete([]byte(id))
+		}
+	case wire.TypeTarget:
+		if tg, err := ParseTarget(old); err == nil {
+			t.targets.Delete([]byte(tg.UpstreamID + "/" + tg.ID))
+			t.dirtyUp[tg.UpstreamID] = true
+		}
+	case wire.TypeConsumer:
+		t.consumers.Delete([]byte(id))
+	case wire.TypePlugin:
+		if p, ok := t.plugins.Get([]byte(id)); ok {
+			t.plugins.Delete([]byte(id))
+			t.scoped.Delete([]byte(scopeKey(p)))
+		}
+	case wire.TypeKeyAuth:
+		var j keyAuthJSON
+		if json.Unmarshal(old, &j) == nil {
+			if c, ok := t.keys.Get([]byte(j.Key)); ok && c.ID == id {
+				t.keys.Delete([]byte(j.Key))
+			}
+		}
+	}
+}
+
+// add indexes an entity's new value.
+func (t *txn) add(typ, id string, raw []byte) error {
+	switch typ {
+	case wire.TypeService:
+		s, err := ParseService(raw)
+		if err != nil {
+			return err
+		}
+		s.ID = id
+		t.services.Insert([]byte(id), s)
+	case wire.TypeRoute:
+		r, err := router.Parse(raw)
+		if err != nil {
+			return err
+		}
+		r.ID = id
+		t.router.Upsert(r)
+	case wire.TypeUpstream:
+		var j upstreamJSON
+		if err := json.Unmarshal(raw, &j); err != nil {
+			return fmt.Errorf("decode upstream: %w", err)
+		}
+		name := strings.ToLower(j.Name)
+		t.upNames.Insert([]byte(id), name)
+		u := &Upstream{ID: id, Name: name}
+		if j.HostHeader != nil {
+			u.HostHeader = *j.HostHeader
+		}
+		t.upstreams.Insert([]byte(name), u)
+		t.dirtyUp[id] = true
+	case wire.TypeTarget:
+		tg, err := ParseTarget(raw)
+		if err != nil {
+			return err
+		}
+		tg.ID = id
+		t.targets.Insert([]byte(tg.UpstreamID+"/"+id), tg)
+		t.dirtyUp[tg.UpstreamID] = true
+	case wire.TypeConsumer:
+		var c Consumer
+		if err := json.Unmarshal(raw, &c); err != nil {
+			return fmt.Errorf("decode consumer: %w", err)
+		}
+		c.ID = id
+		t.consumers.Insert([]byte(id), &c)
+	case wire.TypePlugin:
+		p, err := ParsePlugin(raw)
+		if err != nil {
+			return err
+		}
+		p.ID = id
+		t.plugins.Insert([]byte(id), p)
+		t.scoped.Insert([]byte(scopeKey(p)), p)
+	case wire.TypeKeyAuth:
+		var j keyAuthJSON
+		if err := json.Unmarshal(raw, &j); err != nil {
+			return fmt.Errorf("decode keyauth credential: %w", err)
+		}
+		t.keys.Insert([]byte(j.Key), &KeyAuthCredential{ID: id, Key: j.Key, ConsumerID: j.Consumer.ID})
+	}
+	return nil
+}
+
+func (t *txn) rebuildUpstream(id string) {
+	name, ok := t.upNames.Get([]byte(id))
+	if !ok {
+		return
+	}
+	u, ok := t.upstreams.Get([]byte(name))
+	if !ok {
+		return
+	}
+	nu := &Upstream{ID: u.ID, Name: u.Name, HostHeader: u.HostHeader}
+	t.targets.Root().WalkPrefix([]byte(id+"/"), func(_ []byte, tg *Target) bool {
+		if tg.Weight > 0 {
+			nu.Targets = append(nu.Targets, tg)
+			nu.TotalWeight += tg.Weight
+		}
+		return false
+	})
+	t.upstreams.Insert([]byte(name), nu)
+}

@@ -1,0 +1,103 @@
+// Package status serves a data plane's operational endpoints: /health,
+// /status (JSON), /status/ready and /metrics.
+package status
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Status is the body of GET /status.
+type Status struct {
+	NodeID            string   `json:"node_id"`
+	Mode              string   `json:"mode"`
+	Version           uint64   `json:"version"`
+	Hash              string   `json:"hash"`
+	LastSync          string   `json:"last_sync"` // RFC 3339, "" before the first sync
+	RecordsConsumed   uint64   `json:"records_consumed"`
+	DuplicatesSkipped uint64   `json:"duplicates_skipped"`
+	BatchesApplied    uint64   `json:"batches_applied"`
+	Resyncs           uint64   `json:"resyncs"`
+	Stale             bool     `json:"stale"`
+	Entities          int      `json:"entities"`
+	Ready             bool     `json:"ready"`
+	Lag               int64    `json:"lag"`
+	Offset            int64    `json:"offset"`
+	CommittedOffset   int64    `json:"committed_offset"`
+	LastContact       string   `json:"last_contact"`
+	BadRecords        uint64   `json:"bad_records"`
+	HashMismatches    uint64   `json:"hash_mismatches"`
+	Gaps              uint64   `json:"gaps"`
+	LastResyncReason  string   `json:"last_resync_reason"`
+	Errors            []string `json:"errors"`
+}
+
+// FormatTime renders a time for Status ("" for the zero time).
+func FormatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// Handler serves the endpoints. report is called per request; ready
+// decides /status/ready.
+func Handler(report func() Status, reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, report())
+	})
+	mux.HandleFunc("GET /status/ready", func(w http.ResponseWriter, _ *http.Request) {
+		s := report()
+		if !s.Ready {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "message": "no complete configuration applied yet"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"ready": true, "version": s.Version})
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Register exposes the status figures as Prometheus metrics.
+func Register(reg *prometheus.Registry, report func() Status) {
+	gauge := func(name, help string, f func(Status) float64) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "deltaplane", Subsystem: "dataplane", Name: name, Help: help},
+			func() float64 { return f(report()) }))
+	}
+	counter := func(name, help string, f func(Status) float64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "deltaplane", Subsystem: "dataplane", Name: name, Help: help},
+			func() float64 { return f(report()) }))
+	}
+	b := func(v bool) float64 {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	gauge("config_version", "Applied configuration version.", func(s Status) float64 { return float64(s.Version) })
+	gauge("entities", "Entities in the applied configuration.", func(s Status) float64 { return float64(s.Entities) })
+	gauge("lag_records", "Records between the applied offset and the high-water mark.", func(s Status) float64 { return float64(s.Lag) })
+	gauge("ready", "1 once a complete configuration is applied.", func(s Status) float64 { return b(s.Ready) })
+	gauge("stale", "1 when Kafka has not answered for 3 heartbeat intervals.", func(s Status) float64 { return b(s.Stale) })
+	counter("records_consumed_total", "dp.deltas records fetched.", func(s Status) float64 { return float64(s.RecordsConsumed) })
+	counter("duplicates_skipped_total", "Records of already applied versions.", func(s Status) float64 { return float64(s.DuplicatesSkipped) })
+	counter("batches_applied_total", "Batches applied.", func(s Status) float64 { return float64(s.BatchesApplied) })
+	counter("resyncs_total", "Full rebuilds from the compacted topic.", func(s Status) float64 { return float64(s.Resyncs) })
+	counter("bad_records_total", "Records with malformed headers.", func(s Status) float64 { return float64(s.BadRecords) })
+	counter("hash_mismatches_total", "Content hash mismatches.", func(s Status) float64 { return float64(s.HashMismatches) })
+	counter("gaps_total", "Version gaps detected.", func(s Status) float64 { return float64(s.Gaps) })
+}

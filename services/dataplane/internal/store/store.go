@@ -1,0 +1,196 @@
+// Package store keeps a data plane's configuration durable on local disk: the
+// entities as they arrived on dp.deltas and the position they correspond to
+// (version, content hash, next Kafka offset). Every write is one bbolt
+// transaction, so a batch and its version become durable together or not at
+// all.
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/deltaplane/deltaplane/shared/wire"
+	bolt "go.etcd.io/bbolt"
+)
+
+var (
+	bucketEntities = []byte("entities")
+	bucketMeta     = []byte("meta")
+	keyMeta        = []byte("position")
+)
+
+// Meta is the position of the stored configuration.
+type Meta struct {
+	Version    uint64    `json:"version"`
+	Hash       wire.Hash `json:"hash"`
+	NextOffset int64     `json:"next_offset"` // first dp.deltas offset not yet applied
+	LastApply  time.Time `json:"last_apply"`
+	// CaughtUp is the last time the data plane had read the topic up to its
+	// high-water mark; tombstones written after it may since have been removed
+	// by compaction once delete.retention.ms has passed.
+	CaughtUp time.Time `json:"caught_up"`
+	// Complete is true once a whole configuration has been stored.
+	Complete bool `json:"complete"`
+	// Topic is the topic NextOffset belongs to (dp.deltas or dp.full).
+	Topic string `json:"topic"`
+}
+
+// Change is one entity write: Value nil deletes the key.
+type Change struct {
+	Key   string
+	Value []byte
+}
+
+// Bolt is the bbolt implementation of the data plane's store.
+type Bolt struct {
+	db *bolt.DB
+}
+
+// Options tune Open; the zero value is durable (fsync on every commit).
+type Options struct {
+	NoSync bool // benchmarks only: skip fsync
+}
+
+// Open opens (creating when needed) the store file in dir.
+func Open(dir string, opt Options) (*Bolt, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	db, err := bolt.Open(filepath.Join(dir, "config.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second, NoSync: opt.NoSync})
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketEntities, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("init store: %w", err)
+	}
+	return &Bolt{db: db}, nil
+}
+
+// Close closes the file.
+func (s *Bolt) Close() error { return s.db.Close() }
+
+// Meta returns the stored position (zero when nothing was stored yet).
+func (s *Bolt) Meta() (Meta, error) {
+	var m Meta
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return readMeta(tx, &m)
+	})
+	return m, err
+}
+
+func readMeta(tx *bolt.Tx, m *Meta) error {
+	v := tx.Bucket(bucketMeta).Get(keyMeta)
+	if v == nil {
+		return nil
+	}
+	if err := json.Unmarshal(v, m); err != nil {
+		return fmt.Errorf("decode store meta: %w", err)
+	}
+	return nil
+}
+
+func writeMeta(tx *bolt.Tx, m Meta) error {
+	v, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketMeta).Put(keyMeta, v)
+}
+
+// ForEach calls fn for every stored entity in key order. The value is only
+// valid during the call.
+func (s *Bolt) ForEach(fn func(key string, value []byte) error) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketEntities).ForEach(func(k, v []byte) error {
+			return fn(string(k), v)
+		})
+	})
+}
+
+// Get returns one stored entity, nil when absent.
+func (s *Bolt) Get(key string) ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketEntities).Get([]byte(key)); v != nil {
+			out = append([]byte(nil), v...)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Apply writes a batch of changes and the new position in one transaction.
+func (s *Bolt) Apply(changes []Change, m Meta) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketEntities)
+		for _, c := range changes {
+			var err error
+			if c.Value == nil {
+				err = b.Delete([]byte(c.Key))
+			} else {
+				err = b.Put([]byte(c.Key), c.Value)
+			}
+			if err != nil {
+				return fmt.Errorf("store %s: %w", c.Key, err)
+			}
+		}
+		return writeMeta(tx, m)
+	})
+}
+
+// Replace makes entities the whole stored configuration, deleting every
+// other key, and records the position, in one transaction.
+func (s *Bolt) Replace(entities map[string][]byte, m Meta) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketEntities)
+		var stale [][]byte
+		err := b.ForEach(func(k, _ []byte) error {
+			if _, ok := entities[string(k)]; !ok {
+				stale = append(stale, append([]byte(nil), k...))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range stale {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		for k, v := range entities {
+			if old := b.Get([]byte(k)); old != nil && string(old) == string(v) {
+				continue
+			}
+			if err := b.Put([]byte(k), v); err != nil {
+				return fmt.Errorf("store %s: %w", k, err)
+			}
+		}
+		return writeMeta(tx, m)
+	})
+}
+
+// SetMeta records a new position without touching entities (for example the
+// caught-up time).
+func (s *Bolt) SetMeta(update func(*Meta)) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		var m Meta
+		if err := readMeta(tx, &m); err != nil {
+			return err
+		}
+		update(&m)
+		return writeMeta(tx, m)
+	})
+}

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/deltaplane/deltaplane/services/dataplane/internal/consumer"
+	"github.com/deltaplane/deltaplane/services/dataplane/internal/heartbeat"
+	"github.com/deltaplane/deltaplane/services/dataplane/internal/plugin"
+	"github.com/deltaplane/deltaplane/services/dataplane/internal/plugin/keyauth"
+	"github.com/deltaplane/deltaplane/services/dataplane/internal/plugin/ratelimit"
+	"github.com/deltaplane/deltaplane/services/dataplane/internal/proxy"
+	"github.com/deltaplane/deltaplane/services/dataplane/internal/snapshot"
+	"github.com/deltaplane/deltaplane/services/dataplane/internal/status"
+	"github.com/deltaplane/deltaplane/services/dataplane/internal/store"
+	"github.com/deltaplane/deltaplane/shared/broker"
+	"github.com/deltaplane/deltaplane/shared/wire"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+func run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+	cfg, cfgErr := loadConfig(getenv)
+	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel})).With("service", "dataplane")
+	if cfgErr != nil {
+		log.Error("bad configuration", "err", cfgErr)
+		return cfgErr
+	}
+	nodeID, err := resolveNodeID(cfg)
+	if err != nil {
+		return err
+	}
+	cfg.NodeID = nodeID
+	log = log.With("node_id", nodeID)
+	log.Info("starting", "config", cfg)
+
+	st, err := store.Open(cfg.DataDir, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	cons, err := consumer.New(consumer.Config{
+		Brokers:       cfg.Brokers,
+		Topic:         cfg.configTopic(),
+		Full:          cfg.SyncMode == ModeFull,
+		Group:         cfg.GroupPrefix + nodeID,
+		ProbeInterval: cfg.HeartbeatInterval,
+		Logger:        log,
+	}, st)
+	if err != nil {
+		return err
+	}
+
+	report := func() status.Status {
+		s := cons.Snapshot()
+		contact := cons.LastContact()
+		st := status.Status{
+			NodeID:            nodeID,
+			Mode:              cfg.SyncMode,
+			Version:           s.Version,
+			Hash:              s.Hash.String(),
+			LastSync:          status.FormatTime(cons.LastSync()),
+			RecordsConsumed:   cons.Stats.RecordsConsumed.Load(),
+			DuplicatesSkipped: cons.Stats.DuplicatesSkipped.Load(),
+			BatchesApplied:    cons.Stats.BatchesApplied.Load(),
+			Resyncs:           cons.Stats.Resyncs.Load(),
+			Stale:             contact.IsZero() || time.Since(contact) > 3*cfg.HeartbeatInterval,
+			Entities:          s.Len(),
+			Ready:             cons.Ready(),
+			Lag:               cons.Lag(),
+			Offset:            cons.NextOffset(),
+			CommittedOffset:   cons.CommittedOffset(),
+			LastContact:       status.FormatTime(contact),
+			BadRecords:        cons.Stats.BadRecords.Load(),
+			HashMismatches:    cons.Stats.HashMismatches.Load(),
+			Gaps:              cons.Stats.Gaps.Load(),
+			LastResyncReason:  cons.LastResyncReason(),
+			Errors:            []string{},
+		}
+		if e := cons.LastError(); e != "" {
+			st.Errors = append(st.Errors, e)
+		}
+		return st
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	status.Register(reg, report)
+
+	hb := heartbeat.New(log, cfg.Brokers, cfg.statusTopic(), nodeID, cfg.HeartbeatInterval, func() wire.Heartbeat {
+		s := cons.Snapshot()
+		h := wire.Heartbeat{Mode: cfg.SyncMode, Version: s.Version, Hash: s.Hash.String(), LastApply: cons.LastSync(), Resyncs: cons.Stats.Resyncs.Load()}
+		if e := cons.LastError(); e != "" {
+			h.Errors = []string{e}
+		}
+		return h
+	}, cons.Touch)
+	cons.Subscribe(func(*snapshot.Snapshot, []snapshot.Event, bool) { hb.Kick() })
+
+	plugins := plugin.NewRegistry(log)
+	keyauth.Register(plugins)
+	limiter := ratelimit.Register(plugins, log)
+	defer limiter.Close()
+	cons.Prepare(plugins.Prepare)
+	cons.Subscribe(plugins.Notify)
+
+	px := proxy.New(log, cons.Snapshot, plugins.Access)
+	servers := []*http.Server{
+		{Addr: cfg.ProxyListen, Handler: px, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)},
+		{Addr: cfg.StatusListen, Handler: status.Handler(report, reg), ReadHeaderTimeout: 10 * time.Second},
+	}
+	var listeners []net.Listener
+	for _, srv := range servers {
+		ln, err := net.Listen("tcp", srv.Addr)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return fmt.Errorf("listen %s: %w", srv.Addr, err)
+		}
+		listeners = append(listeners, ln)
+	}
+	log.Info("listening", "proxy", listeners[0].Addr().String(), "status", listeners[1].Addr().String())
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	for i, srv := range servers {
+		wg.Go(func() {
+			if err := srv.Serve(listeners[i]); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				cancel(fmt.Errorf("serve %s: %w", srv.Addr, err))
+			}
+		})
+	}
+	wg.Go(func() { hb.Run(ctx) })
+	wg.Go(func() {
+		// Topics may not exist yet: keep serving the stored configuration
+		// while waiting; a topic of the wrong shape stops the data plane.
+		err := broker.EnsureTopics(ctx, cfg.Brokers, 0,
+			broker.Compacted(cfg.configTopic(), nil),
+			broker.Compacted(cfg.statusTopic(), nil))
+		if err != nil {
+			if ctx.Err() == nil {
+				cancel(err)
+			}
+			return
+		}
+		if err := cons.Run(ctx); err != nil {
+			cancel(err)
+		}
+	})
+
+	<-ctx.Done()
+	cause := context.Cause(ctx)
+	if errors.Is(cause, context.Canceled) {
+		cause = nil
+	}
+	log.Info("shutting down", "cause", fmt.Sprint(cause))
+	shutdownCtx, done := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer done()
+	for _, srv := range servers {
+		_ = srv.Shutdown(shutdownCtx)
+	}
+	wg.Wait()
+	log.Info("stopped")
+	return cause
+}
+
+// resolveNodeID returns DP_NODE_ID, or the id kept in the data directory,
+// generating and keeping one on first start.
+func resolveNodeID(cfg Config) (string, error) {
+	if cfg.NodeID != "" {
+		return cfg.NodeID, nil
+	}
+	path := filepath.Join(cfg.DataDir, "node-id")
+	if b, err := os.ReadFile(path); err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" {
+			return id, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read node id: %w", err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return "", fmt.Errorf("create data dir: %w", err)
+	}
+	id := uuid.NewString()
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("keep node id: %w", err)
+	}
+	return id, nil
+}

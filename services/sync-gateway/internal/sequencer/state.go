@@ -1,0 +1,260 @@
+package sequencer
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+
+	"github.com/deltaplane/deltaplane/shared/wire"
+)
+
+// State is the configuration table as published on dp.deltas: per entity
+// key its content hash (and, when kept, its JSON), the content hash of the
+// whole configuration, the last complete version and the transaction it came
+// from.
+type State struct {
+	keepValues bool
+	entities   map[string]entry
+	hash       wire.Hash
+	version    uint64
+	lastTx     uint64
+}
+
+type entry struct {
+	hash  wire.Hash
+	value []byte // only when keepValues
+}
+
+// NewState returns an empty table. keepValues keeps every entity's JSON (the
+// full-sync mode needs it); otherwise only hashes are kept.
+func NewState(keepValues bool) *State {
+	return &State{keepValues: keepValues, entities: map[string]entry{}}
+}
+
+// Version is the last complete version.
+func (s *State) Version() uint64 { return s.version }
+
+// LastTx is the last transaction sequenced.
+func (s *State) LastTx() uint64 { return s.lastTx }
+
+// Hash is the content hash of the configuration.
+func (s *State) Hash() wire.Hash { return s.hash }
+
+// Len is the number of entities.
+func (s *State) Len() int { return len(s.entities) }
+
+// Has reports whether an entity key is present.
+func (s *State) Has(key string) bool { _, ok := s.entities[key]; return ok }
+
+// Record is one dp.deltas record of a batch; Value is nil for a delete.
+type Record struct {
+	Key   string
+	Value []byte
+}
+
+// Batch is a transaction turned into the next version.
+type Batch struct {
+	Tx      uint64
+	Version uint64 // unchanged from the state when Records is empty
+	Hash    wire.Hash
+	Records []Record
+	Rejects []Reject // events quarantined for a dangling reference
+	final   map[string]*entry
+}
+
+// Header is the dp.deltas header of record i of the batch.
+func (b Batch) Header(i int) wire.DeltaHeader {
+	return wire.DeltaHeader{Schema: wire.SchemaVersion, Version: b.Version, Index: i, Count: len(b.Records), Hash: b.Hash, Tx: b.Tx}
+}
+
+// Prepare turns a closed transaction into a batch without changing the
+// state. The result depends only on the state and the transaction, so every
+// instance (and every replay) prepares the same batch. Upserts whose
+// references (a route's service, a plugin's route/service/consumer, ...)
+// exist neither in the table nor in the batch are rejected.
+func (s *State) Prepare(tx *Tx) Batch {
+	rejected := make([]bool, len(tx.Events))
+	var overlay map[string]bool
+	exists := func(key string) bool {
+		if v, ok := overlay[key]; ok {
+			return v
+		}
+		_, ok := s.entities[key]
+		return ok
+	}
+	b := Batch{Tx: tx.ID}
+	refErr := make([]string, len(tx.Events))
+	for changed := true; changed; {
+		changed = false
+		overlay = make(map[string]bool, len(tx.Events))
+		for i, ev := range tx.Events {
+			if !rejected[i] {
+				overlay[ev.Input.keyString()] = ev.Change.Op == wire.OpUpsert
+			}
+		}
+		for i, ev := range tx.Events {
+			if rejected[i] || ev.Change.Op != wire.OpUpsert {
+				continue
+			}
+			refs, err := References(ev.Change.Type, ev.Change.Entity)
+			if err != nil {
+				rejected[i], changed, refErr[i] = true, true, err.Error()
+				continue
+			}
+			for _, r := range refs {
+				if !exists(r) {
+					rejected[i], changed = true, true
+					refErr[i] = fmt.Sprintf("%s %s does not exist", ev.Input.keyString(), "references "+r)
+					break
+				}
+			}
+		}
+	}
+	final := map[string]*entry{}
+	h := s.hash
+	for i, ev := range tx.Events {
+		if rejected[i] {
+			b.Rejects = append(b.Rejects, Reject{Input: ev.Input, Reason: ReasonReference + ": " + refErr[i]})
+			continue
+		}
+		key := ev.Input.keyString()
+		old, had := final[key]
+		if !had {
+			if e, ok := s.entities[key]; ok {
+				old = &e
+			}
+		}
+		if old != nil {
+			h = h.Sub(old.hash)
+		}
+		if ev.Change.Op == wire.OpDelete {
+			final[key] = nil
+			b.Records = append(b.Records, Record{Key: key})
+			continue
+		}
+		val := []byte(ev.Change.Entity)
+		e := &entry{hash: wire.EntityHash(key, val)}
+		if s.keepValues {
+			e.value = val
+		}
+		h = h.Add(e.hash)
+		final[key] = e
+		b.Records = append(b.Records, Record{Key: key, Value: val})
+	}
+	b.Hash, b.Version, b.final = h, s.version, final
+	if len(b.Records) > 0 {
+		b.Version = s.version + 1
+	} else {
+		b.Hash = s.hash
+	}
+	return b
+}
+
+// Apply makes a prepared batch part of the state. It fails when the state
+// moved since Prepare.
+func (s *State) Apply(b Batch) error {
+	want := s.version
+	if len(b.Records) > 0 {
+		want++
+	}
+	if b.Version != want || b.Tx <= s.lastTx {
+		return fmt.Errorf("apply tx %d version %d: state is at tx %d version %d", b.Tx, b.Version, s.lastTx, s.version)
+	}
+	for k, e := range b.final {
+		if e == nil {
+			delete(s.entities, k)
+		} else {
+			s.entities[k] = *e
+		}
+	}
+	s.hash, s.version, s.lastTx = b.Hash, b.Version, b.Tx
+	return nil
+}
+
+// Snapshot is the whole configuration: per entity type its entities sorted
+// by key. It needs a state that keeps values.
+func (s *State) Snapshot() map[string][]json.RawMessage {
+	keys := make([]string, 0, len(s.entities))
+	for k := range s.entities {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := map[string][]json.RawMessage{}
+	for _, k := range keys {
+		t, _, err := wire.SplitKey(k)
+		if err != nil {
+			continue
+		}
+		out[t] = append(out[t], json.RawMessage(s.entities[k].value))
+	}
+	return out
+}
+
+// Load replaces the state with a whole configuration (full-sync baseline).
+func (s *State) Load(entities map[string][]byte, version, lastTx uint64) {
+	s.entities = make(map[string]entry, len(entities))
+	s.hash = 0
+	for k, v := range entities {
+		e := entry{hash: wire.EntityHash(k, v)}
+		if s.keepValues {
+			e.value = v
+		}
+		s.entities[k] = e
+		s.hash = s.hash.Add(e.hash)
+	}
+	s.version, s.lastTx = version, lastTx
+}
+
+func (in Input) keyString() string { return string(in.Key) }
+
+// foreignKeys lists, per entity type, the fields that hold a reference
+// {"id": "..."} to another entity and the referenced type (Kong's schemas).
+var foreignKeys = map[string][]struct{ field, target string }{
+	wire.TypeService:  {{"client_certificate", wire.TypeCertificate}},
+	wire.TypeRoute:    {{"service", wire.TypeService}},
+	wire.TypePlugin:   {{"route", wire.TypeRoute}, {"service", wire.TypeService}, {"consumer", wire.TypeConsumer}},
+	wire.TypeUpstream: {{"client_certificate", wire.TypeCertificate}},
+	wire.TypeTarget:   {{"upstream", wire.TypeUpstream}},
+	wire.TypeSNI:      {{"certificate", wire.TypeCertificate}},
+	wire.TypeKeyAuth:  {{"consumer", wire.TypeConsumer}},
+}
+
+// References returns the keys of the entities an entity refers to. A
+// reference field that is absent or null refers to nothing; one that is not
+// {"id": "<non-empty string>"} is an error.
+func References(entityType string, entity json.RawMessage) ([]string, error) {
+	fks := foreignKeys[entityType]
+	if len(fks) == 0 && entityType != wire.TypeService {
+		return nil, nil
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(entity, &obj); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, fk := range fks {
+		raw, ok := obj[fk.field]
+		if !ok || string(raw) == "null" {
+			continue
+		}
+		var ref struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(raw, &ref); err != nil || ref.ID == "" {
+			return nil, fmt.Errorf("field %s: want {\"id\": ...}, have %s", fk.field, raw)
+		}
+		out = append(out, wire.Key(fk.target, ref.ID))
+	}
+	if entityType == wire.TypeService {
+		if raw, ok := obj["ca_certificates"]; ok && string(raw) != "null" {
+			var ids []string
+			if err := json.Unmarshal(raw, &ids); err != nil {
+				return nil, fmt.Errorf("field ca_certificates: want an array of ids, have %s", raw)
+			}
+			for _, id := range ids {
+				out = append(out, wire.Key(wire.TypeCACertificate, id))
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,372 @@
+//go:build integration
+
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/deltaplane/deltaplane/shared/broker"
+	"github.com/deltaplane/deltaplane/shared/wire"
+)
+
+func TestSequencesChangesIntoVersionedBatches(t *testing.T) {
+	e := newEnv(t)
+	g := e.start(nil)
+	e.produce(
+		upsert(1, 0, 1, wire.TypeService, "s1"),
+		// tx 2: three events, one batch
+		upsert(2, 0, 3, wire.TypeService, "s2"),
+		change(2, 1, 3, wire.OpUpsert, wire.TypeRoute, "r1", `{"id":"r1","service":{"id":"s2"}}`),
+		change(2, 2, 3, wire.OpUpsert, wire.TypeRoute, "r2", `{"id":"r2","service":{"id":"s1"}}`),
+		// tx 1 again: a relay duplicate
+		upsert(1, 0, 1, wire.TypeService, "s1"),
+		change(3, 0, 1, wire.OpDelete, wire.TypeRoute, "r2", ""),
+		upsert(4, 0, 1, wire.TypeService, "s1"),
+	)
+	s := e.waitVersion(g, 4)
+	ds := e.deltas()
+	h := checkHistory(t, ds)
+	if h.Versions != 4 || len(ds) != 6 {
+		t.Fatalf("versions %d records %d, want 4 and 6", h.Versions, len(ds))
+	}
+	for v, tx := range h.Tx {
+		if v != tx {
+			t.Fatalf("version %d came from tx %d", v, tx)
+		}
+	}
+	b2 := ds[1:4]
+	for i, d := range b2 {
+		if d.H.Version != 2 || d.H.Index != i || d.H.Count != 3 || d.H.Tx != 2 || d.H.Schema != 1 {
+			t.Fatalf("tx 2 record %d header %+v", i, d.H)
+		}
+	}
+	if d := ds[4]; d.Key != "routes/r2" || d.Value != nil || d.H.Version != 3 {
+		t.Fatalf("delete: key %s value %q version %d, want a tombstone of routes/r2 at version 3", d.Key, d.Value, d.H.Version)
+	}
+	if string(ds[5].Value) != `{"id":"s1","name":"n-s1","tx":4}` {
+		t.Fatalf("value %s is not exactly the event's entity", ds[5].Value)
+	}
+	if _, ok := h.Final["routes/r2"]; ok || len(h.Final) != 3 {
+		t.Fatalf("final entities %v", h.Final)
+	}
+	if s.Hash != h.Hash.String() || s.LastTx != 4 || s.Entities != 3 || s.PublishedRecords != 6 || s.Consumed != 7 || s.Mode != "incremental" {
+		t.Fatalf("status %+v; hash want %s", s, h.Hash)
+	}
+	eventually(t, 15*time.Second, func() error {
+		s, err := g.status()
+		if err == nil && !s.Active {
+			err = errors.New("not active")
+		}
+		return err
+	})
+	for _, path := range []string{"/health", "/metrics"} {
+		resp, err := http.Get("http://" + g.addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d", path, resp.StatusCode)
+		}
+		if path == "/metrics" && !strings.Contains(string(body), "deltaplane_sync_version 4") {
+			t.Fatalf("/metrics lacks deltaplane_sync_version 4:\n%s", body)
+		}
+	}
+}
+
+func TestRestartResumesWithoutNewVersions(t *testing.T) {
+	e := newEnv(t)
+	g := e.start(nil)
+	for tx := uint64(1); tx <= 5; tx++ {
+		e.produce(upsert(tx, 0, 1, wire.TypeService, fmt.Sprintf("s%d", tx)))
+	}
+	before := e.waitVersion(g, 5)
+	g.stop(t)
+
+	// The relay re-sends tx 4 and 5 (at-least-once), then tx 6.
+	e.produce(upsert(4, 0, 1, wire.TypeService, "s4"), upsert(5, 0, 1, wire.TypeService, "s5"))
+	g = e.start(nil)
+	s := e.waitVersion(g, 5)
+	if s.Hash != before.Hash || s.LastTx != 5 {
+		t.Fatalf("after restart %+v, before %+v", s, before)
+	}
+	e.produce(upsert(6, 0, 1, wire.TypeService, "s6"))
+	e.waitVersion(g, 6)
+	h := checkHistory(t, e.deltas())
+	if h.Versions != 6 || len(e.deltas()) != 6 {
+		t.Fatalf("versions %d records %d, want 6 and 6", h.Versions, len(e.deltas()))
+	}
+
+	// A new instance with a fresh group reads cp.changes from the start
+	// but rebuilds from dp.deltas: nothing is published again.
+	g.stop(t)
+	e.group += "-fresh"
+	g = e.start(nil)
+	e.produce(upsert(7, 0, 1, wire.TypeService, "s7"))
+	e.waitVersion(g, 7)
+	if n := len(e.deltas()); n != 7 {
+		t.Fatalf("records %d after a fresh group, want 7", n)
+	}
+	checkHistory(t, e.deltas())
+}
+
+func TestMalformedEventsAreQuarantined(t *testing.T) {
+	e := newEnv(t)
+	g := e.start(map[string]string{"SYNC_MAX_RECORD_BYTES": "2000"})
+	big := fmt.Sprintf(`{"id":"big","pad":%q}`, strings.Repeat("x", 3000))
+	bad := []struct {
+		msg    kafka.Message
+		reason string
+	}{
+		{kafka.Message{Key: []byte("services/x"), Value: []byte("{not json")}, "decode"},
+		{change(2, 0, 1, wire.OpUpsert, "widgets", "w", `{"id":"w"}`), "type"},
+		{kafka.Message{Key: []byte("services/other"), Value: upsert(3, 0, 1, wire.TypeService, "s3").Value}, "key"},
+		{kafka.Message{Key: []byte("services/s4"), Value: bytes.Replace(upsert(4, 0, 1, wire.TypeService, "s4").Value, []byte(`"schema":1`), []byte(`"schema":2`), 1)}, "schema"},
+		{change(5, 0, 1, wire.OpUpsert, wire.TypeService, "big", big), "oversized"},
+		{change(6, 0, 1, wire.OpUpsert, wire.TypeRoute, "r", `{"id":"r","service":{"id":"missing"}}`), "reference"},
+	}
+	e.produce(upsert(1, 0, 1, wire.TypeService, "s1"))
+	for _, b := range bad {
+		e.produce(b.msg)
+	}
+	e.produce(upsert(7, 0, 1, wire.TypeService, "s7"))
+	s := e.waitVersion(g, 2)
+	if s.Quarantined != uint64(len(bad)) || s.LastTx != 7 {
+		t.Fatalf("status %+v, want %d quarantined, last tx 7", s, len(bad))
+	}
+	h := checkHistory(t, e.deltas())
+	if h.Versions != 2 || h.Tx[2] != 7 {
+		t.Fatalf("history %+v", h)
+	}
+	dlq := e.readAll(e.prefix + wire.TopicChanges + wire.DLQSuffix)
+	if len(dlq) != len(bad) {
+		t.Fatalf("dlq has %d records, want %d", len(dlq), len(bad))
+	}
+	for i, m := range dlq {
+		hd := map[string]string{}
+		for _, x := range m.Headers {
+			hd[x.Key] = string(x.Value)
+		}
+		if !strings.HasPrefix(hd["dlq-reason"], bad[i].reason+":") || hd["dlq-offset"] != fmt.Sprint(i+1) ||
+			hd["dlq-topic"] != e.prefix+wire.TopicChanges || hd["dlq-partition"] != "0" {
+			t.Fatalf("dlq record %d headers %v, want reason %s offset %d", i, hd, bad[i].reason, i+1)
+		}
+		if !bytes.Equal(m.Key, bad[i].msg.Key) || !bytes.Equal(m.Value, bad[i].msg.Value) {
+			t.Fatalf("dlq record %d does not keep key and value", i)
+		}
+	}
+}
+
+func TestLargeTransactionIsOneChunkedBatch(t *testing.T) {
+	e := newEnv(t)
+	g := e.start(nil)
+	const n = 3000
+	pad := strings.Repeat("p", 1000)
+	msgs := make([]kafka.Message, n)
+	for i := range msgs {
+		id := fmt.Sprintf("s%05d", i)
+		msgs[i] = change(1, i, n, wire.OpUpsert, wire.TypeService, id, fmt.Sprintf(`{"id":%q,"pad":%q}`, id, pad))
+	}
+	e.produce(msgs...)
+	e.produce(upsert(2, 0, 1, wire.TypeService, "after"))
+	e.waitVersion(g, 2)
+	ds := e.deltas()
+	h := checkHistory(t, ds)
+	if h.Versions != 2 || len(ds) != n+1 || ds[0].H.Count != n || ds[n-1].H.Index != n-1 || len(h.Final) != n+1 {
+		t.Fatalf("versions %d records %d final %d", h.Versions, len(ds), len(h.Final))
+	}
+}
+
+func TestRefusesTopicWithWrongConfig(t *testing.T) {
+	addr := newEnv(t) // checks DELTAPLANE_TEST_KAFKA
+	prefix := addr.prefix + "x."
+	topic := prefix + wire.TopicDeltas
+	if err := broker.EnsureTopics(t.Context(), addr.brokers, 30*time.Second, broker.Log(topic)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		addr.client.DeleteTopics(t.Context(), &kafka.DeleteTopicsRequest{Topics: []string{topic, prefix + wire.TopicChanges, prefix + wire.TopicChanges + wire.DLQSuffix}})
+	})
+	getenv := addr.getenv(map[string]string{"TOPIC_PREFIX": prefix, "SYNC_START_TIMEOUT": "20s"})
+	var logs bytes.Buffer
+	err := run(t.Context(), getenv, &logs)
+	if !errors.Is(err, broker.ErrTopicMismatch) || !strings.Contains(err.Error(), "refusing to start") {
+		t.Fatalf("run = %v, want a refusal with ErrTopicMismatch", err)
+	}
+}
+
+// latestSnapshot reassembles the newest complete snapshot on dp.full.
+func (e *env) latestSnapshot() (*wire.FullConfig, []kafka.Message) {
+	e.t.Helper()
+	msgs := e.readAll(e.prefix + wire.TopicFull)
+	fa := wire.NewFullAssembler(0)
+	var latest *wire.FullConfig
+	for _, m := range msgs {
+		if len(m.Value) == 0 {
+			continue
+		}
+		h, err := wire.DecodeDeltaHeader(m.Headers)
+		if err != nil {
+			e.t.Fatalf("dp.full@%d: %v", m.Offset, err)
+		}
+		c, err := fa.Add(string(m.Key), m.Value, h)
+		if err != nil {
+			e.t.Fatalf("dp.full@%d: %v", m.Offset, err)
+		}
+		if c != nil {
+			latest = c
+		}
+	}
+	return latest, msgs
+}
+
+func TestFullModePublishesWholeSnapshots(t *testing.T) {
+	e := newEnv(t)
+	full := map[string]string{"SYNC_MODE": "full"}
+	g := e.start(full)
+	model := map[string][]byte{}
+	var msgs []kafka.Message
+	// tx 1: 3000 services with incompressible padding: several chunks
+	const n = 3000
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("s%05d", i)
+		pad := make([]byte, 500)
+		rand.Read(pad)
+		ent := fmt.Sprintf(`{"id":%q,"pad":"%x"}`, id, pad)
+		model[wire.Key(wire.TypeService, id)] = []byte(ent)
+		msgs = append(msgs, change(1, i, n, wire.OpUpsert, wire.TypeService, id, ent))
+	}
+	// a burst of small transactions, a bad event and a delete
+	for tx := uint64(2); tx <= 6; tx++ {
+		m := upsert(tx, 0, 1, wire.TypeRoute, fmt.Sprintf("r%d", tx))
+		msgs = append(msgs, m)
+		model[string(m.Key)] = []byte(fmt.Sprintf(`{"id":"r%d","name":"n-r%d","tx":%d}`, tx, tx, tx))
+	}
+	msgs = append(msgs, kafka.Message{Key: []byte("services/x"), Value: []byte("{bad")})
+	msgs = append(msgs, change(7, 0, 1, wire.OpDelete, wire.TypeRoute, "r2", ""))
+	delete(model, "routes/r2")
+	e.produce(msgs...)
+
+	s := e.waitVersion(g, 7)
+	var snap *wire.FullConfig
+	eventually(t, 30*time.Second, func() error {
+		snap, _ = e.latestSnapshot()
+		if snap == nil || snap.Version != 7 {
+			return fmt.Errorf("no snapshot of version 7 yet")
+		}
+		return nil
+	})
+	ents, err := snap.Entities()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != len(model) {
+		t.Fatalf("snapshot has %d entities, want %d", len(ents), len(model))
+	}
+	var sum wire.Hash
+	for k, v := range model {
+		if !bytes.Equal(ents[k], v) {
+			t.Fatalf("snapshot entity %s = %s, want %s", k, ents[k], v)
+		}
+		sum = sum.Add(wire.EntityHash(k, v))
+	}
+	if snap.Hash != sum.String() || s.Hash != sum.String() || snap.Tx != 7 || s.Quarantined != 1 || s.Mode != "full" {
+		t.Fatalf("snapshot hash %s tx %d, status %+v; want hash %s", snap.Hash, snap.Tx, s, sum)
+	}
+	_, recs := e.latestSnapshot()
+	chunks := 0
+	for _, m := range recs {
+		if v, _, _ := wire.ParseFullKey(string(m.Key)); v == 7 && len(m.Value) > 0 {
+			chunks++
+			if len(m.Value) > wire.FullChunkBytes {
+				t.Fatalf("chunk of %d bytes", len(m.Value))
+			}
+		}
+	}
+	if chunks < 2 {
+		t.Fatalf("snapshot 7 has %d chunks, want several", chunks)
+	}
+
+	// A transaction that changes nothing (r3 upserted with its current
+	// bytes) publishes no snapshot; the next real change does.
+	before := len(recs)
+	e.produce(change(8, 0, 1, wire.OpUpsert, wire.TypeRoute, "r3", `{"id":"r3","name":"n-r3","tx":3}`))
+	e.produce(upsert(9, 0, 1, wire.TypeService, "s9"))
+	model["services/s9"] = []byte(`{"id":"s9","name":"n-s9","tx":9}`)
+	e.waitVersion(g, 9)
+	eventually(t, 30*time.Second, func() error {
+		snap, recs = e.latestSnapshot()
+		if snap.Version != 9 {
+			return fmt.Errorf("snapshot version %d", snap.Version)
+		}
+		return nil
+	})
+	for _, m := range recs[before:] {
+		if v, _, _ := wire.ParseFullKey(string(m.Key)); v == 8 {
+			t.Fatalf("a snapshot of version 8 (hash unchanged) was published")
+		}
+	}
+	sum = sum.Add(wire.EntityHash("services/s9", model["services/s9"]))
+	if snap.Hash != sum.String() || len(mustEntities(t, snap)) != len(model) {
+		t.Fatalf("snapshot 9 hash %s, want %s", snap.Hash, sum)
+	}
+	// tombstones for the chunks of snapshot 7 follow snapshot 9
+	tomb := 0
+	for _, m := range recs[before:] {
+		if v, _, _ := wire.ParseFullKey(string(m.Key)); v == 7 && len(m.Value) == 0 {
+			tomb++
+		}
+	}
+	if tomb != chunks {
+		t.Fatalf("%d tombstones for snapshot 7's %d chunks", tomb, chunks)
+	}
+
+	// Restart: state comes back from dp.full, nothing is re-published.
+	g.stop(t)
+	end := len(recs)
+	g = e.start(full)
+	s = e.waitVersion(g, 9)
+	if s.Hash != sum.String() || s.Entities != len(model) {
+		t.Fatalf("after restart %+v", s)
+	}
+	e.produce(change(10, 0, 1, wire.OpDelete, wire.TypeRoute, "r3", ""))
+	e.waitVersion(g, 10)
+	eventually(t, 30*time.Second, func() error {
+		snap, recs = e.latestSnapshot()
+		if snap.Version != 10 {
+			return fmt.Errorf("snapshot version %d", snap.Version)
+		}
+		return nil
+	})
+	for _, m := range recs[end:] {
+		if v, _, _ := wire.ParseFullKey(string(m.Key)); v == 9 && len(m.Value) > 0 {
+			t.Fatal("snapshot 9 published again after the restart")
+		}
+	}
+	if _, ok := mustEntities(t, snap)["routes/r3"]; ok {
+		t.Fatal("deleted route still in snapshot 10")
+	}
+	if n := len(e.deltas()); n != 0 {
+		t.Fatalf("full mode wrote %d records on dp.deltas", n)
+	}
+}
+
+func mustEntities(t *testing.T, c *wire.FullConfig) map[string][]byte {
+	t.Helper()
+	ents, err := c.Entities()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ents
+}

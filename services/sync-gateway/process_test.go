@@ -1,0 +1,298 @@
+//go:build integration
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/deltaplane/deltaplane/services/sync-gateway/internal/pipeline"
+	"github.com/deltaplane/deltaplane/shared/wire"
+)
+
+// buildGateway compiles the sync-gateway into a temporary directory.
+func buildGateway(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "sync-gateway")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// proc is a sync-gateway running as a separate process.
+type proc struct {
+	name string
+	addr string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+func (e *env) startProc(bin, name string, extra map[string]string) *proc {
+	e.t.Helper()
+	getenv := e.getenv(extra)
+	p := &proc{name: name, addr: getenv("SYNC_LISTEN"), log: filepath.Join(e.t.TempDir(), name+".log"), done: make(chan struct{})}
+	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	p.cmd = exec.Command(bin)
+	p.cmd.Stdout, p.cmd.Stderr = f, f
+	p.cmd.Env = os.Environ()
+	for _, k := range []string{"KAFKA_BROKERS", "TOPIC_PREFIX", "SYNC_GROUP", "SYNC_LISTEN", "SYNC_SESSION_TIMEOUT", "LOG_LEVEL", "SYNC_MODE"} {
+		if v := getenv(k); v != "" {
+			p.cmd.Env = append(p.cmd.Env, k+"="+v)
+		}
+	}
+	p.cmd.Env = append(p.cmd.Env, "SYNC_INSTANCE_ID="+e.prefix+name)
+	if err := p.cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); f.Close(); close(p.done) }()
+	e.t.Cleanup(func() {
+		p.cmd.Process.Signal(syscall.SIGCONT)
+		p.cmd.Process.Kill()
+		<-p.done
+		if e.t.Failed() {
+			b, _ := os.ReadFile(p.log)
+			e.t.Logf("%s log:\n%s", name, b)
+		}
+	})
+	eventually(e.t, 30*time.Second, func() error { _, err := p.status(); return err })
+	return p
+}
+
+func (p *proc) status() (pipeline.Status, error) { return getStatus("http://" + p.addr) }
+
+func (p *proc) kill(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+}
+
+// load writes transactions continuously and keeps the model of what the
+// configuration must be after each.
+type load struct {
+	e     *env
+	mu    sync.Mutex
+	tx    uint64
+	model map[string][]byte
+	rng   *rand.Rand
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+func (e *env) startLoad() *load {
+	l := &load{e: e, model: map[string][]byte{}, rng: rand.New(rand.NewPCG(1, 2)), stop: make(chan struct{}), done: make(chan struct{})}
+	go l.loop()
+	e.t.Cleanup(l.halt)
+	return l
+}
+
+// next builds the events of the next transaction: 1..4 upserts or deletes of
+// services among 50 ids, entities unique per transaction.
+func (l *load) next() []kafka.Message {
+	l.tx++
+	n := 1 + l.rng.IntN(4)
+	ids := map[string]bool{}
+	var msgs []kafka.Message
+	for len(msgs) < n {
+		id := fmt.Sprintf("s%02d", l.rng.IntN(50))
+		if ids[id] {
+			continue
+		}
+		ids[id] = true
+		key := wire.Key(wire.TypeService, id)
+		if _, ok := l.model[key]; ok && l.rng.IntN(4) == 0 {
+			msgs = append(msgs, change(l.tx, len(msgs), n, wire.OpDelete, wire.TypeService, id, ""))
+			delete(l.model, key)
+			continue
+		}
+		ent := fmt.Sprintf(`{"id":%q,"tx":%d}`, id, l.tx)
+		msgs = append(msgs, change(l.tx, len(msgs), n, wire.OpUpsert, wire.TypeService, id, ent))
+		l.model[key] = []byte(ent)
+	}
+	return msgs
+}
+
+func (l *load) loop() {
+	defer close(l.done)
+	for {
+		select {
+		case <-l.stop:
+			return
+		default:
+		}
+		l.mu.Lock()
+		msgs := l.next()
+		l.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := l.e.writer.WriteMessages(ctx, msgs...)
+		cancel()
+		if err != nil {
+			l.e.t.Errorf("write tx %d: %v", l.tx, err)
+			return
+		}
+		time.Sleep(2 * time.Millisecond) // pace: about 300 tx/s
+	}
+}
+
+func (l *load) halt() {
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	<-l.done
+}
+
+func (l *load) written() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.tx
+}
+
+// waitTx polls a status source until it has sequenced tx.
+func waitTx(t *testing.T, within time.Duration, tx uint64, sources ...*proc) {
+	t.Helper()
+	eventually(t, within, func() error {
+		var got []uint64
+		for _, p := range sources {
+			s, err := p.status()
+			if err == nil && s.LastTx >= tx {
+				return nil
+			}
+			got = append(got, s.LastTx)
+		}
+		return fmt.Errorf("last_tx %v, want %d", got, tx)
+	})
+}
+
+// verify checks the dp.deltas history and that its final table equals the
+// model of everything written.
+func (l *load) verify(t *testing.T) history {
+	t.Helper()
+	h := checkHistory(t, l.e.deltas())
+	if h.Versions != l.tx || h.Tx[h.Versions] != l.tx {
+		t.Fatalf("history ends at version %d (tx %d), %d transactions written", h.Versions, h.Tx[h.Versions], l.tx)
+	}
+	if !maps.EqualFunc(h.Final, l.model, bytes.Equal) {
+		t.Fatalf("final table (%d entities) differs from the model (%d)", len(h.Final), len(l.model))
+	}
+	return h
+}
+
+func TestKill9MidStreamKeepsHistoryGapFreeAndDeterministic(t *testing.T) {
+	e := newEnv(t)
+	bin := buildGateway(t)
+	p := e.startProc(bin, "a", nil)
+	l := e.startLoad()
+	for round := 1; round <= 3; round++ {
+		waitTx(t, 60*time.Second, l.written()+20, p)
+		p.kill(t)
+		p = e.startProc(bin, "a", nil)
+	}
+	l.halt()
+	waitTx(t, 60*time.Second, l.written(), p)
+	h := l.verify(t)
+	s, _ := p.status()
+	if s.Hash != h.Hash.String() {
+		t.Fatalf("status hash %s, history hash %s", s.Hash, h.Hash)
+	}
+	t.Logf("%d transactions, %d versions, %d records on dp.deltas", l.tx, h.Versions, len(e.deltas()))
+}
+
+// activeOf returns the one active instance, failing when both claim it.
+func activeOf(ps ...*proc) (*proc, error) {
+	var act []*proc
+	for _, p := range ps {
+		s, err := p.status()
+		if err != nil {
+			return nil, err
+		}
+		if s.Active {
+			act = append(act, p)
+		}
+	}
+	if len(act) != 1 {
+		return nil, fmt.Errorf("%d instances active", len(act))
+	}
+	return act[0], nil
+}
+
+func TestTwoInstancesFailOver(t *testing.T) {
+	e := newEnv(t)
+	bin := buildGateway(t)
+	a := e.startProc(bin, "a", nil)
+	b := e.startProc(bin, "b", nil)
+	var active *proc
+	eventually(t, 60*time.Second, func() (err error) { active, err = activeOf(a, b); return err })
+	standby := a
+	if active == a {
+		standby = b
+	}
+	l := e.startLoad()
+	waitTx(t, 60*time.Second, l.written()+20, active)
+
+	// kill -9 the active one during writes: the standby takes over.
+	active.kill(t)
+	eventually(t, 60*time.Second, func() error {
+		s, err := standby.status()
+		if err == nil && !s.Active {
+			err = fmt.Errorf("standby not active")
+		}
+		return err
+	})
+	waitTx(t, 60*time.Second, l.written()+20, standby)
+
+	// A second pair member again, then pause the active one past the
+	// session timeout while writes go on, and resume it.
+	c := e.startProc(bin, "c", nil)
+	eventually(t, 60*time.Second, func() (err error) { active, err = activeOf(standby, c); return err })
+	paused, other := active, c
+	if active == c {
+		other = standby
+	}
+	if err := paused.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, func() error {
+		s, err := other.status()
+		if err == nil && !s.Active {
+			err = fmt.Errorf("other not active")
+		}
+		return err
+	})
+	waitTx(t, 60*time.Second, l.written()+20, other)
+	if err := paused.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, func() (err error) { _, err = activeOf(paused, other); return err })
+	waitTx(t, 60*time.Second, l.written()+20, paused, other)
+	l.halt()
+	waitTx(t, 60*time.Second, l.written(), paused, other)
+	h := l.verify(t)
+	t.Logf("%d transactions, %d versions, %d records on dp.deltas", l.tx, h.Versions, len(e.deltas()))
+	for _, p := range []*proc{paused, other} {
+		s, _ := p.status()
+		log, _ := os.ReadFile(p.log)
+		t.Logf("%s: active %v rebuilds %d published %d; log mentions of a moved output: %d", p.name, s.Active, s.Rebuilds,
+			s.PublishedRecords, bytes.Count(log, []byte("output topic moved")))
+	}
+}

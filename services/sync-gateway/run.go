@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/deltaplane/deltaplane/services/sync-gateway/internal/monitor"
+	"github.com/deltaplane/deltaplane/services/sync-gateway/internal/pipeline"
+	"github.com/deltaplane/deltaplane/shared/broker"
+	"github.com/deltaplane/deltaplane/shared/wire"
+)
+
+func run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+	cfg, cfgErr := loadConfig(getenv)
+	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel})).With("service", "sync-gateway")
+	if cfgErr != nil {
+		return fmt.Errorf("config: %w", cfgErr)
+	}
+	log.Info("starting", "config", cfg)
+
+	topics := []broker.TopicSpec{
+		broker.Compacted(cfg.TopicPrefix+wire.TopicChanges, nil),
+		broker.Compacted(cfg.TopicPrefix+wire.TopicDeltas, nil),
+		broker.Log(cfg.TopicPrefix + wire.TopicChanges + wire.DLQSuffix),
+	}
+	if cfg.Mode == pipeline.ModeFull {
+		topics = append(topics, broker.Compacted(cfg.TopicPrefix+wire.TopicFull, nil))
+	}
+	if err := broker.EnsureTopics(ctx, cfg.Brokers, cfg.StartTimeout, topics...); err != nil {
+		if errors.Is(err, broker.ErrTopicMismatch) {
+			return fmt.Errorf("refusing to start: %w", err)
+		}
+		return fmt.Errorf("ensure topics: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	p := pipeline.New(pipeline.Config{
+		Brokers: cfg.Brokers, Prefix: cfg.TopicPrefix, Group: cfg.Group, ClientID: cfg.InstanceID,
+		Mode: cfg.Mode, MaxRecordBytes: cfg.MaxRecordBytes, SessionTimeout: cfg.SessionTimeout,
+		Coalesce: cfg.Coalesce, CoalesceMax: cfg.CoalesceMax,
+	}, log, pipeline.NewMetrics(reg))
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: monitor.Handler(p, reg), ReadHeaderTimeout: 5 * time.Second}
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- srv.Serve(ln) }()
+	log.Info("listening", "component", "http", "addr", ln.Addr().String())
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pipeErr := make(chan error, 1)
+	go func() { pipeErr <- p.Run(runCtx) }()
+
+	var result error
+	select {
+	case err := <-pipeErr:
+		if err != nil {
+			result = fmt.Errorf("pipeline: %w", err)
+		}
+	case err := <-httpErr:
+		result = fmt.Errorf("http: %w", err)
+		cancel()
+		<-pipeErr
+	case <-ctx.Done():
+		cancel()
+		if err := <-pipeErr; err != nil {
+			log.Warn("pipeline stopped", "err", err)
+		}
+	}
+	shutCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
+	defer done()
+	srv.Shutdown(shutCtx)
+	log.Info("stopped")
+	return result
+}
