@@ -262,7 +262,7 @@ func (b *bench) changes(ctx context.Context, c *cluster.Cluster, dps []*cluster.
 		}
 		before[i] = st
 	}
-	ch := newChanger(c)
+	ch := newChanger(c, b.cfg.Entities)
 	tick := time.NewTicker(time.Duration(float64(time.Second) / b.cfg.Rate))
 	defer tick.Stop()
 	var bytesPer, recordsPer []float64
@@ -325,17 +325,22 @@ type changer struct {
 	plugins []string
 }
 
-func newChanger(c *cluster.Cluster) *changer { return &changer{c: c, units: 1} }
+// units is the number of generated units (see declarative).
+func units(entities int) int { return max(1, entities/10) }
+
+func newChanger(c *cluster.Cluster, entities int) *changer {
+	return &changer{c: c, units: units(entities)}
+}
 
 func (ch *changer) next(ctx context.Context, i int) error {
-	unit := i / 4 % 100
+	unit := i / 4 % ch.units
 	route := fmt.Sprintf("svc-%06d-r1", unit)
 	switch i % 4 {
 	case 0:
 		return expect(ctx, 200, "PATCH", ch.c.Admin+"/routes/"+route,
 			fmt.Sprintf(`{"paths":["/svc-%06d/v1","/changed/%d"]}`, unit, i))
-	case 1:
-		body, err := expectBody(ctx, 201, "POST", ch.c.Admin+"/routes/"+route+"/plugins",
+	case 1: // r2 has no plugin of its own
+		body, err := expectBody(ctx, 201, "POST", fmt.Sprintf("%s/routes/svc-%06d-r2/plugins", ch.c.Admin, unit),
 			`{"name":"rate-limiting","instance_name":"bench-`+fmt.Sprint(i)+`","config":{"second":50,"policy":"local"}}`)
 		if err != nil {
 			return err
@@ -456,7 +461,7 @@ func (b *bench) proxy(ctx context.Context, c *cluster.Cluster, dp *cluster.Datap
 				return
 			case <-t.C:
 			}
-			unit := 100 + i%100
+			unit := (i + units(b.cfg.Entities)/2) % units(b.cfg.Entities)
 			if expect(churnCtx, 200, "PATCH", fmt.Sprintf("%s/routes/svc-%06d-r1", c.Admin, unit),
 				fmt.Sprintf(`{"paths":["/svc-%06d/v1","/churn/%d"]}`, unit, i)) == nil {
 				mr.ChurnDone++

@@ -13,6 +13,7 @@ import (
 
 	"github.com/deltaplane/deltaplane/shared/broker"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/segmentio/kafka-go"
 )
 
@@ -95,7 +96,7 @@ func metric(ctx context.Context, url, name string) (float64, error) {
 	if code != 200 {
 		return 0, fmt.Errorf("GET %s = %d", url, code)
 	}
-	var p expfmt.TextParser
+	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
 	if err != nil {
 		return 0, err
@@ -126,7 +127,7 @@ func kafkaFloor(ctx context.Context, brokerAddr string, n int) (latency, error) 
 	defer broker.Client([]string{brokerAddr}).DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{topic}})
 	w := &kafka.Writer{Addr: kafka.TCP(brokerAddr), Topic: topic, RequiredAcks: kafka.RequireAll, BatchSize: 1, BatchTimeout: time.Millisecond}
 	defer w.Close()
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{brokerAddr}, Topic: topic, Partition: 0, MinBytes: 1, MaxWait: 10 * time.Millisecond})
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{brokerAddr}, Topic: topic, Partition: 0, MinBytes: 1, MaxBytes: 1 << 20, MaxWait: 10 * time.Millisecond})
 	defer r.Close()
 	// Warm up both connections.
 	if err := w.WriteMessages(ctx, kafka.Message{Value: []byte("warm-up")}); err != nil {

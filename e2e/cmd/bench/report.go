@@ -158,8 +158,8 @@ func fmtNum(v float64) string {
 	switch {
 	case math.IsNaN(v) || math.IsInf(v, 0):
 		return "n/a"
-	case v == 0:
-		return "0"
+	case v == math.Trunc(v) && math.Abs(v) < 1e15:
+		return fmt.Sprintf("%.0f", v)
 	case math.Abs(v) >= 100:
 		return fmt.Sprintf("%.0f", v)
 	case math.Abs(v) >= 10:
@@ -195,15 +195,16 @@ func plotPropagation(res *results) (*plot.Plot, error) {
 
 func plotBytes(res *results) (*plot.Plot, error) {
 	p := plot.New()
-	p.Title.Text = "Bytes fetched per change per data plane (log scale)"
+	p.Title.Text = "Bytes fetched per change per data plane"
 	p.Y.Label.Text = "bytes"
-	p.Y.Scale = plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{}
 	vals := plotter.Values{}
 	var names []string
-	for _, m := range res.Modes {
-		vals = append(vals, math.Max(m.BytesPerChange, 1))
+	var labels plotter.XYLabels
+	for i, m := range res.Modes {
+		vals = append(vals, m.BytesPerChange)
 		names = append(names, m.Mode)
+		labels.XYs = append(labels.XYs, plotter.XY{X: float64(i), Y: m.BytesPerChange})
+		labels.Labels = append(labels.Labels, fmtNum(m.BytesPerChange)+" B")
 	}
 	if len(vals) == 0 {
 		return nil, nil
@@ -213,7 +214,11 @@ func plotBytes(res *results) (*plot.Plot, error) {
 		return nil, err
 	}
 	bars.Color = color.RGBA{R: 60, G: 110, B: 180, A: 255}
-	p.Add(bars)
+	text, err := plotter.NewLabels(labels)
+	if err != nil {
+		return nil, err
+	}
+	p.Add(bars, text)
 	p.NominalX(names...)
 	return p, nil
 }
