@@ -22,8 +22,9 @@ type Config struct {
 	MaxBodyBytes    int64         // ADMIN_MAX_BODY_BYTES
 	MaxConfigBytes  int64         // ADMIN_MAX_CONFIG_BYTES: limit of POST /config bodies
 	OutboxRetention time.Duration // OUTBOX_RETENTION
+	IdemRetention   time.Duration // IDEMPOTENCY_RETENTION: how long Idempotency-Key responses are kept
 	LogLevel        slog.Level    // LOG_LEVEL
-	StartupTimeout  time.Duration // ADMIN_STARTUP_TIMEOUT: how long to wait for Postgres and Kafka
+	StartupTimeout  time.Duration // ADMIN_STARTUP_TIMEOUT: how long to wait for Postgres at start
 	RelayTick       time.Duration // OUTBOX_POLL_INTERVAL: relay fallback poll when no NOTIFY arrives
 	ClusterPoll     time.Duration // CLUSTER_POLL_INTERVAL: how often the latest dp.deltas version is read
 }
@@ -50,6 +51,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		TopicPrefix:     getenv("TOPIC_PREFIX"),
 		Token:           getenv("ADMIN_TOKEN"),
 		OutboxRetention: dur("OUTBOX_RETENTION", "1h"),
+		IdemRetention:   dur("IDEMPOTENCY_RETENTION", "24h"),
 		StartupTimeout:  dur("ADMIN_STARTUP_TIMEOUT", "2m"),
 		RelayTick:       dur("OUTBOX_POLL_INTERVAL", "5s"),
 		ClusterPoll:     dur("CLUSTER_POLL_INTERVAL", "2s"),
@@ -98,6 +100,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int64("max_body_bytes", c.MaxBodyBytes),
 		slog.Int64("max_config_bytes", c.MaxConfigBytes),
 		slog.Duration("outbox_retention", c.OutboxRetention),
+		slog.Duration("idempotency_retention", c.IdemRetention),
 		slog.Duration("startup_timeout", c.StartupTimeout),
 		slog.Duration("relay_poll_interval", c.RelayTick),
 		slog.Duration("cluster_poll_interval", c.ClusterPoll),

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -143,7 +144,71 @@ func TestRunRefusesMismatchedTopic(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	err := run(ctx, func(k string) string { return env[k] }, io.Discard)
-	if err == nil || !strings.Contains(err.Error(), "refusing to start") {
+	if err == nil || !strings.Contains(err.Error(), "refusing to run") || !errors.Is(err, broker.ErrTopicMismatch) {
 		t.Fatalf("run = %v, want a refusal", err)
+	}
+}
+
+// TestWritesQueueWhileKafkaIsAway starts admin-api against a broker
+// address where nothing listens: it still accepts writes, which wait in
+// the outbox; a second replica that reaches Kafka publishes them in order.
+func TestWritesQueueWhileKafkaIsAway(t *testing.T) {
+	dsn := testenv.Database(t)
+	brokers := testenv.Kafka(t)
+	prefix := testenv.TopicPrefix(t)
+	start := func(kafkaAddr string) (string, func()) {
+		addr := freeAddr(t)
+		env := map[string]string{"ADMIN_LISTEN": addr, "DATABASE_URL": dsn, "KAFKA_BROKERS": kafkaAddr, "TOPIC_PREFIX": prefix, "OUTBOX_POLL_INTERVAL": "500ms"}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- run(ctx, func(k string) string { return env[k] }, io.Discard) }()
+		base := "http://" + addr
+		testenv.Eventually(t, 30*time.Second, "admin-api up", func() bool {
+			resp, err := http.Get(base + "/health")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == 200
+		})
+		return base, func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		}
+	}
+	away, stopAway := start(freeAddr(t)) // nothing listens there
+	defer stopAway()
+	const n = 5
+	for i := range n {
+		resp, err := http.Post(away+"/services", "application/json", strings.NewReader(`{"name":"q`+string(rune('a'+i))+`","host":"q.internal"}`))
+		if err != nil || resp.StatusCode != 201 {
+			t.Fatalf("write %d while Kafka is away: %v %v", i, resp, err)
+		}
+		resp.Body.Close()
+	}
+	resp, err := http.Get(away + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Outbox struct {
+			Backlog     int64  `json:"backlog"`
+			PublishedTx uint64 `json:"last_published_tx"`
+		} `json:"outbox"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if st.Outbox.Backlog != n || st.Outbox.PublishedTx != 0 {
+		t.Fatalf("status while Kafka is away = %+v, want backlog %d", st.Outbox, n)
+	}
+	_, stopOK := start(strings.Join(brokers, ","))
+	defer stopOK()
+	evs := testenv.ReadChanges(t, t.Context(), brokers, prefix+wire.TopicChanges, n, 60*time.Second)
+	for i, ev := range evs {
+		if ev.Tx != uint64(i+1) {
+			t.Fatalf("event %d has tx %d", i, ev.Tx)
+		}
 	}
 }

@@ -46,17 +46,10 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	}
 
 	topic := cfg.TopicPrefix + wire.TopicChanges
-	if err := broker.EnsureTopics(ctx, cfg.Brokers, cfg.StartupTimeout, broker.Compacted(topic, nil)); err != nil {
-		if errors.Is(err, broker.ErrTopicMismatch) {
-			return fmt.Errorf("refusing to start: %w", err)
-		}
-		return fmt.Errorf("kafka topics: %w", err)
-	}
-
 	st := store.New(db, entity.Types)
 	relay := outbox.New(outbox.Config{
 		DSN: cfg.DatabaseURL, Brokers: cfg.Brokers, Topic: topic,
-		Retention: cfg.OutboxRetention, Tick: cfg.RelayTick,
+		Retention: cfg.OutboxRetention, Tick: cfg.RelayTick, IdempotencyRetention: cfg.IdemRetention,
 	}, db, log)
 
 	tracker := cluster.New(cfg.Brokers, cfg.TopicPrefix, cfg.ClusterPoll, log)
@@ -74,7 +67,25 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	wg.Go(func() { _ = relay.Run(relayCtx) })
+	// Writes are accepted while Kafka is away (they wait in the outbox);
+	// the relay starts once cp.changes is verified, and a topic with the
+	// wrong configuration stops admin-api.
+	fatal := make(chan error, 1)
+	wg.Go(func() {
+		err := broker.EnsureTopics(relayCtx, cfg.Brokers, 0, broker.Compacted(topic, nil))
+		switch {
+		case relayCtx.Err() != nil:
+			return
+		case errors.Is(err, broker.ErrTopicMismatch):
+			fatal <- fmt.Errorf("refusing to run: %w", err)
+			return
+		case err != nil:
+			fatal <- fmt.Errorf("kafka topics: %w", err)
+			return
+		}
+		log.Info("topic verified", "topic", topic)
+		_ = relay.Run(relayCtx)
+	})
 	wg.Go(func() { tracker.Run(relayCtx) })
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -84,6 +95,8 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	case <-ctx.Done():
 	case err = <-serveErr:
 		log.Error("http server stopped", "err", err)
+	case err = <-fatal:
+		log.Error("stopping", "err", err)
 	}
 	log.Info("shutting down")
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

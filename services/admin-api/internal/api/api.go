@@ -190,13 +190,21 @@ func readRaw(c echo.Context, max int64) ([]byte, error) {
 
 // readBody reads a JSON object body within the size limit. An empty body
 // is an empty object.
-func (a *API) readBody(c echo.Context) ([]byte, map[string]any, error) {
+func (a *API) readBody(c echo.Context, t *entity.Type) ([]byte, map[string]any, error) {
 	raw, err := readRaw(c, a.cfg.MaxBodyBytes)
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(bytes.TrimSpace(raw)) == 0 {
+	trimmed := bytes.TrimSpace(raw)
+	if len(trimmed) == 0 {
 		return raw, map[string]any{}, nil
+	}
+	if strings.HasPrefix(c.Request().Header.Get("Content-Type"), "application/x-www-form-urlencoded") && trimmed[0] != '{' {
+		if !utf8.Valid(raw) {
+			return nil, nil, badBody("Cannot parse form body: invalid UTF-8")
+		}
+		m, err := parseForm(raw, t)
+		return raw, m, err
 	}
 	m, err := parseObject(raw)
 	if err != nil {
@@ -328,8 +336,8 @@ func (a *API) get(ep endpoint) echo.HandlerFunc {
 // write runs one admin transaction for a request, honouring an
 // Idempotency-Key: a retry with the same key and request gets the first
 // response and writes nothing.
-func (a *API) write(c echo.Context, fn func(ctx context.Context, tx *store.Tx, in map[string]any) (int, []byte, error)) error {
-	raw, in, err := a.readBody(c)
+func (a *API) write(c echo.Context, t *entity.Type, fn func(ctx context.Context, tx *store.Tx, in map[string]any) (int, []byte, error)) error {
+	raw, in, err := a.readBody(c, t)
 	if err != nil {
 		return err
 	}
@@ -441,7 +449,7 @@ func resolveRefs(ctx context.Context, tx *store.Tx, t *entity.Type, in map[strin
 
 func (a *API) create(ep endpoint) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		return a.write(c, func(ctx context.Context, tx *store.Tx, in map[string]any) (int, []byte, error) {
+		return a.write(c, ep.t, func(ctx context.Context, tx *store.Tx, in map[string]any) (int, []byte, error) {
 			if ep.parent != nil {
 				p, err := tx.Get(ctx, ep.parent, c.Param("parent"), false)
 				if err != nil {
@@ -468,7 +476,7 @@ func (a *API) create(ep endpoint) echo.HandlerFunc {
 
 func (a *API) put(ep endpoint) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		return a.write(c, func(ctx context.Context, tx *store.Tx, in map[string]any) (int, []byte, error) {
+		return a.write(c, ep.t, func(ctx context.Context, tx *store.Tx, in map[string]any) (int, []byte, error) {
 			idOrName := c.Param("id")
 			var pid string
 			if ep.parent != nil {
@@ -517,7 +525,7 @@ func (a *API) put(ep endpoint) echo.HandlerFunc {
 
 func (a *API) patch(ep endpoint) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		return a.write(c, func(ctx context.Context, tx *store.Tx, in map[string]any) (int, []byte, error) {
+		return a.write(c, ep.t, func(ctx context.Context, tx *store.Tx, in map[string]any) (int, []byte, error) {
 			var pid string
 			if ep.parent != nil {
 				p, err := tx.Get(ctx, ep.parent, c.Param("parent"), false)
@@ -545,7 +553,7 @@ func (a *API) patch(ep endpoint) echo.HandlerFunc {
 
 func (a *API) delete(ep endpoint) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		return a.write(c, func(ctx context.Context, tx *store.Tx, _ map[string]any) (int, []byte, error) {
+		return a.write(c, ep.t, func(ctx context.Context, tx *store.Tx, _ map[string]any) (int, []byte, error) {
 			var pid string
 			if ep.parent != nil {
 				p, err := tx.Get(ctx, ep.parent, c.Param("parent"), false)

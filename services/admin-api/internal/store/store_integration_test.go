@@ -155,3 +155,40 @@ func TestUnavailableDatabase(t *testing.T) {
 		t.Fatalf("write after recovery = %+v, %v; want tx 1", res, err)
 	}
 }
+
+// TestNoSilentCascade: Postgres refuses to drop a child behind the
+// application's back; Tx.Delete deletes it with its own event.
+func TestNoSilentCascade(t *testing.T) {
+	st, db := open(t)
+	ctx := t.Context()
+	keep := func() map[string]any {
+		return map[string]any{"id": uuid.NewString(), "created_at": int64(1), "updated_at": int64(1)}
+	}
+	cons, errs := entity.Normalize(entity.Consumer, map[string]any{"username": "u"}, nil, keep())
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	cred, errs := entity.Normalize(entity.KeyAuth, map[string]any{"consumer": map[string]any{"id": cons["id"]}}, nil, keep())
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	if _, err := st.Write(ctx, func(tx *store.Tx) error {
+		if _, err := tx.Insert(ctx, entity.Consumer, cons); err != nil {
+			return err
+		}
+		_, err := tx.Insert(ctx, entity.KeyAuth, cred)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Exec(`DELETE FROM consumers`).Error; err == nil {
+		t.Fatal("a raw delete of a consumer with a credential succeeded")
+	}
+	res, err := st.Write(ctx, func(tx *store.Tx) error {
+		_, err := tx.Delete(ctx, entity.Consumer, cons["id"].(string))
+		return err
+	})
+	if err != nil || res.Changes != 2 {
+		t.Fatalf("delete = %+v, %v; want 2 changes (credential, consumer)", res, err)
+	}
+}

@@ -100,9 +100,44 @@ func Database(t testing.TB) string {
 	return u.String()
 }
 
-// TopicPrefix is a unique prefix for the test's topics.
+// TopicPrefix is a unique prefix for the test's topics; the topics with
+// it are deleted when the test ends.
 func TopicPrefix(t testing.TB) string {
-	return "t-" + strings.ReplaceAll(Name(t), "_", "-") + "."
+	prefix := "t-" + strings.ReplaceAll(Name(t), "_", "-") + "."
+	brokers := os.Getenv("DELTAPLANE_TEST_KAFKA")
+	t.Cleanup(func() {
+		if brokers == "" {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c := broker.Client(broker.Brokers(brokers))
+		md, err := c.Metadata(ctx, &kafka.MetadataRequest{})
+		if err != nil {
+			t.Logf("list topics: %v", err)
+			return
+		}
+		var mine []string
+		for _, tp := range md.Topics {
+			if strings.HasPrefix(tp.Name, prefix) {
+				mine = append(mine, tp.Name)
+			}
+		}
+		if len(mine) == 0 {
+			return
+		}
+		resp, err := c.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: mine})
+		if err != nil {
+			t.Logf("delete topics %v: %v", mine, err)
+			return
+		}
+		for name, err := range resp.Errors {
+			if err != nil {
+				t.Logf("delete topic %s: %v", name, err)
+			}
+		}
+	})
+	return prefix
 }
 
 // Eventually polls cond until it holds or the deadline passes.
