@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -367,5 +366,3 @@ func (e *env) waitVersion(g *gateway, version uint64) pipeline.Status {
 	})
 	return s
 }
-
-var _ = io.Discard

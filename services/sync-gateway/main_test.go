@@ -141,10 +141,14 @@ func TestMalformedEventsAreQuarantined(t *testing.T) {
 		e.produce(b.msg)
 	}
 	e.produce(upsert(7, 0, 1, wire.TypeService, "s7"))
-	s := e.waitVersion(g, 2)
-	if s.Quarantined != uint64(len(bad)) || s.LastTx != 7 {
-		t.Fatalf("status %+v, want %d quarantined, last tx 7", s, len(bad))
-	}
+	e.waitVersion(g, 2)
+	eventually(t, 30*time.Second, func() error {
+		s, err := g.status()
+		if err == nil && (s.Quarantined != uint64(len(bad)) || s.LastTx != 7) {
+			err = fmt.Errorf("status %+v, want %d quarantined, last tx 7", s, len(bad))
+		}
+		return err
+	})
 	h := checkHistory(t, e.deltas())
 	if h.Versions != 2 || h.Tx[2] != 7 {
 		t.Fatalf("history %+v", h)
@@ -369,4 +373,115 @@ func mustEntities(t *testing.T, c *wire.FullConfig) map[string][]byte {
 		t.Fatal(err)
 	}
 	return ents
+}
+
+// Another instance publishing behind this one's back is noticed before the
+// next publish: the state is rebuilt from dp.deltas and the transaction it
+// already published is not published again.
+func TestFencingRebuildsWhenAnotherInstanceWrote(t *testing.T) {
+	e := newEnv(t)
+	g := e.start(nil)
+	for tx := uint64(1); tx <= 3; tx++ {
+		e.produce(upsert(tx, 0, 1, wire.TypeService, fmt.Sprintf("s%d", tx)))
+	}
+	s := e.waitVersion(g, 3)
+	if s.Rebuilds != 1 {
+		t.Fatalf("rebuilds %d before the foreign write, want 1 (start)", s.Rebuilds)
+	}
+
+	// "Another instance" publishes tx 4 as version 4, exactly as this one would.
+	ev := upsert(4, 0, 1, wire.TypeService, "s4")
+	ent := []byte(`{"id":"s4","name":"n-s4","tx":4}`)
+	prev, err := wire.ParseHash(s.Hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := wire.DeltaHeader{Schema: 1, Version: 4, Index: 0, Count: 1, Hash: prev.Add(wire.EntityHash(string(ev.Key), ent)), Tx: 4}
+	w := &kafka.Writer{Addr: kafka.TCP(e.brokers...), Topic: e.prefix + wire.TopicDeltas, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	defer w.Close()
+	if err := w.WriteMessages(t.Context(), kafka.Message{Key: ev.Key, Value: ent, Headers: h.Headers()}); err != nil {
+		t.Fatal(err)
+	}
+
+	e.produce(ev, upsert(5, 0, 1, wire.TypeService, "s5"))
+	s = e.waitVersion(g, 5)
+	ds := e.deltas()
+	hist := checkHistory(t, ds)
+	if len(ds) != 5 || hist.Versions != 5 || hist.Tx[5] != 5 || s.Rebuilds < 2 || s.Hash != hist.Hash.String() {
+		t.Fatalf("records %d, versions %d, status %+v", len(ds), hist.Versions, s)
+	}
+}
+
+// A crash mid-batch leaves a version without its last record on dp.deltas;
+// the next instance ignores it and publishes the same batch again, whole.
+func TestTrailingIncompleteBatchIsRepublishedIdentically(t *testing.T) {
+	e := newEnv(t)
+	a := upsert(1, 0, 2, wire.TypeService, "a")
+	b := upsert(1, 1, 2, wire.TypeService, "b")
+	entA := []byte(`{"id":"a","name":"n-a","tx":1}`)
+	entB := []byte(`{"id":"b","name":"n-b","tx":1}`)
+	hash := wire.Hash(0).Add(wire.EntityHash("services/a", entA)).Add(wire.EntityHash("services/b", entB))
+	h := wire.DeltaHeader{Schema: 1, Version: 1, Index: 0, Count: 2, Hash: hash, Tx: 1}
+	w := &kafka.Writer{Addr: kafka.TCP(e.brokers...), Topic: e.prefix + wire.TopicDeltas, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	defer w.Close()
+	if err := w.WriteMessages(t.Context(), kafka.Message{Key: a.Key, Value: entA, Headers: h.Headers()}); err != nil {
+		t.Fatal(err)
+	}
+	e.produce(a, b)
+	g := e.start(nil)
+	s := e.waitVersion(g, 1)
+	ds := e.deltas()
+	hist := checkHistory(t, ds)
+	if len(ds) != 3 || ds[1].Key != "services/a" || ds[2].Key != "services/b" || hist.Versions != 1 || s.Hash != hash.String() {
+		t.Fatalf("records %d (%v), status %+v", len(ds), ds, s)
+	}
+}
+
+// failTB turns Fatalf into a recoverable panic so that the history checker
+// itself can be tested.
+type failTB struct{ testing.TB }
+
+type failed string
+
+func (failTB) Fatalf(format string, args ...any) { panic(failed(fmt.Sprintf(format, args...))) }
+func (failTB) Helper()                           {}
+
+func TestCheckHistoryDetectsBadHistories(t *testing.T) {
+	rec := func(off int64, key, val string, v uint64, i, n int, tx uint64) delta {
+		var value []byte
+		if val != "" {
+			value = []byte(val)
+		}
+		return delta{Offset: off, Key: key, Value: value, H: wire.DeltaHeader{Schema: 1, Version: v, Index: i, Count: n, Tx: tx,
+			Hash: wire.EntityHash("services/a", []byte(`{"id":"a"}`))}}
+	}
+	ok := []delta{rec(0, "services/a", `{"id":"a"}`, 1, 0, 1, 1)}
+	cases := []struct {
+		name string
+		ds   []delta
+		bad  bool
+	}{
+		{"good", ok, false},
+		{"duplicate identical", append(ok, ok[0]), false},
+		{"gap", []delta{rec(0, "services/a", `{"id":"a"}`, 2, 0, 1, 1)}, true},
+		{"republished differently", append(ok, rec(1, "services/a", `{"id":"b"}`, 1, 0, 1, 1)), true},
+		{"wrong hash", []delta{rec(0, "services/b", `{"id":"b"}`, 1, 0, 1, 1)}, true},
+		{"one tx two versions", append(ok, rec(1, "services/a", `{"id":"a"}`, 2, 0, 1, 1)), true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var msg failed
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						msg = r.(failed)
+					}
+				}()
+				checkHistory(failTB{t}, c.ds)
+			}()
+			if (msg != "") != c.bad {
+				t.Fatalf("checkHistory failure = %q, want failure %v", msg, c.bad)
+			}
+		})
+	}
 }

@@ -296,3 +296,33 @@ func TestTwoInstancesFailOver(t *testing.T) {
 			s.PublishedRecords, bytes.Count(log, []byte("output topic moved")))
 	}
 }
+
+func TestFullModeKill9ConvergesToTheModel(t *testing.T) {
+	e := newEnv(t)
+	bin := buildGateway(t)
+	full := map[string]string{"SYNC_MODE": "full"}
+	p := e.startProc(bin, "a", full)
+	l := e.startLoad()
+	for round := 1; round <= 2; round++ {
+		waitTx(t, 60*time.Second, l.written()+20, p)
+		p.kill(t)
+		p = e.startProc(bin, "a", full)
+	}
+	l.halt()
+	waitTx(t, 60*time.Second, l.written(), p)
+	var snap *wire.FullConfig
+	eventually(t, 30*time.Second, func() error {
+		snap, _ = e.latestSnapshot()
+		if snap == nil || snap.Tx != l.tx {
+			return fmt.Errorf("latest snapshot %v, want tx %d", snap != nil, l.tx)
+		}
+		return nil
+	})
+	ents := mustEntities(t, snap)
+	if snap.Version != l.tx || !maps.EqualFunc(ents, l.model, bytes.Equal) {
+		t.Fatalf("snapshot version %d with %d entities; want version %d, %d entities", snap.Version, len(ents), l.tx, len(l.model))
+	}
+	if n := len(e.deltas()); n != 0 {
+		t.Fatalf("full mode wrote %d records on dp.deltas", n)
+	}
+}

@@ -120,25 +120,66 @@ func BenchmarkSequencingThroughput(b *testing.B) {
 }
 
 // BenchmarkAddedLatency: one single-event transaction at a time on an idle
-// pipeline; latency from cp.changes acknowledging the append to dp.deltas
-// acknowledging the batch.
+// pipeline holding a configuration of size entities; latency from
+// cp.changes acknowledging the append to the output topic acknowledging the
+// batch (incremental: the delta; full: the whole snapshot, after the
+// coalescing quiet period SYNC_FULL_COALESCE: 50ms, the default, and 1ms to
+// show the cost of the snapshot itself).
 func BenchmarkAddedLatency(b *testing.B) {
+	for _, c := range []struct {
+		mode     string
+		size     int
+		coalesce time.Duration
+	}{
+		{ModeIncremental, 0, 0}, {ModeIncremental, 10000, 0},
+		{ModeFull, 0, 50 * time.Millisecond}, {ModeFull, 10000, 50 * time.Millisecond},
+		{ModeFull, 10000, time.Millisecond},
+	} {
+		name := fmt.Sprintf("mode=%s/entities=%d", c.mode, c.size)
+		if c.mode == ModeFull {
+			name += "/coalesce=" + c.coalesce.String()
+		}
+		b.Run(name, func(b *testing.B) { benchLatency(b, c.mode, c.size, c.coalesce) })
+	}
+}
+
+func benchLatency(b *testing.B, mode string, size int, coalesce time.Duration) {
 	e := newBenchEnv(b)
+	e.cfg.Mode = mode
+	if mode == ModeFull {
+		e.cfg.Coalesce, e.cfg.CoalesceMax = coalesce, time.Second
+		if err := broker.EnsureTopics(context.Background(), e.brokers, 30*time.Second, broker.Compacted(e.prefix+wire.TopicFull, nil)); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			broker.Client(e.brokers).DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{e.prefix + wire.TopicFull}})
+		})
+	}
 	var mu sync.Mutex
 	acked := map[uint64]time.Time{}
-	seen := make(chan uint64, 1)
+	seen := make(chan uint64, 16)
 	e.cfg.Observe = func(tx, _ uint64, at time.Time) {
 		mu.Lock()
 		acked[tx] = at
 		mu.Unlock()
 		seen <- tx
 	}
-	e.start(b)
-	// warm up: group join and first fetch
-	if err := e.writer.WriteMessages(context.Background(), event(1, 0, 1, "warm")); err != nil {
-		b.Fatal(err)
+	// the configuration: one transaction of size entities, then warm up
+	var base []kafka.Message
+	for i := 0; i < size; i++ {
+		base = append(base, event(1, i, size, fmt.Sprintf("base%05d", i)))
 	}
-	<-seen
+	if size == 0 {
+		base = append(base, event(1, 0, 1, "warm"))
+	}
+	for c := range slices.Chunk(base, 1000) {
+		if err := e.writer.WriteMessages(context.Background(), c...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	e.start(b)
+	for got := <-seen; got != 1; got = <-seen {
+	}
 	lat := make([]time.Duration, 0, b.N) // from the append's acknowledgement
 	e2e := make([]time.Duration, 0, b.N) // from the start of the append
 	b.ResetTimer()

@@ -101,7 +101,11 @@ func (p *Pipeline) flushFull(ctx context.Context) (int64, error) {
 	p.full.keys = keys
 	p.full.version, p.full.hash = h.Version, h.Hash
 	p.full.dirty, p.full.since = false, time.Time{}
-	p.m.publishSecs.Observe(time.Since(start).Seconds())
+	acked := time.Now()
+	p.m.publishSecs.Observe(acked.Sub(start).Seconds())
+	if p.cfg.Observe != nil {
+		p.cfg.Observe(h.Tx, h.Version, acked)
+	}
 	p.m.published.Add(float64(len(chunks)))
 	p.m.snapshots.Inc()
 	p.update(func(s *Status) { s.PublishedRecords += uint64(len(chunks)) })

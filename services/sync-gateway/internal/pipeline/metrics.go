@@ -1,6 +1,10 @@
 package pipeline
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/deltaplane/deltaplane/services/sync-gateway/internal/sequencer"
+)
 
 // Metrics are the sync-gateway's Prometheus series.
 type Metrics struct {
@@ -42,5 +46,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.addedLatency, m.consumed, m.duplicates, m.quarantined, m.published, m.versions, m.snapshots,
 		m.rebuilds, m.errors, m.version, m.lastTx, m.entities, m.active, m.publishSecs)
+	// Every reason starts at zero, so dashboards and alerts see the series.
+	for _, r := range []string{sequencer.ReasonDecode, sequencer.ReasonSchema, sequencer.ReasonType, sequencer.ReasonKey,
+		sequencer.ReasonOp, sequencer.ReasonBatch, sequencer.ReasonEntity, sequencer.ReasonOversized,
+		sequencer.ReasonReference, sequencer.ReasonOutOfOrder} {
+		m.quarantined.WithLabelValues(r)
+	}
 	return m
 }

@@ -87,6 +87,10 @@ type Pipeline struct {
 	expectEnd   int64 // end offset of the output topic after this instance's last write
 	needRebuild bool
 	full        fullState
+	// incremental mode: transactions applied to st but not yet published
+	staged        []sequencer.Batch
+	stagedTx      []*sequencer.Tx
+	stagedRecords int
 
 	mu     sync.Mutex
 	status Status
@@ -175,6 +179,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	go p.watchActive(ctx)
 	for {
 		err := p.consume(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
 		if !errors.Is(err, errRestartInput) {
 			return err
 		}
@@ -224,7 +231,8 @@ func (p *Pipeline) consume(ctx context.Context) error {
 	defer r.Close()
 
 	asm := sequencer.NewAssembler(p.cfg.MaxRecordBytes)
-	committed := int64(-1)
+	committed, pendingCommit := int64(-1), int64(-1)
+	p.staged, p.stagedRecords = nil, 0
 	for {
 		fetchCtx, cancel := ctx, context.CancelFunc(func() {})
 		if wait, ok := p.fullDeadline(); ok {
@@ -257,22 +265,39 @@ func (p *Pipeline) consume(ctx context.Context) error {
 		if err := p.quarantine(ctx, step.Rejects); err != nil {
 			return err
 		}
+		if p.cfg.Mode == ModeFull {
+			for _, tx := range step.Closed {
+				if err := p.handleTx(ctx, tx); err != nil {
+					return err
+				}
+			}
+			if step.Commit >= 0 {
+				p.full.commit = step.Commit
+				if !p.full.dirty {
+					committed = p.commit(ctx, r, step.Commit, committed)
+				}
+			}
+			continue
+		}
+		// Incremental mode: stage transactions while more input is already
+		// buffered, then fence once and publish them together.
 		for _, tx := range step.Closed {
-			if err := p.handleTx(ctx, tx); err != nil {
+			if err := p.stage(ctx, tx); err != nil {
 				return err
 			}
 		}
-		if step.Commit < 0 {
+		if step.Commit >= 0 {
+			pendingCommit = step.Commit
+		}
+		if len(p.staged) > 0 && p.stagedRecords < stageMaxRecords && r.Stats().QueueLength > 0 {
 			continue
 		}
-		if p.cfg.Mode == ModeFull {
-			p.full.commit = step.Commit
-			if !p.full.dirty {
-				committed = p.commit(ctx, r, step.Commit, committed)
-			}
-			continue
+		if err := p.flush(ctx); err != nil {
+			return err
 		}
-		committed = p.commit(ctx, r, step.Commit, committed)
+		if pendingCommit >= 0 {
+			committed = p.commit(ctx, r, pendingCommit, committed)
+		}
 	}
 }
 
@@ -364,7 +389,7 @@ func (p *Pipeline) tryTx(ctx context.Context, tx *sequencer.Tx) error {
 				return errRetryNow
 			}
 			start := time.Now()
-			n, err := p.publishBatch(ctx, b)
+			n, err := p.publishBatches(ctx, b)
 			if err != nil {
 				return fmt.Errorf("publish version %d (tx %d): %w", b.Version, b.Tx, err)
 			}
@@ -385,11 +410,12 @@ func (p *Pipeline) tryTx(ctx context.Context, tx *sequencer.Tx) error {
 	if err := p.st.Apply(b); err != nil {
 		return err
 	}
-	p.publishState()
 	if len(b.Records) > 0 {
 		p.log.Debug("published", "version", b.Version, "tx", b.Tx, "records", len(b.Records), "hash", b.Hash.String())
 	}
-	return p.quarantine(ctx, b.Rejects)
+	err := p.quarantine(ctx, b.Rejects)
+	p.publishState()
+	return err
 }
 
 // outputMoved reports whether someone else wrote to the output topic since
@@ -435,10 +461,12 @@ func (p *Pipeline) rebuild(ctx context.Context) error {
 	return nil
 }
 
-// publishBatch writes a batch in chunks and returns the records written.
-func (p *Pipeline) publishBatch(ctx context.Context, b sequencer.Batch) (int, error) {
-	msgs := make([]kafka.Message, 0, min(len(b.Records), chunkRecords))
-	size := 0
+// publishBatches writes batches in chunks and returns the records written.
+// Chunks are written one after the other and each fits one produce
+// request, so a failure leaves at most the last batch incomplete.
+func (p *Pipeline) publishBatches(ctx context.Context, bs ...sequencer.Batch) (int, error) {
+	msgs := make([]kafka.Message, 0, chunkRecords)
+	size, total := 0, 0
 	flush := func() error {
 		if len(msgs) == 0 {
 			return nil
@@ -447,18 +475,119 @@ func (p *Pipeline) publishBatch(ctx context.Context, b sequencer.Batch) (int, er
 		msgs, size = msgs[:0], 0
 		return err
 	}
-	for i, r := range b.Records {
-		m := kafka.Message{Key: []byte(r.Key), Value: r.Value, Headers: b.Header(i).Headers()}
-		n := messageSize(m)
-		if len(msgs) >= chunkRecords || (len(msgs) > 0 && size+n > chunkBytes) {
-			if err := flush(); err != nil {
-				return 0, err
+	for _, b := range bs {
+		for i, r := range b.Records {
+			m := kafka.Message{Key: []byte(r.Key), Value: r.Value, Headers: b.Header(i).Headers()}
+			n := messageSize(m)
+			if len(msgs) >= chunkRecords || (len(msgs) > 0 && size+n > chunkBytes) {
+				if err := flush(); err != nil {
+					return 0, err
+				}
+			}
+			msgs = append(msgs, m)
+			size += n
+			total++
+		}
+	}
+	return total, flush()
+}
+
+// stageMaxRecords bounds what is staged before a publish.
+const stageMaxRecords = 5 * chunkRecords
+
+// stage sequences a closed transaction into the state without publishing
+// it yet (incremental mode); flush publishes what is staged.
+func (p *Pipeline) stage(ctx context.Context, tx *sequencer.Tx) error {
+	if p.needRebuild {
+		// The state is not trusted: publish what is staged, then take the
+		// one-by-one path, which rebuilds first.
+		if err := p.flush(ctx); err != nil {
+			return err
+		}
+		return p.handleTx(ctx, tx)
+	}
+	if tx.ID <= p.st.LastTx() {
+		return nil
+	}
+	if tx.ID > p.st.LastTx()+1 && len(p.staged) == 0 {
+		if _, err := p.outputMoved(ctx); err != nil {
+			p.needRebuild = true
+			return p.handleTx(ctx, tx)
+		}
+		if tx.ID <= p.st.LastTx() {
+			return nil
+		}
+		if tx.ID > p.st.LastTx()+1 {
+			p.log.Info("transaction gap", "tx", tx.ID, "last_tx", p.st.LastTx())
+		}
+	}
+	b := p.st.Prepare(tx)
+	if err := p.st.Apply(b); err != nil {
+		return err
+	}
+	p.staged = append(p.staged, b)
+	p.stagedTx = append(p.stagedTx, tx)
+	p.stagedRecords += len(b.Records)
+	return nil
+}
+
+// flush fences, publishes the staged batches, and quarantines their
+// rejected events. When the output moved or the publish failed, the staged
+// state cannot be trusted: it is rebuilt from dp.deltas and the staged
+// transactions are sequenced again one by one.
+func (p *Pipeline) flush(ctx context.Context) error {
+	if len(p.staged) == 0 {
+		return nil
+	}
+	staged, txs, n := p.staged, p.stagedTx, p.stagedRecords
+	p.staged, p.stagedTx, p.stagedRecords = nil, nil, 0
+	if n > 0 {
+		moved, err := p.outputMoved(ctx)
+		if err == nil && !moved {
+			start := time.Now()
+			_, err = p.publishBatches(ctx, staged...)
+			if err == nil {
+				acked := time.Now()
+				p.expectEnd += int64(n)
+				p.m.publishSecs.Observe(acked.Sub(start).Seconds())
+				p.m.published.Add(float64(n))
+				p.update(func(s *Status) { s.PublishedRecords += uint64(n) })
+				for i, b := range staged {
+					if len(b.Records) == 0 {
+						continue
+					}
+					p.m.versions.Inc()
+					if t := txs[i].LastTime; !t.IsZero() {
+						p.m.addedLatency.Observe(acked.Sub(t).Seconds())
+					}
+					if p.cfg.Observe != nil {
+						p.cfg.Observe(b.Tx, b.Version, acked)
+					}
+				}
+			} else {
+				p.m.errors.Inc()
+				p.log.Warn("publish staged batches", "topic", p.topicOut, "version", staged[0].Version, "err", err)
 			}
 		}
-		msgs = append(msgs, m)
-		size += n
+		if err != nil || moved {
+			if err != nil {
+				p.needRebuild = true
+			}
+			for _, tx := range txs {
+				if err := p.handleTx(ctx, tx); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
 	}
-	return len(b.Records), flush()
+	for _, b := range staged {
+		if err := p.quarantine(ctx, b.Rejects); err != nil {
+			return err
+		}
+	}
+	p.publishState()
+	return nil
 }
 
 // messageSize over-estimates a record's size in a produce request.

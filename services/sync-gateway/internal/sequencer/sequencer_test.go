@@ -299,3 +299,28 @@ func TestSnapshotAndLoad(t *testing.T) {
 		t.Fatalf("loaded hash %s, want %s", st.Hash(), f.st.Hash())
 	}
 }
+
+// FuzzOffer: no input record makes the sequencer panic, and every record is
+// either accepted into a batch, quarantined, or skipped as a duplicate.
+func FuzzOffer(f *testing.F) {
+	f.Add("services/a", `{"schema":1,"tx":1,"index":0,"count":1,"op":"upsert","type":"services","id":"a","entity":{"id":"a"}}`)
+	f.Add("routes/r", `{"schema":1,"tx":1,"index":0,"count":2,"op":"upsert","type":"routes","id":"r","entity":{"id":"r","service":{"id":"a"}}}`)
+	f.Add("services/a", `{"schema":1,"tx":2,"index":0,"count":1,"op":"delete","type":"services","id":"a"}`)
+	f.Add("x", `{`)
+	f.Fuzz(func(t *testing.T, key, value string) {
+		asm := NewAssembler(1 << 16)
+		st := NewState(false)
+		for off := int64(0); off < 3; off++ {
+			step := asm.Offer(Input{Offset: off, Key: []byte(key), Value: []byte(value)}, st.LastTx())
+			for _, tx := range step.Closed {
+				b := st.Prepare(tx)
+				if len(b.Records)+len(b.Rejects) != len(tx.Events) {
+					t.Fatalf("tx %d: %d records + %d rejects for %d events", tx.ID, len(b.Records), len(b.Rejects), len(tx.Events))
+				}
+				if err := st.Apply(b); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	})
+}
