@@ -1,0 +1,84 @@
+//go:build integration
+
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+func testBrokers(t *testing.T) []string {
+	t.Helper()
+	b := os.Getenv("DELTAPLANE_TEST_KAFKA")
+	if b == "" {
+		t.Fatal("DELTAPLANE_TEST_KAFKA is not set; run with make test")
+	}
+	return Brokers(b)
+}
+
+func uniqueTopic(t *testing.T, name string) string {
+	t.Helper()
+	topic := fmt.Sprintf("t-broker-%d.%s", time.Now().UnixNano(), name)
+	t.Cleanup(func() {
+		Client(testBrokers(t)).DeleteTopics(t.Context(), &kafka.DeleteTopicsRequest{Topics: []string{topic}})
+	})
+	return topic
+}
+
+func TestEnsureTopicsCreatesThenAccepts(t *testing.T) {
+	brokers := testBrokers(t)
+	deltas, dlq := uniqueTopic(t, "dp.deltas"), uniqueTopic(t, "cp.changes.dlq")
+	specs := []TopicSpec{Compacted(deltas, map[string]string{"min.cleanable.dirty.ratio": "0.1"}), Log(dlq)}
+	for range 2 { // the second call finds them and verifies them
+		if err := EnsureTopics(t.Context(), brokers, 30*time.Second, specs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := Client(brokers).DescribeConfigs(t.Context(), &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
+		ResourceType: kafka.ResourceTypeTopic, ResourceName: deltas, ConfigNames: []string{"cleanup.policy", "min.cleanable.dirty.ratio"},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, e := range resp.Resources[0].ConfigEntries {
+		got[e.ConfigName] = e.ConfigValue
+	}
+	if got["cleanup.policy"] != "compact" || got["min.cleanable.dirty.ratio"] != "0.1" {
+		t.Fatalf("created with %v", got)
+	}
+}
+
+func TestEnsureTopicsRefusesDrift(t *testing.T) {
+	brokers := testBrokers(t)
+	cases := []struct {
+		name     string
+		existing kafka.TopicConfig
+		want     string
+	}{
+		{"cleanup policy delete", kafka.TopicConfig{NumPartitions: 1, ReplicationFactor: 1,
+			ConfigEntries: []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "delete"}}}, `cleanup.policy="delete"`},
+		{"three partitions", kafka.TopicConfig{NumPartitions: 3, ReplicationFactor: 1,
+			ConfigEntries: []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}}}, "has 3 partitions"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			topic := uniqueTopic(t, "cp.changes")
+			c.existing.Topic = topic
+			resp, err := Client(brokers).CreateTopics(t.Context(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{c.existing}})
+			if err != nil || resp.Errors[topic] != nil {
+				t.Fatalf("create drifted topic: %v %v", err, resp)
+			}
+			err = EnsureTopics(t.Context(), brokers, 30*time.Second, Compacted(topic, nil))
+			if !errors.Is(err, ErrTopicMismatch) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("EnsureTopics = %v, want ErrTopicMismatch mentioning %q", err, c.want)
+			}
+		})
+	}
+}
