@@ -162,8 +162,8 @@ func TestMalformedEventsAreQuarantined(t *testing.T) {
 		for _, x := range m.Headers {
 			hd[x.Key] = string(x.Value)
 		}
-		if !strings.HasPrefix(hd["dlq-reason"], bad[i].reason+":") || hd["dlq-offset"] != fmt.Sprint(i+1) ||
-			hd["dlq-topic"] != e.prefix+wire.TopicChanges || hd["dlq-partition"] != "0" {
+		if !strings.HasPrefix(hd[wire.HeaderDLQReason], bad[i].reason+":") || hd[wire.HeaderDLQOffset] != fmt.Sprint(i+1) ||
+			hd[wire.HeaderDLQTopic] != e.prefix+wire.TopicChanges || hd[wire.HeaderDLQPartition] != "0" {
 			t.Fatalf("dlq record %d headers %v, want reason %s offset %d", i, hd, bad[i].reason, i+1)
 		}
 		if !bytes.Equal(m.Key, bad[i].msg.Key) || !bytes.Equal(m.Value, bad[i].msg.Value) {

@@ -30,14 +30,6 @@ const (
 	ModeFull        = "full"
 )
 
-// DLQ header names.
-const (
-	HeaderDLQReason    = "dlq-reason"
-	HeaderDLQTopic     = "dlq-topic"
-	HeaderDLQPartition = "dlq-partition"
-	HeaderDLQOffset    = "dlq-offset"
-)
-
 // Config is what the pipeline needs.
 type Config struct {
 	Brokers        []string
@@ -610,10 +602,10 @@ func (p *Pipeline) quarantine(ctx context.Context, rejects []sequencer.Reject) e
 			Key:   rj.Input.Key,
 			Value: rj.Input.Value,
 			Headers: []kafka.Header{
-				{Key: HeaderDLQReason, Value: []byte(rj.Reason)},
-				{Key: HeaderDLQTopic, Value: []byte(p.topicChanges)},
-				{Key: HeaderDLQPartition, Value: []byte("0")},
-				{Key: HeaderDLQOffset, Value: []byte(strconv.FormatInt(rj.Input.Offset, 10))},
+				{Key: wire.HeaderDLQReason, Value: []byte(rj.Reason)},
+				{Key: wire.HeaderDLQTopic, Value: []byte(p.topicChanges)},
+				{Key: wire.HeaderDLQPartition, Value: []byte("0")},
+				{Key: wire.HeaderDLQOffset, Value: []byte(strconv.FormatInt(rj.Input.Offset, 10))},
 			},
 		}
 		p.log.Warn("quarantined", "topic", p.topicChanges, "offset", rj.Input.Offset, "key", string(rj.Input.Key), "reason", rj.Reason)
