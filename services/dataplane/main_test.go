@@ -255,7 +255,8 @@ func TestComponentProxyAndStatus(t *testing.T) {
 		t.Fatalf("last_sync: %v", err)
 	}
 	code, metrics, _ := get(t, "http://"+d.status+"/metrics", nil)
-	if code != 200 || !strings.Contains(metrics, "deltaplane_dataplane_batches_applied_total 2") {
+	if code != 200 || !strings.Contains(metrics, "deltaplane_dataplane_batches_applied_total 2") ||
+		!strings.Contains(metrics, "deltaplane_dataplane_apply_seconds_count 2") || !strings.Contains(metrics, "deltaplane_dataplane_propagation_seconds_count 2") {
 		t.Fatalf("/metrics: %d\n%s", code, metrics)
 	}
 	nodeID := s["node_id"]
@@ -337,5 +338,27 @@ func TestComponentRefusesMisconfiguredTopic(t *testing.T) {
 	err := run(ctx, func(k string) string { return env[k] }, io.Discard)
 	if !errors.Is(err, broker.ErrTopicMismatch) {
 		t.Fatalf("run = %v, want ErrTopicMismatch", err)
+	}
+}
+
+func TestComponentFullMode(t *testing.T) {
+	brokers := dt.Brokers(t)
+	prefix := dt.Prefix(t)
+	topic := prefix + wire.TopicFull
+	dt.CreateTopic(t, brokers, topic, nil)
+	t.Cleanup(func() { dt.DeleteTopics(brokers, prefix+wire.TopicStatus) })
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "full %s", r.URL.Path) }))
+	defer upstream.Close()
+	dt.PublishFull(t, brokers, topic, 4, map[string]string{
+		"services/s": svcJSON("s", upstream.URL, "null", "60000"),
+		"routes/r":   `{"id":"r","paths":["/f"],"strip_path":false,"service":{"id":"s"}}`,
+	})
+	d := startDP(t, map[string]string{"KAFKA_BROKERS": strings.Join(brokers, ","), "TOPIC_PREFIX": prefix, "DP_DATA_DIR": t.TempDir(), "SYNC_MODE": "full"})
+	dt.Eventually(t, wait, "version 4", func() bool { return d.version(t) == 4 })
+	if code, body, _ := get(t, "http://"+d.proxy+"/f/x", nil); code != 200 || body != "full /f/x" {
+		t.Fatalf("proxy: %d %q", code, body)
+	}
+	if s := d.statusJSON(t); s["mode"] != "full" || s["entities"].(float64) != 2 {
+		t.Fatalf("/status = %v", s)
 	}
 }

@@ -51,6 +51,10 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	}
 	defer st.Close()
 
+	applySeconds := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "deltaplane", Subsystem: "dataplane", Name: "apply_seconds",
+		Help: "Time to apply one batch (or full snapshot): hash check, durable store, publish.", Buckets: prometheus.ExponentialBuckets(0.00005, 2, 18)})
+	propagationSeconds := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "deltaplane", Subsystem: "dataplane", Name: "propagation_seconds",
+		Help: "Time from producing a batch's last record to the configuration being live here.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18)})
 	cons, err := consumer.New(consumer.Config{
 		Brokers:       cfg.Brokers,
 		Topic:         cfg.configTopic(),
@@ -58,45 +62,20 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		Group:         cfg.GroupPrefix + nodeID,
 		ProbeInterval: cfg.HeartbeatInterval,
 		Logger:        log,
+		Applied: func(took, since time.Duration) {
+			applySeconds.Observe(took.Seconds())
+			propagationSeconds.Observe(since.Seconds())
+		},
 	}, st)
 	if err != nil {
 		return err
 	}
 
-	report := func() status.Status {
-		s := cons.Snapshot()
-		contact := cons.LastContact()
-		st := status.Status{
-			NodeID:            nodeID,
-			Mode:              cfg.SyncMode,
-			Version:           s.Version,
-			Hash:              s.Hash.String(),
-			LastSync:          status.FormatTime(cons.LastSync()),
-			RecordsConsumed:   cons.Stats.RecordsConsumed.Load(),
-			DuplicatesSkipped: cons.Stats.DuplicatesSkipped.Load(),
-			BatchesApplied:    cons.Stats.BatchesApplied.Load(),
-			Resyncs:           cons.Stats.Resyncs.Load(),
-			Stale:             contact.IsZero() || time.Since(contact) > 3*cfg.HeartbeatInterval,
-			Entities:          s.Len(),
-			Ready:             cons.Ready(),
-			Lag:               cons.Lag(),
-			Offset:            cons.NextOffset(),
-			CommittedOffset:   cons.CommittedOffset(),
-			LastContact:       status.FormatTime(contact),
-			BadRecords:        cons.Stats.BadRecords.Load(),
-			HashMismatches:    cons.Stats.HashMismatches.Load(),
-			Gaps:              cons.Stats.Gaps.Load(),
-			LastResyncReason:  cons.LastResyncReason(),
-			Errors:            []string{},
-		}
-		if e := cons.LastError(); e != "" {
-			st.Errors = append(st.Errors, e)
-		}
-		return st
-	}
+	report := statusReport(cfg, cons)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	status.Register(reg, report)
+	reg.MustRegister(applySeconds, propagationSeconds)
 
 	hb := heartbeat.New(log, cfg.Brokers, cfg.statusTopic(), nodeID, cfg.HeartbeatInterval, func() wire.Heartbeat {
 		s := cons.Snapshot()
@@ -143,7 +122,6 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 			}
 		})
 	}
-	wg.Go(func() { hb.Run(ctx) })
 	wg.Go(func() {
 		// Topics may not exist yet: keep serving the stored configuration
 		// while waiting; a topic of the wrong shape stops the data plane.
@@ -156,6 +134,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 			}
 			return
 		}
+		wg.Go(func() { hb.Run(ctx) })
 		if err := cons.Run(ctx); err != nil {
 			cancel(err)
 		}
@@ -199,4 +178,38 @@ func resolveNodeID(cfg Config) (string, error) {
 		return "", fmt.Errorf("keep node id: %w", err)
 	}
 	return id, nil
+}
+
+func statusReport(cfg Config, cons *consumer.Consumer) func() status.Status {
+	return func() status.Status {
+		s := cons.Snapshot()
+		contact := cons.LastContact()
+		out := status.Status{
+			NodeID:            cfg.NodeID,
+			Mode:              cfg.SyncMode,
+			Version:           s.Version,
+			Hash:              s.Hash.String(),
+			LastSync:          status.FormatTime(cons.LastSync()),
+			RecordsConsumed:   cons.Stats.RecordsConsumed.Load(),
+			DuplicatesSkipped: cons.Stats.DuplicatesSkipped.Load(),
+			BatchesApplied:    cons.Stats.BatchesApplied.Load(),
+			Resyncs:           cons.Stats.Resyncs.Load(),
+			Stale:             contact.IsZero() || time.Since(contact) > 3*cfg.HeartbeatInterval,
+			Entities:          s.Len(),
+			Ready:             cons.Ready(),
+			Lag:               cons.Lag(),
+			Offset:            cons.NextOffset(),
+			CommittedOffset:   cons.CommittedOffset(),
+			LastContact:       status.FormatTime(contact),
+			BadRecords:        cons.Stats.BadRecords.Load(),
+			HashMismatches:    cons.Stats.HashMismatches.Load(),
+			Gaps:              cons.Stats.Gaps.Load(),
+			LastResyncReason:  cons.LastResyncReason(),
+			Errors:            []string{},
+		}
+		if e := cons.LastError(); e != "" {
+			out.Errors = append(out.Errors, e)
+		}
+		return out
+	}
 }

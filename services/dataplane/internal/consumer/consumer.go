@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,10 +33,26 @@ type Config struct {
 	// bounds (lag, staleness, caught-up time).
 	ProbeInterval time.Duration
 	Logger        *slog.Logger
+	// Applied, when set, is told after each applied batch or snapshot how
+	// long the apply took (decode, hash, store, publish) and how long after
+	// its last record was produced the configuration became live.
+	Applied func(took, sinceProduced time.Duration)
 	// Full selects the full-sync baseline: Topic is prefix + dp.full and
 	// every record set is a whole configuration (wire.FullAssembler).
 	Full bool
 }
+
+// Store is what the consumer needs of the local store: the position, the
+// entities, and one atomic write per batch or resync.
+type Store interface {
+	Meta() (store.Meta, error)
+	ForEach(fn func(key string, value []byte) error) error
+	Apply(changes []store.Change, m store.Meta) error
+	Replace(entities map[string][]byte, m store.Meta) error
+	SetMeta(update func(*store.Meta)) error
+}
+
+var _ Store = (*store.Bolt)(nil)
 
 // Listener is told about every published snapshot: the events of the batch,
 // or reset=true after a resync (caches must be purged).
@@ -57,7 +74,7 @@ type Stats struct {
 type Consumer struct {
 	cfg        Config
 	log        *slog.Logger
-	store      *store.Bolt
+	store      Store
 	client     *kafka.Client
 	current    atomic.Pointer[snapshot.Snapshot]
 	ready      atomic.Bool
@@ -72,8 +89,11 @@ type Consumer struct {
 	preparers  []Listener
 	commitReq  chan struct{}
 	asm        *delta.Assembler
-	full       *wire.FullAssembler
-	Stats      Stats
+	// loadProblem is why the stored configuration cannot be trusted ("" if
+	// it can); Run then starts with a resync.
+	loadProblem string
+	full        *wire.FullAssembler
+	Stats       Stats
 
 	// resync state
 	resyncing bool
@@ -85,7 +105,7 @@ type Consumer struct {
 
 // New opens the consumer on the store and publishes the stored
 // configuration at once, so the proxy serves it even while Kafka is down.
-func New(cfg Config, st *store.Bolt) (*Consumer, error) {
+func New(cfg Config, st Store) (*Consumer, error) {
 	c := &Consumer{
 		cfg:       cfg,
 		log:       cfg.Logger.With("component", "consumer", "topic", cfg.Topic),
@@ -115,6 +135,7 @@ func New(cfg Config, st *store.Bolt) (*Consumer, error) {
 	if snap.Hash != meta.Hash {
 		c.log.Error("stored configuration does not match its hash; will resync", "version", meta.Version, "hash", snap.Hash.String(), "want", meta.Hash.String())
 		meta.Complete = false
+		c.loadProblem = "stored configuration does not match its hash"
 	}
 	snap.Seq = 1
 	c.current.Store(snap)
@@ -250,16 +271,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	})
 	defer reader.Close()
 
-	reason := ""
-	switch {
-	case !meta.Complete:
-		reason = "no stored configuration"
-	case committed < 0:
-		reason = "consumer group has no committed offset"
-	case meta.NextOffset < first:
-		reason = fmt.Sprintf("stored offset %d is below the log start offset %d", meta.NextOffset, first)
-	case retention > 0 && !meta.CaughtUp.IsZero() && time.Since(meta.CaughtUp) > retention:
-		reason = fmt.Sprintf("offline for %s, longer than delete.retention.ms %s", time.Since(meta.CaughtUp).Round(time.Second), retention)
+	reason := resyncReason(meta, first, hwm, committed, retention, time.Now())
+	if reason == "" && c.loadProblem != "" {
+		reason = c.loadProblem
 	}
 	if reason != "" {
 		if err := c.startResync(ctx, reader, reason); err != nil {
@@ -273,9 +287,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 
 	probeCtx, stopProbe := context.WithCancel(ctx)
+	var helpers sync.WaitGroup
+	defer helpers.Wait()
 	defer stopProbe()
-	go c.probe(probeCtx)
-	go c.committer(probeCtx)
+	helpers.Go(func() { c.probe(probeCtx) })
+	helpers.Go(func() { c.committer(probeCtx) })
 
 	for {
 		msg, err := reader.FetchMessage(ctx)
@@ -284,6 +300,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 				return nil
 			}
 			c.log.Warn("fetch", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(200 * time.Millisecond):
+			}
 			continue
 		}
 		c.touch()
@@ -312,6 +333,9 @@ func (c *Consumer) Touch() { c.touch() }
 
 // handle processes one record; an error is fatal (the store failed).
 func (c *Consumer) handle(ctx context.Context, reader *kafka.Reader, msg kafka.Message) error {
+	if len(msg.Value) == 0 {
+		msg.Value = nil // a record without a value is a tombstone
+	}
 	if c.cfg.Full {
 		return c.handleFull(msg)
 	}
@@ -325,7 +349,7 @@ func (c *Consumer) handle(ctx context.Context, reader *kafka.Reader, msg kafka.M
 		}
 		return nil
 	}
-	rec := delta.Record{Key: string(msg.Key), Value: msg.Value, Header: hdr, Offset: msg.Offset}
+	rec := delta.Record{Key: string(msg.Key), Value: msg.Value, Header: hdr, Offset: msg.Offset, Time: msg.Time}
 	if c.resyncing {
 		if rec.Value == nil {
 			delete(c.rsEnts, rec.Key)
@@ -359,6 +383,7 @@ func (c *Consumer) handle(ctx context.Context, reader *kafka.Reader, msg kafka.M
 }
 
 func (c *Consumer) apply(ctx context.Context, reader *kafka.Reader, batch []delta.Record) error {
+	start := time.Now()
 	last := batch[len(batch)-1]
 	cur := c.current.Load()
 	writes := make([]snapshot.Write, len(batch))
@@ -387,6 +412,7 @@ func (c *Consumer) apply(ctx context.Context, reader *kafka.Reader, batch []delt
 	}
 	c.publish(next, meta, events, false)
 	c.Stats.BatchesApplied.Add(1)
+	c.observe(start, last.Time)
 	c.log.Debug("applied", "version", next.Version, "records", len(batch), "offset", last.Offset)
 	return nil
 }
@@ -411,7 +437,11 @@ func (c *Consumer) publish(next *snapshot.Snapshot, meta store.Meta, events []sn
 
 // startResync rewinds to the first offset and collects the whole topic.
 func (c *Consumer) startResync(ctx context.Context, reader *kafka.Reader, reason string) error {
-	c.log.Warn("resync", "reason", reason)
+	level := slog.LevelWarn
+	if !c.ready.Load() {
+		level = slog.LevelInfo // first start: nothing to distrust
+	}
+	c.log.Log(ctx, level, "resync", "reason", reason)
 	c.lastResync.Store(&reason)
 	var first, hwm int64
 	err := broker.Retry(ctx, 0, func() error {
@@ -541,6 +571,7 @@ func (c *Consumer) probe(ctx context.Context) {
 // handleFull processes one dp.full record: a chunk of a whole
 // configuration; a completed newer snapshot replaces everything.
 func (c *Consumer) handleFull(msg kafka.Message) error {
+	start := time.Now()
 	hdr, err := wire.DecodeDeltaHeader(msg.Headers)
 	if err != nil {
 		c.Stats.BadRecords.Add(1)
@@ -585,6 +616,37 @@ func (c *Consumer) handleFull(msg kafka.Message) error {
 	}
 	c.publish(next, meta, nil, true)
 	c.Stats.BatchesApplied.Add(1)
+	c.observe(start, msg.Time)
 	c.log.Debug("applied full snapshot", "version", next.Version, "entities", next.Len(), "offset", msg.Offset)
 	return nil
+}
+
+func (c *Consumer) observe(start, produced time.Time) {
+	if c.cfg.Applied == nil {
+		return
+	}
+	now := time.Now()
+	since := time.Duration(0)
+	if !produced.IsZero() {
+		since = max(now.Sub(produced), 0)
+	}
+	c.cfg.Applied(now.Sub(start), since)
+}
+
+// resyncReason says why the stored configuration cannot be continued from
+// (a resync is needed), or "" when it can.
+func resyncReason(meta store.Meta, first, hwm, committed int64, retention time.Duration, now time.Time) string {
+	switch {
+	case !meta.Complete:
+		return "no stored configuration"
+	case meta.NextOffset > hwm:
+		return fmt.Sprintf("stored offset %d is beyond the high-water mark %d (topic recreated?)", meta.NextOffset, hwm)
+	case meta.NextOffset < first:
+		return fmt.Sprintf("stored offset %d is below the log start offset %d", meta.NextOffset, first)
+	case committed < 0:
+		return "consumer group has no committed offset"
+	case retention > 0 && !meta.CaughtUp.IsZero() && now.Sub(meta.CaughtUp) > retention:
+		return fmt.Sprintf("offline for %s, longer than delete.retention.ms %s", now.Sub(meta.CaughtUp).Round(time.Second), retention)
+	}
+	return ""
 }

@@ -35,6 +35,9 @@ func newFixture(t *testing.T, extra map[string]string) *fixture {
 	prefix := dt.Prefix(t)
 	f := &fixture{t: t, brokers: brokers, topic: prefix + wire.TopicDeltas, group: prefix + "group", dir: t.TempDir()}
 	dt.CreateTopic(t, brokers, f.topic, extra)
+	t.Cleanup(func() {
+		_, _ = broker.Client(brokers).DeleteGroups(context.Background(), &kafka.DeleteGroupsRequest{GroupIDs: []string{f.group}})
+	})
 	f.prod = dt.NewProducer(t, brokers, f.topic)
 	return f
 }
@@ -180,6 +183,14 @@ func TestRestartResumesFromStoredOffset(t *testing.T) {
 	r2 := f.start()
 	if !r2.c.Ready() || r2.c.Snapshot().Version != 2 {
 		t.Fatalf("restart did not load the stored config: ready %v version %d", r2.c.Ready(), r2.c.Snapshot().Version)
+	}
+	// Once the node has talked to Kafka and sees no lag, it has consumed
+	// nothing: it resumed at its stored offset.
+	dt.Eventually(t, wait, "restarted node in contact, no lag", func() bool {
+		return !r2.c.LastContact().IsZero() && r2.c.Lag() == 0 && r2.c.Stats.Resyncs.Load() == 0
+	})
+	if got := r2.c.Stats.RecordsConsumed.Load(); got != 0 {
+		t.Fatalf("records consumed after restart with nothing new = %d, want 0", got)
 	}
 	f.prod.Batch(dt.Put("services/c", `{"id":"c"}`))
 	f.converged(r2)
@@ -343,5 +354,62 @@ func TestMalformedRecordIsSkippedAndCounted(t *testing.T) {
 	}
 	if _, ok := r.c.Snapshot().Entity("services/x"); ok {
 		t.Fatal("malformed record applied")
+	}
+}
+
+func TestRecreatedTopicResyncs(t *testing.T) {
+	f := newFixture(t, nil)
+	r := f.start()
+	dt.Eventually(t, wait, "ready", r.c.Ready)
+	f.prod.Batch(dt.Put("services/a", `{"id":"a"}`))
+	f.prod.Batch(dt.Put("services/b", `{"id":"b"}`))
+	f.converged(r)
+	dt.Eventually(t, wait, "offset committed", func() bool { return r.c.CommittedOffset() == 2 })
+	r.stop()
+	// The topic is deleted and created again with a new, shorter history.
+	dt.DeleteTopics(f.brokers, f.topic)
+	dt.Eventually(t, wait, "topic gone", func() bool {
+		md, err := broker.Client(f.brokers).Metadata(t.Context(), &kafka.MetadataRequest{Topics: []string{f.topic}})
+		return err == nil && len(md.Topics) == 1 && md.Topics[0].Error != nil
+	})
+	dt.CreateTopic(t, f.brokers, f.topic, nil)
+	f.prod = dt.NewProducer(t, f.brokers, f.topic)
+	f.prod.Batch(dt.Put("services/z", `{"id":"z"}`))
+	r2 := f.start()
+	f.converged(r2)
+	if r2.c.Stats.Resyncs.Load() != 1 || !strings.Contains(r2.c.LastResyncReason(), "high-water mark") {
+		t.Fatalf("resyncs %d reason %q", r2.c.Stats.Resyncs.Load(), r2.c.LastResyncReason())
+	}
+	if got := keys(r2); len(got) != 1 || got[0] != "services/z" {
+		t.Fatalf("keys %v", got)
+	}
+}
+
+func TestCorruptStoreResyncsAtStart(t *testing.T) {
+	f := newFixture(t, nil)
+	r := f.start()
+	dt.Eventually(t, wait, "ready", r.c.Ready)
+	f.prod.Batch(dt.Put("services/a", `{"id":"a"}`))
+	f.converged(r)
+	dt.Eventually(t, wait, "offset committed", func() bool { return r.c.CommittedOffset() == 1 })
+	r.stop()
+	st, err := store.Open(f.dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := st.Meta()
+	// An entity changes behind the position's back: the stored hash no
+	// longer matches.
+	if err := st.Apply([]store.Change{{Key: "services/a", Value: []byte(`{"id":"a","evil":true}`)}}, m); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	r2 := f.start()
+	if r2.c.Ready() {
+		t.Fatal("a store that fails its hash is ready")
+	}
+	f.converged(r2)
+	if r2.c.Stats.Resyncs.Load() != 1 || !strings.Contains(r2.c.LastResyncReason(), "hash") {
+		t.Fatalf("resyncs %d reason %q", r2.c.Stats.Resyncs.Load(), r2.c.LastResyncReason())
 	}
 }

@@ -4,7 +4,6 @@ package consumer
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"testing"
@@ -13,44 +12,14 @@ import (
 	dt "github.com/deltaplane/deltaplane/services/dataplane/internal/deltatest"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/store"
 	"github.com/deltaplane/deltaplane/shared/wire"
-	"github.com/segmentio/kafka-go"
 )
-
-// publishFull writes a whole configuration to dp.full the way the
-// sync-gateway's full mode does.
-func publishFull(t *testing.T, w *kafka.Writer, version uint64, ents map[string]string) wire.Hash {
-	t.Helper()
-	cfg := wire.FullConfig{Schema: 1, Version: version, Tx: version, Config: map[string][]json.RawMessage{}}
-	var h wire.Hash
-	for k, v := range ents {
-		typ, _, _ := wire.SplitKey(k)
-		cfg.Config[typ] = append(cfg.Config[typ], json.RawMessage(v))
-		h = h.Add(wire.EntityHash(k, []byte(v)))
-	}
-	cfg.Hash = h.String()
-	chunks, err := wire.EncodeFull(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs := make([]kafka.Message, len(chunks))
-	for i, ch := range chunks {
-		hd := wire.DeltaHeader{Schema: 1, Version: version, Index: i, Count: len(chunks), Hash: h, Tx: version}
-		msgs[i] = kafka.Message{Key: []byte(wire.FullKey(version, i)), Value: ch, Headers: hd.Headers()}
-	}
-	if err := w.WriteMessages(t.Context(), msgs...); err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
 
 func TestFullModeReplacesWholeConfig(t *testing.T) {
 	brokers := dt.Brokers(t)
 	prefix := dt.Prefix(t)
 	topic := prefix + wire.TopicFull
 	dt.CreateTopic(t, brokers, topic, nil)
-	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, BatchTimeout: 5 * time.Millisecond}
-	defer w.Close()
-	publishFull(t, w, 3, map[string]string{"services/a": `{"id":"a"}`, "routes/r": `{"id":"r","paths":["/r"]}`})
+	dt.PublishFull(t, brokers, topic, 3, map[string]string{"services/a": `{"id":"a"}`, "routes/r": `{"id":"r","paths":["/r"]}`})
 
 	st, err := store.Open(t.TempDir(), store.Options{})
 	if err != nil {
@@ -71,7 +40,7 @@ func TestFullModeReplacesWholeConfig(t *testing.T) {
 	if _, ok := c.Snapshot().Router().Get("r"); !ok {
 		t.Fatal("route r missing")
 	}
-	h := publishFull(t, w, 5, map[string]string{"services/a": `{"id":"a","v":2}`, "services/b": `{"id":"b"}`})
+	h := dt.PublishFull(t, brokers, topic, 5, map[string]string{"services/a": `{"id":"a","v":2}`, "services/b": `{"id":"b"}`})
 	dt.Eventually(t, wait, "version 5", func() bool { return c.Snapshot().Version == 5 })
 	s := c.Snapshot()
 	if s.Hash != h || s.Len() != 2 {

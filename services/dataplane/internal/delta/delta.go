@@ -4,7 +4,11 @@
 // anything else is a gap that calls for a resync.
 package delta
 
-import "github.com/deltaplane/deltaplane/shared/wire"
+import (
+	"time"
+
+	"github.com/deltaplane/deltaplane/shared/wire"
+)
 
 // Record is one dp.deltas record.
 type Record struct {
@@ -12,6 +16,7 @@ type Record struct {
 	Value  []byte // nil: tombstone
 	Header wire.DeltaHeader
 	Offset int64
+	Time   time.Time // when the record was produced
 }
 
 // Outcome is what Add did with a record.

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"os"
 	"sort"
 	"testing"
@@ -139,4 +140,47 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() boo
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// PublishFull writes a whole configuration to a dp.full topic the way the
+// sync-gateway's full mode does, and returns its content hash.
+func PublishFull(t testing.TB, brokers []string, topic string, version uint64, ents map[string]string) wire.Hash {
+	t.Helper()
+	cfg := wire.FullConfig{Schema: wire.SchemaVersion, Version: version, Tx: version, Config: map[string][]json.RawMessage{}}
+	var h wire.Hash
+	for _, k := range sortedKeys(ents) {
+		typ, _, err := wire.SplitKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Config[typ] = append(cfg.Config[typ], json.RawMessage(ents[k]))
+		h = h.Add(wire.EntityHash(k, []byte(ents[k])))
+	}
+	cfg.Hash = h.String()
+	chunks, err := wire.EncodeFull(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := make([]kafka.Message, len(chunks))
+	for i, ch := range chunks {
+		hd := wire.DeltaHeader{Schema: wire.SchemaVersion, Version: version, Index: i, Count: len(chunks), Hash: h, Tx: version}
+		msgs[i] = kafka.Message{Key: []byte(wire.FullKey(version, i)), Value: ch, Headers: hd.Headers()}
+	}
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, BatchTimeout: 5 * time.Millisecond, RequiredAcks: kafka.RequireAll}
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		t.Fatalf("produce full snapshot: %v", err)
+	}
+	return h
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

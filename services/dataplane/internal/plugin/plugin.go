@@ -194,8 +194,14 @@ type candidate struct {
 func (r *Registry) Access(w http.ResponseWriter, req *http.Request, rc *proxy.RequestContext) bool {
 	s := rc.Snapshot
 	chosen := map[string]candidate{}
-	add := func(scope, id string, rank int) {
+	consumerID := ""
+	add := func(scope, id string) {
 		s.Plugins(scope, id, func(p *snapshot.Plugin) {
+			if (p.RouteID != "" && p.RouteID != rc.Match.Route.ID) || (p.ServiceID != "" && p.ServiceID != rc.Service.ID) ||
+				(p.ConsumerID != "" && p.ConsumerID != consumerID) {
+				return // a combination that does not apply to this request
+			}
+			rank := precedence(p)
 			if cur, ok := chosen[p.Name]; ok && cur.rank >= rank {
 				return
 			}
@@ -206,9 +212,9 @@ func (r *Registry) Access(w http.ResponseWriter, req *http.Request, rc *proxy.Re
 			chosen[p.Name] = candidate{p: p, h: h, k: k, rank: rank}
 		})
 	}
-	add(snapshot.ScopeGlobal, "", 0)
-	add(snapshot.ScopeService, rc.Service.ID, 1)
-	add(snapshot.ScopeRoute, rc.Match.Route.ID, 2)
+	add(snapshot.ScopeGlobal, "")
+	add(snapshot.ScopeService, rc.Service.ID)
+	add(snapshot.ScopeRoute, rc.Match.Route.ID)
 	if len(chosen) == 0 {
 		return true
 	}
@@ -225,9 +231,34 @@ func (r *Registry) Access(w http.ResponseWriter, req *http.Request, rc *proxy.Re
 			return false
 		}
 		if !hadConsumer && c.consumer != nil {
-			add(snapshot.ScopeConsumer, c.consumer.ID, 3)
+			consumerID = c.consumer.ID
+			add(snapshot.ScopeConsumer, consumerID)
 		}
 	}
+}
+
+// precedence orders plugin instances of one name as Kong does: consumer +
+// route + service, consumer + route, consumer + service, route + service,
+// consumer, route, service, global.
+func precedence(p *snapshot.Plugin) int {
+	c, r, s := p.ConsumerID != "", p.RouteID != "", p.ServiceID != ""
+	switch {
+	case c && r && s:
+		return 7
+	case c && r:
+		return 6
+	case c && s:
+		return 5
+	case r && s:
+		return 4
+	case c:
+		return 3
+	case r:
+		return 2
+	case s:
+		return 1
+	}
+	return 0
 }
 
 func pickNext(chosen map[string]candidate, done map[string]bool) (candidate, bool) {

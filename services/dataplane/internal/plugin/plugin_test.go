@@ -284,9 +284,60 @@ func TestRateLimitingByConsumer(t *testing.T) {
 	if code, _, _ := h.get("/auth", map[string]string{"apikey": "k-bob"}); code != 200 {
 		t.Fatalf("bob 1: %d", code)
 	}
-	// A consumer-scoped plugin overrides the global one for that consumer.
-	h.apply(put("plugins/rl-bob", `{"id":"rl-bob","name":"rate-limiting","consumer":{"id":"c2"},"config":{"hour":5,"limit_by":"consumer"}}`))
-	if code, _, hdr := h.get("/auth", map[string]string{"apikey": "k-bob"}); code != 200 || hdr.Get("X-RateLimit-Limit-Hour") != "5" {
-		t.Fatalf("bob with his own limit: %d %v", code, hdr)
+	// A consumer-scoped plugin overrides the global one for that consumer;
+	// a consumer+route one only on its route.
+	h.apply(
+		put("plugins/rl-bob", `{"id":"rl-bob","name":"rate-limiting","consumer":{"id":"c2"},"config":{"hour":5,"limit_by":"consumer"}}`),
+		put("plugins/rl-bob-open", `{"id":"rl-bob-open","name":"rate-limiting","consumer":{"id":"c2"},"route":{"id":"open"},"config":{"hour":7,"limit_by":"consumer"}}`),
+		put("plugins/rl-alice-open", `{"id":"rl-alice-open","name":"rate-limiting","consumer":{"id":"c1"},"route":{"id":"open"},"config":{"hour":9,"limit_by":"consumer"}}`),
+	)
+	cases := []struct {
+		path, key, limit string
+	}{
+		{"/auth", "k-bob", "5"},
+		{"/open", "k-bob", "7"},
+		{"/auth", "k-alice", "1"},
+		{"/open", "k-alice", "9"},
+	}
+	for _, c := range cases {
+		if _, _, hdr := h.get(c.path, map[string]string{"apikey": c.key}); hdr.Get("X-RateLimit-Limit-Hour") != c.limit {
+			t.Fatalf("%s as %s: limit %q, want %s", c.path, c.key, hdr.Get("X-RateLimit-Limit-Hour"), c.limit)
+		}
+	}
+}
+
+func TestKeyAuthAnonymous(t *testing.T) {
+	h := newHarness(t)
+	h.apply(
+		put("consumers/anon", `{"id":"anon","username":"guest"}`),
+		put("plugins/ka", `{"id":"ka","name":"key-auth","route":{"id":"auth"},"config":{"anonymous":"guest"}}`),
+	)
+	if code, body, _ := h.get("/auth", nil); code != 200 || body != "consumer=guest apikey= query=" {
+		t.Fatalf("anonymous: %d %q", code, body)
+	}
+	h.apply(put("plugins/ka", `{"id":"ka","name":"key-auth","route":{"id":"auth"},"config":{"anonymous":"nobody"}}`))
+	if code, _, _ := h.get("/auth", nil); code != 500 {
+		t.Fatalf("missing anonymous consumer: %d", code)
+	}
+}
+
+func TestRateLimitingLimitBy(t *testing.T) {
+	h := newHarness(t)
+	h.apply(put("plugins/rl", `{"id":"rl","name":"rate-limiting","config":{"hour":1,"limit_by":"header","header_name":"X-Tenant"}}`))
+	steps := []struct {
+		tenant string
+		code   int
+	}{{"a", 200}, {"b", 200}, {"a", 429}, {"b", 429}}
+	for i, s := range steps {
+		if code, _, _ := h.get("/open", map[string]string{"X-Tenant": s.tenant}); code != s.code {
+			t.Fatalf("step %d tenant %s: %d, want %d", i, s.tenant, code, s.code)
+		}
+	}
+	h.apply(put("plugins/rl", `{"id":"rl","name":"rate-limiting","config":{"day":1,"limit_by":"service"}}`))
+	if code, _, _ := h.get("/open", nil); code != 200 {
+		t.Fatalf("first request of the service: %d", code)
+	}
+	if code, _, _ := h.get("/auth", nil); code != 429 {
+		t.Fatalf("second route of the same service shares the limit: %d", code)
 	}
 }

@@ -4,6 +4,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,6 +63,7 @@ func New(log *slog.Logger, current func() *snapshot.Snapshot, access Access) *Pr
 		Transport:     &transport{base: base},
 		ErrorHandler:  p.upstreamError,
 		FlushInterval: -1,
+		BufferPool:    &bufferPool{},
 		ErrorLog:      slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
 	}
 	return p
@@ -89,7 +92,37 @@ const (
 	msgBadUpstream = "An invalid response was received from the upstream server"
 	msgTimeout     = "The upstream server is timed out"
 	msgNoTarget    = "failure to get a peer from the ring-balancer"
+	msgUseHTTPS    = "Please use HTTPS protocol"
 )
+
+// normalizePath resolves "." and ".." segments and repeated slashes before
+// routing, so "/public/../admin" cannot match a route for "/public" and
+// reach "/admin" upstream. A trailing slash is kept.
+func normalizePath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if !strings.Contains(p, "/.") && !strings.Contains(p, "//") {
+		return p
+	}
+	c := path.Clean("/" + p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c
+}
+
+// bufferPool recycles ReverseProxy copy buffers.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 
 // WriteMessage writes a Kong-style {"message": ...} response.
 func WriteMessage(w http.ResponseWriter, status int, msg string) {
@@ -104,8 +137,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	m := s.Router().Match(&router.Request{Method: r.Method, Host: r.Host, Path: r.URL.Path, Header: r.Header, Scheme: scheme})
+	reqPath := normalizePath(r.URL.Path)
+	rreq := &router.Request{Method: r.Method, Host: r.Host, Path: reqPath, Header: r.Header, Scheme: scheme}
+	m := s.Router().Match(rreq)
 	if m == nil {
+		if scheme == "http" {
+			rreq.Scheme = "https"
+			if hm := s.Router().Match(rreq); hm != nil {
+				WriteMessage(w, hm.Route.HTTPSRedirectStatusCode, msgUseHTTPS)
+				return
+			}
+		}
 		WriteMessage(w, http.StatusNotFound, msgNoRoute)
 		return
 	}
@@ -122,7 +164,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rt := &routing{
 		scheme:  svc.Protocol,
-		path:    upstreamPath(svc.Path, m, r.URL.Path),
+		path:    upstreamPath(svc.Path, m, reqPath),
 		retries: svc.Retries,
 		connect: svc.ConnectTimeout,
 		read:    svc.ReadTimeout,
@@ -213,6 +255,9 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 
 var errReadTimeout = errors.New("upstream read timeout")
 
+// maxReplayBody is the largest request body kept for retries.
+const maxReplayBody = 64 << 10
+
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	var ne net.Error
 	if errors.Is(err, errReadTimeout) || errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
@@ -248,12 +293,26 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.base.RoundTrip(req)
 	}
 	replayable := req.Body == nil || req.Body == http.NoBody || req.ContentLength == 0
+	if !replayable && rt.retries > 0 && req.ContentLength > 0 && req.ContentLength <= maxReplayBody {
+		// Keep small bodies so that a connection failure can be retried.
+		body, err := io.ReadAll(req.Body)
+		req.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		req.Body, _ = req.GetBody()
+		replayable = true
+	}
 	for attempt := 0; ; attempt++ {
 		resp, err := t.once(req, rt)
 		if err == nil || !replayable || attempt >= rt.retries || !isConnectError(err) || req.Context().Err() != nil {
 			return resp, err
 		}
 		req = req.Clone(req.Context())
+		if req.GetBody != nil {
+			req.Body, _ = req.GetBody()
+		}
 		req.URL.Host = rt.pick()
 	}
 }

@@ -47,7 +47,8 @@ func TestUpstreamWeightedRoundRobinAndRetries(t *testing.T) {
 			mu.Lock()
 			hits[name]++
 			mu.Unlock()
-			fmt.Fprint(w, name)
+			body, _ := io.ReadAll(r.Body)
+			fmt.Fprintf(w, "%s %s", name, body)
 		}))
 		t.Cleanup(s.Close)
 		return s
@@ -67,21 +68,63 @@ func TestUpstreamWeightedRoundRobinAndRetries(t *testing.T) {
 		"targets/td":  fmt.Sprintf(`{"id":"td","target":"%s:%s","weight":100,"upstream":{"id":"u"}}`, dh, dp),
 		"targets/t0":  fmt.Sprintf(`{"id":"t0","target":"%s:%s","weight":0,"upstream":{"id":"u"}}`, dh, dp),
 	})
-	for range 50 {
-		resp, err := http.Get(px.URL + "/x")
+	for i := range 50 {
+		payload := fmt.Sprintf("payload-%d", i)
+		resp, err := http.Post(px.URL+"/x", "text/plain", strings.NewReader(payload))
 		if err != nil {
 			t.Fatal(err)
 		}
-		io.Copy(io.Discard, resp.Body)
+		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("status %d: the dead target was not retried", resp.StatusCode)
+		if resp.StatusCode != 200 || !strings.HasSuffix(string(b), " "+payload) {
+			t.Fatalf("status %d %q: the dead target was not retried with the body", resp.StatusCode, b)
 		}
 	}
 	// 50 requests over weights 300:100:100 (the dead target's share is
 	// retried on the next target in the rotation).
 	if hits["a"] < 29 || hits["b"] < 9 || hits["a"]+hits["b"] != 50 {
 		t.Fatalf("hits %v", hits)
+	}
+}
+
+func TestProxyEdgeCases(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "up "+r.URL.Path) }))
+	defer up.Close()
+	h, p := hostPort(t, up.URL)
+	px := newProxy(t, map[string]string{
+		"services/s":   fmt.Sprintf(`{"id":"s","host":%q,"port":%s}`, h, p),
+		"services/off": fmt.Sprintf(`{"id":"off","host":%q,"port":%s,"enabled":false}`, h, p),
+		"routes/pub":   `{"id":"pub","paths":["/public"],"strip_path":false,"service":{"id":"s"}}`,
+		"routes/tls":   `{"id":"tls","paths":["/secure"],"protocols":["https"],"service":{"id":"s"}}`,
+		"routes/off":   `{"id":"off","paths":["/off"],"service":{"id":"off"}}`,
+		"routes/none":  `{"id":"none","paths":["/none"]}`,
+	})
+	cases := []struct {
+		path string
+		code int
+		body string
+	}{
+		{"/public/a", 200, "up /public/a"},
+		{"/public/../admin", 404, `{"message":"no Route matched with those values"}`},
+		{"/public//./a", 200, "up /public/a"},
+		{"/secure", 426, `{"message":"Please use HTTPS protocol"}`},
+		{"/off", 503, `{"message":"no Service found with those values"}`},
+		{"/none", 503, `{"message":"no Service found with those values"}`},
+	}
+	for _, c := range cases {
+		t.Run(c.path, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", px.URL, nil)
+			req.URL.Opaque = c.path // send the path as is, unclean
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != c.code || strings.TrimSpace(string(b)) != c.body {
+				t.Fatalf("%d %q, want %d %q", resp.StatusCode, b, c.code, c.body)
+			}
+		})
 	}
 }
 

@@ -29,6 +29,9 @@ type Route struct {
 	RegexPriority int
 	PathHandling  string
 	CreatedAt     int64
+	// HTTPSRedirectStatusCode answers plain-HTTP requests to an
+	// https-only route (Kong's default 426).
+	HTTPSRedirectStatusCode int
 
 	plainHosts []string
 	wildHosts  []wildHost
@@ -74,6 +77,7 @@ type routeJSON struct {
 	RegexPriority int                 `json:"regex_priority"`
 	PathHandling  string              `json:"path_handling"`
 	CreatedAt     int64               `json:"created_at"`
+	HTTPSRedirect int                 `json:"https_redirect_status_code"`
 	Service       *struct {
 		ID string `json:"id"`
 	} `json:"service"`
@@ -96,6 +100,11 @@ func Parse(raw []byte) (*Route, error) {
 		PathHandling:  j.PathHandling,
 		CreatedAt:     j.CreatedAt,
 		StripPath:     j.StripPath == nil || *j.StripPath,
+
+		HTTPSRedirectStatusCode: j.HTTPSRedirect,
+	}
+	if r.HTTPSRedirectStatusCode == 0 {
+		r.HTTPSRedirectStatusCode = 426
 	}
 	if j.Name != nil {
 		r.Name = *j.Name

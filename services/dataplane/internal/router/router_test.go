@@ -162,3 +162,26 @@ func BenchmarkMatch30k(b *testing.B) {
 		}
 	}
 }
+
+func FuzzParseAndMatch(f *testing.F) {
+	f.Add(`{"id":"a","paths":["/a","~/b(\\d+)"],"hosts":["*.x.test","y.*"],"headers":{"x":["~*z"]}}`, "GET", "q.x.test:80", "/b12")
+	f.Add(`{"id":"b","methods":["get"]}`, "GET", "", "")
+	f.Fuzz(func(t *testing.T, route, method, host, path string) {
+		r, err := Parse([]byte(route))
+		if err != nil {
+			return
+		}
+		b := New().Builder()
+		b.Upsert(r)
+		rt := b.Router()
+		m := rt.Match(&Request{Method: method, Host: host, Path: path, Header: http.Header{}, Scheme: "http"})
+		if m != nil && m.Route != r {
+			t.Fatal("matched a route that is not in the router")
+		}
+		b = rt.Builder()
+		b.Delete(r.ID)
+		if rt2 := b.Router(); rt2.Len() != 0 || rt2.Match(&Request{Method: method, Host: host, Path: path, Header: http.Header{}, Scheme: "http"}) != nil {
+			t.Fatal("deleted route still matches")
+		}
+	})
+}

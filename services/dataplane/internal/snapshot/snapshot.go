@@ -95,6 +95,16 @@ func (s *Snapshot) Upstream(name string) (*Upstream, bool) {
 // Consumer returns a consumer by id.
 func (s *Snapshot) Consumer(id string) (*Consumer, bool) { return s.consumers.Get([]byte(id)) }
 
+// ForEachConsumer visits consumers in id order until fn returns false.
+func (s *Snapshot) ForEachConsumer(fn func(*Consumer) bool) {
+	it := s.consumers.Root().Iterator()
+	for _, c, ok := it.Next(); ok; _, c, ok = it.Next() {
+		if !fn(c) {
+			return
+		}
+	}
+}
+
 // KeyAuth returns the credential with the key.
 func (s *Snapshot) KeyAuth(key string) (*KeyAuthCredential, bool) { return s.keys.Get([]byte(key)) }
 

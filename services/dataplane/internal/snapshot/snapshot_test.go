@@ -127,3 +127,15 @@ func BenchmarkApplyOneChange30k(b *testing.B) {
 		b.Fatal("entity count changed")
 	}
 }
+
+// BenchmarkBuild30k is what the full-sync baseline does per change: build
+// the whole 30k-entity configuration from scratch.
+func BenchmarkBuild30k(b *testing.B) {
+	ents := config30k()
+	b.ReportAllocs()
+	for b.Loop() {
+		if s, _ := Build(2, ents); s.Len() != 30000 {
+			b.Fatal("short build")
+		}
+	}
+}

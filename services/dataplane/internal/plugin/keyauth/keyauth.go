@@ -18,6 +18,9 @@ type Config struct {
 	KeyInQuery      bool     `json:"key_in_query"`
 	HideCredentials bool     `json:"hide_credentials"`
 	RunOnPreflight  bool     `json:"run_on_preflight"`
+	// Anonymous is a consumer id (or username) to use when authentication
+	// fails, instead of answering 401.
+	Anonymous *string `json:"anonymous"`
 }
 
 // Register adds key-auth to the registry.
@@ -79,9 +82,7 @@ func (h *handler) Access(c *plugin.Context) bool {
 		}
 	}
 	if !found {
-		c.W.Header().Set("WWW-Authenticate", `Key realm="deltaplane"`)
-		c.Respond(http.StatusUnauthorized, msgNoKey)
-		return false
+		return h.fail(c, msgNoKey)
 	}
 	v, err := c.Cache.Get(c.Snapshot, "key-auth:"+key, func(v *plugin.View) (any, error) {
 		cred, ok := v.KeyAuth(key)
@@ -95,9 +96,7 @@ func (h *handler) Access(c *plugin.Context) bool {
 		return identity{cred: cred, consumer: cons}, nil
 	})
 	if err != nil {
-		c.W.Header().Set("WWW-Authenticate", `Key realm="deltaplane"`)
-		c.Respond(http.StatusUnauthorized, msgInvalid)
-		return false
+		return h.fail(c, msgInvalid)
 	}
 	id := v.(identity)
 	c.Authenticate(id.consumer)
@@ -111,4 +110,40 @@ func (h *handler) Access(c *plugin.Context) bool {
 	c.R.Header.Set("X-Credential-Identifier", id.cred.ID)
 	c.R.Header.Del("X-Anonymous-Consumer")
 	return true
+}
+
+// fail answers 401, or lets the request through as the anonymous consumer
+// when one is configured.
+func (h *handler) fail(c *plugin.Context, msg string) bool {
+	if h.cfg.Anonymous != nil && *h.cfg.Anonymous != "" {
+		if cons, ok := anonymous(c, *h.cfg.Anonymous); ok {
+			c.Authenticate(cons)
+			c.R.Header.Set("X-Consumer-ID", cons.ID)
+			if cons.Username != "" {
+				c.R.Header.Set("X-Consumer-Username", cons.Username)
+			}
+			c.R.Header.Set("X-Anonymous-Consumer", "true")
+			return true
+		}
+		c.Respond(http.StatusInternalServerError, "An unexpected error occurred")
+		return false
+	}
+	c.W.Header().Set("WWW-Authenticate", `Key realm="deltaplane"`)
+	c.Respond(http.StatusUnauthorized, msg)
+	return false
+}
+
+func anonymous(c *plugin.Context, ref string) (*snapshot.Consumer, bool) {
+	if cons, ok := c.Snapshot.Consumer(ref); ok {
+		return cons, true
+	}
+	var found *snapshot.Consumer
+	c.Snapshot.ForEachConsumer(func(cons *snapshot.Consumer) bool {
+		if cons.Username == ref {
+			found = cons
+			return false
+		}
+		return true
+	})
+	return found, found != nil
 }

@@ -30,8 +30,10 @@ type Config struct {
 	Minute            *int64 `json:"minute"`
 	Hour              *int64 `json:"hour"`
 	Day               *int64 `json:"day"`
-	LimitBy           string `json:"limit_by"` // consumer | ip
-	Policy            string `json:"policy"`   // local | redis
+	LimitBy           string `json:"limit_by"` // consumer | credential | ip | service | header | path
+	HeaderName        string `json:"header_name"`
+	Path              string `json:"path"`
+	Policy            string `json:"policy"` // local | redis
 	FaultTolerant     bool   `json:"fault_tolerant"`
 	HideClientHeaders bool   `json:"hide_client_headers"`
 	RedisHost         string `json:"redis_host"`
@@ -158,12 +160,7 @@ type handler struct {
 const msgExceeded = "API rate limit exceeded"
 
 func (h *handler) Access(c *plugin.Context) bool {
-	ident := c.ClientIP()
-	if h.cfg.LimitBy == "consumer" {
-		if cons := c.Consumer(); cons != nil {
-			ident = "consumer:" + cons.ID
-		}
-	}
+	ident := identifier(c, h.cfg)
 	now := h.l.now()
 	used, err := h.count(c.R.Context(), ident, now)
 	if err != nil {
@@ -264,4 +261,31 @@ func (l *Limiter) redisClient(cfg Config) *redis.Client {
 		return v.(*redis.Client)
 	}
 	return cl
+}
+
+// identifier is what the limits count per (Kong's limit_by); like Kong it
+// falls back to the client IP when the chosen identifier is missing.
+func identifier(c *plugin.Context, cfg Config) string {
+	switch cfg.LimitBy {
+	case "consumer", "credential":
+		if cons := c.Consumer(); cons != nil {
+			if cfg.LimitBy == "credential" {
+				if id := c.R.Header.Get("X-Credential-Identifier"); id != "" {
+					return "credential:" + id
+				}
+			}
+			return "consumer:" + cons.ID
+		}
+	case "service":
+		return "service:" + c.Request.Service.ID
+	case "header":
+		if v := c.R.Header.Get(cfg.HeaderName); cfg.HeaderName != "" && v != "" {
+			return "header:" + v
+		}
+	case "path":
+		if cfg.Path != "" && c.R.URL.Path == cfg.Path {
+			return "path:" + cfg.Path
+		}
+	}
+	return "ip:" + c.ClientIP()
 }
