@@ -97,7 +97,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	px := proxy.New(log, cons.Snapshot, plugins.Access)
 	servers := []*http.Server{
 		{Addr: cfg.ProxyListen, Handler: px, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)},
-		{Addr: cfg.StatusListen, Handler: status.Handler(report, reg), ReadHeaderTimeout: 10 * time.Second},
+		{Addr: cfg.StatusListen, Handler: status.Handler(report, cons.WaitVersion, reg), ReadHeaderTimeout: 10 * time.Second},
 	}
 	var listeners []net.Listener
 	for _, srv := range servers {
@@ -191,6 +191,7 @@ func statusReport(cfg Config, cons *consumer.Consumer) func() status.Status {
 			Hash:              s.Hash.String(),
 			LastSync:          status.FormatTime(cons.LastSync()),
 			RecordsConsumed:   cons.Stats.RecordsConsumed.Load(),
+			BytesConsumed:     cons.Stats.BytesConsumed.Load(),
 			DuplicatesSkipped: cons.Stats.DuplicatesSkipped.Load(),
 			BatchesApplied:    cons.Stats.BatchesApplied.Load(),
 			Resyncs:           cons.Stats.Resyncs.Load(),

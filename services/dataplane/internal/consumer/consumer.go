@@ -61,6 +61,7 @@ type Listener func(s *snapshot.Snapshot, events []snapshot.Event, reset bool)
 // Stats are the consumer's counters since process start.
 type Stats struct {
 	RecordsConsumed   atomic.Uint64
+	BytesConsumed     atomic.Uint64 // keys, values and headers of the records fetched
 	DuplicatesSkipped atomic.Uint64
 	BatchesApplied    atomic.Uint64
 	Resyncs           atomic.Uint64
@@ -87,6 +88,7 @@ type Consumer struct {
 	lastResync atomic.Pointer[string]
 	listeners  []Listener
 	preparers  []Listener
+	changed    atomic.Pointer[chan struct{}] // closed and replaced at every publish
 	commitReq  chan struct{}
 	asm        *delta.Assembler
 	// loadProblem is why the stored configuration cannot be trusted ("" if
@@ -113,6 +115,8 @@ func New(cfg Config, st Store) (*Consumer, error) {
 		client:    broker.Client(cfg.Brokers),
 		commitReq: make(chan struct{}, 1),
 	}
+	changed := make(chan struct{})
+	c.changed.Store(&changed)
 	c.committed.Store(-1)
 	meta, err := st.Meta()
 	if err != nil {
@@ -309,6 +313,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		c.touch()
 		c.Stats.RecordsConsumed.Add(1)
+		c.Stats.BytesConsumed.Add(recordBytes(msg))
 		if msg.HighWaterMark > 0 {
 			c.hwm.Store(msg.HighWaterMark)
 		}
@@ -316,6 +321,32 @@ func (c *Consumer) Run(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// WaitVersion blocks until a configuration of version v or later is live,
+// and reports whether it is (false when ctx ended first).
+func (c *Consumer) WaitVersion(ctx context.Context, v uint64) bool {
+	for {
+		changed := c.changed.Load()
+		if c.current.Load().Version >= v {
+			return true
+		}
+		select {
+		case <-*changed:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// recordBytes is what a record costs on the wire, near enough: its key,
+// value and headers.
+func recordBytes(msg kafka.Message) uint64 {
+	n := len(msg.Key) + len(msg.Value)
+	for _, h := range msg.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return uint64(n)
 }
 
 func ctxErr(ctx context.Context, err error) error {
@@ -424,6 +455,8 @@ func (c *Consumer) publish(next *snapshot.Snapshot, meta store.Meta, events []sn
 	}
 	c.current.Store(next)
 	c.ready.Store(true)
+	changed := make(chan struct{})
+	close(*c.changed.Swap(&changed))
 	c.lastSync.Store(meta.LastApply.UnixNano())
 	c.next.Store(meta.NextOffset)
 	select {

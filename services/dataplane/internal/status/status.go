@@ -3,8 +3,10 @@
 package status
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +21,7 @@ type Status struct {
 	Hash              string   `json:"hash"`
 	LastSync          string   `json:"last_sync"` // RFC 3339, "" before the first sync
 	RecordsConsumed   uint64   `json:"records_consumed"`
+	BytesConsumed     uint64   `json:"bytes_consumed"`
 	DuplicatesSkipped uint64   `json:"duplicates_skipped"`
 	BatchesApplied    uint64   `json:"batches_applied"`
 	Resyncs           uint64   `json:"resyncs"`
@@ -45,13 +48,30 @@ func FormatTime(t time.Time) string {
 }
 
 // Handler serves the endpoints. report is called per request; ready
-// decides /status/ready.
-func Handler(report func() Status, reg *prometheus.Registry) http.Handler {
+// decides /status/ready. wait blocks until a version is live (or the
+// context ends): GET /status?wait_version=N[&timeout=10s] answers once
+// version N is applied, or at the timeout (at most a minute) with whatever
+// is live then, so a client can time propagation without polling.
+func Handler(report func() Status, wait func(context.Context, uint64) bool, reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		if q := r.URL.Query().Get("wait_version"); q != "" {
+			v, err := strconv.ParseUint(q, 10, 64)
+			timeout := 10 * time.Second
+			if t := r.URL.Query().Get("timeout"); t != "" && err == nil {
+				timeout, err = time.ParseDuration(t)
+			}
+			if err != nil || timeout <= 0 {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"message": "wait_version wants a version number and timeout a duration like 5s"})
+				return
+			}
+			ctx, cancel := context.WithTimeout(r.Context(), min(timeout, time.Minute))
+			wait(ctx, v)
+			cancel()
+		}
 		writeJSON(w, http.StatusOK, report())
 	})
 	mux.HandleFunc("GET /status/ready", func(w http.ResponseWriter, _ *http.Request) {
@@ -94,6 +114,7 @@ func Register(reg *prometheus.Registry, report func() Status) {
 	gauge("ready", "1 once a complete configuration is applied.", func(s Status) float64 { return b(s.Ready) })
 	gauge("stale", "1 when Kafka has not answered for 3 heartbeat intervals.", func(s Status) float64 { return b(s.Stale) })
 	counter("records_consumed_total", "dp.deltas records fetched.", func(s Status) float64 { return float64(s.RecordsConsumed) })
+	counter("bytes_consumed_total", "Bytes of the records fetched (keys, values, headers).", func(s Status) float64 { return float64(s.BytesConsumed) })
 	counter("duplicates_skipped_total", "Records of already applied versions.", func(s Status) float64 { return float64(s.DuplicatesSkipped) })
 	counter("batches_applied_total", "Batches applied.", func(s Status) float64 { return float64(s.BatchesApplied) })
 	counter("resyncs_total", "Full rebuilds from the compacted topic.", func(s Status) float64 { return float64(s.Resyncs) })
