@@ -45,6 +45,7 @@ type config struct {
 	Postgres      string        `json:"-"`
 	Repo          string        `json:"-"`
 	Command       string        `json:"command"`
+	Keep          bool          `json:"-"`
 }
 
 func parseFlags(args []string, getenv func(string) string) (config, error) {
@@ -63,6 +64,7 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.Kafka, "kafka", getenv("DELTAPLANE_TEST_KAFKA"), "Kafka broker")
 	fs.StringVar(&c.Postgres, "postgres", getenv("DELTAPLANE_TEST_POSTGRES"), "Postgres DSN allowed to CREATE DATABASE")
 	fs.StringVar(&c.Repo, "repo", ".", "repository root (to build the services)")
+	fs.BoolVar(&c.Keep, "keep", false, "keep the processes' logs and stores (the path is printed)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -99,7 +101,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
+	if cfg.Keep {
+		fmt.Fprintf(stdout, "bench: logs and stores kept in %s\n", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
 
 	b := &bench{cfg: cfg, work: work, log: stdout}
 	res, err := b.run(ctx)

@@ -1,0 +1,439 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/deltaplane/deltaplane/e2e/cluster"
+	"github.com/deltaplane/deltaplane/shared/broker"
+	"github.com/deltaplane/deltaplane/shared/wire"
+	"github.com/segmentio/kafka-go"
+)
+
+// privateKafka is a broker of the test's own, started with
+// deployments/local/kafka.sh on free ports and a temporary KAFKA_HOME, so
+// that the faults a test injects never disturb the shared broker.
+type privateKafka struct {
+	t    *testing.T
+	Addr string
+	home string
+	env  []string
+	sh   string
+}
+
+// startPrivateKafka starts the broker, points DELTAPLANE_TEST_KAFKA at it
+// for the rest of the test (newSystem reads it), and stops it at cleanup,
+// after the system (cleanups run last-in first-out).
+func startPrivateKafka(t *testing.T) *privateKafka {
+	t.Helper()
+	port, ctrl := freePort(t), freePort(t)
+	sh, err := filepath.Abs("../deployments/local/kafka.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &privateKafka{t: t, Addr: "127.0.0.1:" + strconv.Itoa(port), home: t.TempDir(), sh: sh}
+	k.env = append(os.Environ(), "KAFKA_PORT="+strconv.Itoa(port), "KAFKA_CONTROLLER_PORT="+strconv.Itoa(ctrl),
+		"KAFKA_HOME="+k.home, "KAFKA_HEAP=256m")
+	k.script("start")
+	t.Cleanup(func() {
+		if pid, err := k.pid(); err == nil {
+			syscall.Kill(pid, syscall.SIGCONT) // a failed test may leave it paused
+		}
+		k.script("stop")
+	})
+	t.Setenv("DELTAPLANE_TEST_KAFKA", k.Addr)
+	return k
+}
+
+func (k *privateKafka) script(cmd string) {
+	k.t.Helper()
+	c := exec.Command(k.sh, cmd)
+	c.Env = k.env
+	if out, err := c.CombinedOutput(); err != nil {
+		k.t.Fatalf("kafka.sh %s: %v\n%s\n%s", cmd, err, out, k.logTail())
+	}
+}
+
+func (k *privateKafka) logTail() string {
+	b, _ := os.ReadFile(filepath.Join(k.home, "kafka.out"))
+	if len(b) > 3000 {
+		b = b[len(b)-3000:]
+	}
+	return string(b)
+}
+
+func (k *privateKafka) pid() (int, error) {
+	b, err := os.ReadFile(filepath.Join(k.home, "kafka.pid"))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
+func (k *privateKafka) signal(sig syscall.Signal) {
+	k.t.Helper()
+	pid, err := k.pid()
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, sig); err != nil {
+		k.t.Fatalf("signal %v to broker %d: %v", sig, pid, err)
+	}
+}
+
+// restartClean stops the broker with SIGTERM (kafka.sh waits for it) and
+// starts it again on the same data.
+func (k *privateKafka) restartClean() {
+	k.t.Helper()
+	k.script("stop")
+	k.script("start")
+}
+
+// restartHard kills the broker with SIGKILL, waits until it is gone, and
+// starts it again on the same data (an unclean shutdown to recover from).
+func (k *privateKafka) restartHard() {
+	k.t.Helper()
+	pid, err := k.pid()
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	k.signal(syscall.SIGKILL)
+	eventually(k.t, 30*time.Second, func() error {
+		if alive(pid) {
+			return fmt.Errorf("broker pid %d still alive after SIGKILL", pid)
+		}
+		if c, err := net.DialTimeout("tcp", k.Addr, time.Second); err == nil {
+			c.Close()
+			return fmt.Errorf("%s still accepts connections", k.Addr)
+		}
+		return nil
+	})
+	k.script("start")
+}
+
+// alive reports whether pid is a live (not zombie) process.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) state ...: the state follows the last ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || (s[i+2] != 'Z' && s[i+2] != 'X')
+}
+
+// createTopics creates topics on the broker before the services do, with
+// the configurations a scenario needs (the services accept an existing
+// topic whose partitions and cleanup policy are right).
+func createTopics(t *testing.T, addr string, specs ...broker.TopicSpec) {
+	t.Helper()
+	if err := broker.EnsureTopics(t.Context(), []string{addr}, 30*time.Second, specs...); err != nil {
+		t.Fatalf("create topics: %v", err)
+	}
+}
+
+// startNamedSystem is newSystem (harness_test.go) with a name chosen by the
+// caller, so that the test knows the topic prefix before the services start
+// and can create the topics itself.
+func startNamedSystem(t *testing.T, name string, env ...string) *system {
+	t.Helper()
+	c, err := cluster.Start(t.Context(), cluster.Options{
+		Name:          name,
+		Kafka:         os.Getenv("DELTAPLANE_TEST_KAFKA"),
+		PostgresAdmin: os.Getenv("DELTAPLANE_TEST_POSTGRES"),
+		BinDir:        binDir,
+		WorkDir:       t.TempDir(),
+		LogLevel:      "debug",
+		Env:           env,
+	})
+	if c != nil {
+		t.Cleanup(func() {
+			if t.Failed() {
+				for _, p := range c.Processes() {
+					t.Logf("---- end of %s's log ----\n%s", p.Name, p.LogTail(5000))
+				}
+			}
+			c.Close()
+		})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &system{Cluster: c, t: t, kafka: os.Getenv("DELTAPLANE_TEST_KAFKA")}
+}
+
+// readTopic reads partition 0 of a topic from its first offset to its
+// high-water mark as of the call.
+func readTopic(t *testing.T, addr, topic string) []kafka.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	conn, err := kafka.DialLeader(ctx, "tcp", addr, topic, 0)
+	if err != nil {
+		t.Fatalf("dial %s: %v", topic, err)
+	}
+	first, hwm, err := conn.ReadOffsets()
+	conn.Close()
+	if err != nil {
+		t.Fatalf("offsets of %s: %v", topic, err)
+	}
+	if hwm <= first {
+		return nil
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: []string{addr}, Topic: topic, Partition: 0,
+		MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 200 * time.Millisecond,
+	})
+	defer r.Close()
+	if err := r.SetOffset(first); err != nil {
+		t.Fatal(err)
+	}
+	var out []kafka.Message
+	for {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			t.Fatalf("read %s at %d of [%d, %d): %v", topic, len(out), first, hwm, err)
+		}
+		out = append(out, m)
+		if m.Offset >= hwm-1 {
+			return out
+		}
+	}
+}
+
+// deltaLog summarises a dp.deltas history read in offset order.
+type deltaLog struct {
+	records    int
+	duplicates int    // records whose (version, index) appeared before, identical
+	maxVersion uint64 // highest version
+	versions   int    // distinct versions
+	tombstones int
+}
+
+// checkDeltaLog checks the sequencer's output: versions never go back in
+// offset order (a repeated record must repeat an earlier one exactly: a
+// produce retry), one version is one transaction and one hash, transactions
+// increase with versions, and, when complete is set (an uncompacted topic),
+// versions are gap-free from 1 and every batch has all its records.
+func checkDeltaLog(msgs []kafka.Message, complete bool) (deltaLog, error) {
+	var (
+		sum     deltaLog
+		errs    []error
+		headers = map[uint64]wire.DeltaHeader{}
+		seen    = map[[2]uint64]kafka.Message{}
+		indexes = map[uint64]map[int]bool{}
+	)
+	for _, m := range msgs {
+		sum.records++
+		h, err := wire.DecodeDeltaHeader(m.Headers)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("offset %d: %v", m.Offset, err))
+			continue
+		}
+		if len(m.Value) == 0 {
+			sum.tombstones++
+		}
+		id := [2]uint64{h.Version, uint64(h.Index)}
+		if prev, ok := seen[id]; ok {
+			if string(prev.Key) != string(m.Key) || !bytes.Equal(prev.Value, m.Value) {
+				errs = append(errs, fmt.Errorf("offset %d: version %d index %d repeats offset %d with other content (%s vs %s)", m.Offset, h.Version, h.Index, prev.Offset, m.Key, prev.Key))
+			}
+			sum.duplicates++
+			continue
+		}
+		seen[id] = m
+		if h.Version < sum.maxVersion {
+			errs = append(errs, fmt.Errorf("offset %d: version %d after version %d", m.Offset, h.Version, sum.maxVersion))
+		}
+		sum.maxVersion = max(sum.maxVersion, h.Version)
+		if first, ok := headers[h.Version]; ok {
+			if first.Tx != h.Tx || first.Hash != h.Hash || first.Count != h.Count {
+				errs = append(errs, fmt.Errorf("offset %d: version %d carries tx %d hash %s count %d, earlier tx %d hash %s count %d", m.Offset, h.Version, h.Tx, h.Hash, h.Count, first.Tx, first.Hash, first.Count))
+			}
+		} else {
+			headers[h.Version] = h
+			indexes[h.Version] = map[int]bool{}
+		}
+		indexes[h.Version][h.Index] = true
+	}
+	sum.versions = len(headers)
+	var lastTx uint64
+	for v := uint64(1); v <= sum.maxVersion; v++ {
+		h, ok := headers[v]
+		if !ok {
+			if complete {
+				errs = append(errs, fmt.Errorf("version %d missing (highest %d)", v, sum.maxVersion))
+			}
+			continue
+		}
+		if h.Tx <= lastTx {
+			errs = append(errs, fmt.Errorf("version %d has tx %d, not above the previous version's tx %d", v, h.Tx, lastTx))
+		}
+		lastTx = h.Tx
+		if complete && len(indexes[v]) != h.Count {
+			errs = append(errs, fmt.Errorf("version %d has %d of its %d records", v, len(indexes[v]), h.Count))
+		}
+	}
+	if len(errs) > 10 {
+		errs = append(errs[:10], fmt.Errorf("and %d more", len(errs)-10))
+	}
+	return sum, errors.Join(errs...)
+}
+
+// convergedOnPostgres waits until every data plane has the sync-gateway's
+// version and hash and holds as many entities as Postgres has services
+// and routes, and the sync-gateway holds that many too.
+func (s *system) convergedOnPostgres(t *testing.T, within time.Duration, dps ...*dataplane) map[string]any {
+	t.Helper()
+	var sg map[string]any
+	eventually(t, within, func() error {
+		sg = mustDo(t, 200, "GET", s.Sync+"/status", nil)
+		rows := s.countRows("services") + s.countRows("routes")
+		if int(num(sg, "entities")) != rows {
+			return fmt.Errorf("sync-gateway holds %v entities, Postgres %d", sg["entities"], rows)
+		}
+		for _, dp := range dps {
+			st := statusDoc(t, dp)
+			if num(st, "version") != num(sg, "version") || st["hash"] != sg["hash"] {
+				return fmt.Errorf("%s at version %v hash %v, sync-gateway at %v %v", dp.NodeID, st["version"], st["hash"], sg["version"], sg["hash"])
+			}
+			if int(num(st, "entities")) != rows {
+				return fmt.Errorf("%s holds %v entities, Postgres %d", dp.NodeID, st["entities"], rows)
+			}
+		}
+		return nil
+	})
+	return sg
+}
+
+// runPaced is writer.run (reliability_test.go) with a pause between
+// writes, so that a long fault does not flood a shared two-core machine.
+func runPaced(ctx context.Context, w *writer, prefix string, pause time.Duration) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	for i := 0; ctx.Err() == nil; i++ {
+		name := fmt.Sprintf("%s-%05d", prefix, i)
+		req, _ := http.NewRequestWithContext(ctx, "POST", w.admin+"/services",
+			stringsReader(`{"name":"`+name+`","host":"`+name+`.internal"}`))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if ctx.Err() != nil && err != nil {
+			// Cancelled by the test, not by the system: the outcome is
+			// unknown, as for a lost connection.
+			w.mu.Lock()
+			w.unk = append(w.unk, name)
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Lock()
+		switch {
+		case err != nil:
+			w.unk = append(w.unk, name)
+		case resp.StatusCode/100 == 2:
+			w.ok = append(w.ok, name)
+		default:
+			w.fail = append(w.fail, name)
+		}
+		w.mu.Unlock()
+		if err == nil {
+			resp.Body.Close()
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(pause):
+		}
+	}
+}
+
+func (w *writer) okCount() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.ok)
+}
+
+// inWriteOrder checks that the acknowledged services of a sequential
+// writer appear on dp.deltas in the order they were acknowledged.
+func inWriteOrder(msgs []kafka.Message, ok []string) error {
+	want := map[string]int{}
+	for i, n := range ok {
+		want[n] = i
+	}
+	seen := map[string]bool{}
+	last := -1
+	for _, m := range msgs {
+		if !strings.HasPrefix(string(m.Key), wire.TypeService+"/") || len(m.Value) == 0 {
+			continue
+		}
+		name := jsonField(m.Value, "name")
+		i, mine := want[name]
+		if !mine || seen[name] {
+			continue
+		}
+		seen[name] = true
+		if i < last {
+			return fmt.Errorf("service %s (write %d) published after write %d (%s)", name, i, last, ok[last])
+		}
+		last = i
+	}
+	if len(seen) != len(ok) {
+		return fmt.Errorf("%d of %d acknowledged services on dp.deltas", len(seen), len(ok))
+	}
+	return nil
+}
+
+// versionsOf reads each data plane's version.
+func versionsOf(t *testing.T, dps []*dataplane) []float64 {
+	t.Helper()
+	out := make([]float64, len(dps))
+	for i, dp := range dps {
+		out[i] = num(statusDoc(t, dp), "version")
+	}
+	return out
+}
+
+// advancedPast reports nil once every data plane's version is above the
+// given one (the pipeline moves again).
+func advancedPast(t *testing.T, dps []*dataplane, v float64) func() error {
+	return func() error {
+		for _, dp := range dps {
+			if got := num(statusDoc(t, dp), "version"); got <= v {
+				return fmt.Errorf("%s at version %v, waiting for more than %v", dp.NodeID, got, v)
+			}
+		}
+		return nil
+	}
+}
+
+func header(m kafka.Message, key string) string {
+	for _, h := range m.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// jsonField is a string field of a JSON object ("" when absent).
+func jsonField(b []byte, field string) string {
+	var m map[string]any
+	if json.Unmarshal(b, &m) != nil {
+		return ""
+	}
+	s, _ := m[field].(string)
+	return s
+}
