@@ -55,7 +55,7 @@ test-integration:
 	@for m in $(MODULES); do (cd $$m && $(GO) test $(GOTEST_FLAGS) -tags integration ./...) || exit 1; done
 
 test-e2e: build
-	cd e2e && $(GO) test $(GOTEST_FLAGS) -tags e2e -v ./... 2>&1 | tee ../.local/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; exit $${PIPESTATUS[0]}
+	cd e2e && $(GO) test $(GOTEST_FLAGS) -tags e2e -v . 2>&1 | tee ../.local/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; exit $${PIPESTATUS[0]}
 
 # make test starts the infrastructure it needs and stops what it started.
 test: check-modules fmt vet
