@@ -61,6 +61,7 @@ func (a *API) postConfig(c echo.Context) error {
 		keep := map[string]map[string]bool{}
 		// Parents first: updates and inserts, type by type.
 		var ins, upd []map[string]any
+		var insBodies [][]byte
 		var curT *entity.Type
 		flush := func() error {
 			if curT == nil {
@@ -69,12 +70,12 @@ func (a *API) postConfig(c echo.Context) error {
 			if err := tx.UpdateMany(ctx, curT, upd); err != nil {
 				return declarativeStoreError(curT.Name, err)
 			}
-			if err := tx.InsertMany(ctx, curT, ins); err != nil {
+			if err := tx.InsertMany(ctx, curT, ins, insBodies); err != nil {
 				return declarativeStoreError(curT.Name, err)
 			}
 			updated += len(upd)
 			inserted += len(ins)
-			ins, upd = nil, nil
+			ins, upd, insBodies = nil, nil, nil
 			return nil
 		}
 		for _, it := range items {
@@ -102,6 +103,7 @@ func (a *API) postConfig(c echo.Context) error {
 				upd = append(upd, it.Entity)
 			default:
 				ins = append(ins, it.Entity)
+				insBodies = append(insBodies, b)
 			}
 		}
 		if err := flush(); err != nil {
@@ -110,15 +112,16 @@ func (a *API) postConfig(c echo.Context) error {
 		// Children first: deletes of everything not declared.
 		for i := len(entity.Types) - 1; i >= 0; i-- {
 			t := entity.Types[i]
+			var gone []string
 			for _, e := range mapKeys(cur[t.Name]) {
-				if keep[t.Name][e] {
-					continue
+				if !keep[t.Name][e] {
+					gone = append(gone, e)
 				}
-				if err := tx.DeleteRow(ctx, t, e); err != nil {
-					return 0, nil, err
-				}
-				deleted++
 			}
+			if err := tx.DeleteMany(ctx, t, gone); err != nil {
+				return 0, nil, err
+			}
+			deleted += len(gone)
 		}
 		body, _ := jsonMarshal(map[string]any{
 			"inserted": inserted, "updated": updated, "deleted": deleted, "unchanged": unchanged,

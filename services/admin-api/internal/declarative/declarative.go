@@ -276,10 +276,12 @@ func Resolve(items []*Item, cur Current, now int64) error {
 			continue
 		}
 		// Id.
+		var probe map[string]any
 		if id, ok := it.In["id"].(string); ok {
 			it.ID = id
 		} else {
-			probe, perrs := entity.Normalize(t, it.In, nil, map[string]any{"id": uuid.Nil.String(), "created_at": now, "updated_at": now})
+			var perrs entity.Errors
+			probe, perrs = entity.Normalize(t, it.In, nil, map[string]any{"id": uuid.Nil.String(), "created_at": now, "updated_at": now})
 			if perrs != nil {
 				errs.Fields[it.Path] = perrs
 				continue
@@ -312,6 +314,17 @@ func Resolve(items []*Item, cur Current, now int64) error {
 		keep := map[string]any{"id": it.ID, "created_at": now, "updated_at": now}
 		if old, ok := cur[t.Name][it.ID]; ok {
 			keep["created_at"], keep["updated_at"] = old["created_at"], old["updated_at"]
+		}
+		_, hasCreated := it.In["created_at"]
+		_, hasUpdated := it.In["updated_at"]
+		if probe != nil && !hasCreated && !hasUpdated {
+			// Normalizing the same input again would give the probe with
+			// the kept fields (which no check reads) set.
+			for k, v := range keep {
+				probe[k] = v
+			}
+			it.Entity = probe
+			continue
 		}
 		in := map[string]any{}
 		for k, v := range it.In {

@@ -127,3 +127,46 @@ func FuzzParse(f *testing.F) {
 		_ = Resolve(items, Current{}, 1)
 	})
 }
+
+// TestResolveEntityIsNormalized: the entity Resolve gives is the one
+// Normalize gives for the item's input, id and timestamps kept.
+func TestResolveEntityIsNormalized(t *testing.T) {
+	for name, file := range map[string]string{
+		"new":            `{"_format_version":"3.0","services":[{"name":"s","host":"s.internal","routes":[{"name":"r","paths":["/"]}]}]}`,
+		"timestamps":     `{"_format_version":"3.0","services":[{"name":"s","host":"s.internal","created_at":5,"updated_at":6}]}`,
+		"id in the file": `{"_format_version":"3.0","services":[{"id":"11111111-2222-4333-8444-555555555555","name":"s","host":"s.internal"}]}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			doc, err := Parse([]byte(file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			items, err := Flatten(doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := Resolve(items, Current{"services": {"11111111-2222-4333-8444-555555555555": {"id": "11111111-2222-4333-8444-555555555555", "name": "s", "created_at": int64(2), "updated_at": int64(3)}}}, 7); err != nil {
+				t.Fatal(err)
+			}
+			for _, it := range items {
+				in := map[string]any{}
+				for k, v := range it.In {
+					if k != "id" && k != "created_at" && k != "updated_at" {
+						in[k] = v
+					}
+				}
+				keep := map[string]any{"id": it.ID, "created_at": it.Entity["created_at"], "updated_at": it.Entity["updated_at"]}
+				want, errs := entity.Normalize(it.Type, in, nil, keep)
+				if errs != nil {
+					t.Fatal(errs)
+				}
+				if got, exp := jsonString(it.Entity), jsonString(want); got != exp {
+					t.Errorf("%s:\n got %s\nwant %s", it.Path, got, exp)
+				}
+				if it.Entity["id"] != it.ID {
+					t.Errorf("%s: id %v, want %s", it.Path, it.Entity["id"], it.ID)
+				}
+			}
+		})
+	}
+}

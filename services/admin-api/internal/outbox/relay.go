@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -57,12 +59,14 @@ func New(cfg Config, db *gorm.DB, log *slog.Logger) *Relay {
 	}
 	log = log.With("component", "outbox-relay", "topic", cfg.Topic)
 	w := &kafka.Writer{
-		Addr:                   kafka.TCP(cfg.Brokers...),
-		Topic:                  cfg.Topic,
-		RequiredAcks:           kafka.RequireAll,
-		Async:                  false,
-		BatchSize:              cfg.Batch,
-		BatchTimeout:           time.Millisecond,
+		Addr:         kafka.TCP(cfg.Brokers...),
+		Topic:        cfg.Topic,
+		RequiredAcks: kafka.RequireAll,
+		Async:        false,
+		BatchSize:    cfg.Batch,
+		// drain hands over whole batches: send each at once instead of
+		// waiting for more messages.
+		BatchTimeout:           time.Microsecond,
 		MaxAttempts:            3,
 		WriteTimeout:           10 * time.Second,
 		AllowAutoTopicCreation: false,
@@ -120,9 +124,17 @@ func (r *Relay) lead(ctx context.Context) error {
 		return fmt.Errorf("relay listen: %w", err)
 	}
 	r.log.Info("relay is leader")
+	// Published rows are marked in the background, so that marking does
+	// not delay the next publish; the leader reads past its own cursor.
+	m := &marker{r: r, wake: make(chan struct{}, 1)}
+	mctx, stopMarker := context.WithCancel(ctx)
+	markerDone := make(chan struct{})
+	go func() { defer close(markerDone); m.run(mctx) }()
+	defer func() { stopMarker(); <-markerDone }()
+	var cur cursor
 	lastClean := time.Time{}
 	for {
-		if err := r.drain(ctx, conn); err != nil {
+		if err := r.drain(ctx, conn, &cur, m); err != nil {
 			return err
 		}
 		if time.Since(lastClean) > r.cfg.CleanEvery {
@@ -131,19 +143,36 @@ func (r *Relay) lead(ctx context.Context) error {
 			}
 			lastClean = time.Now()
 		}
-		wctx, cancel := context.WithTimeout(ctx, r.cfg.Tick)
-		_, err := conn.WaitForNotification(wctx)
-		cancel()
-		if err != nil && ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("relay wait: %w", err)
-		}
-		if err != nil && conn.IsClosed() {
-			return errors.New("relay connection closed")
+		for {
+			wctx, cancel := context.WithTimeout(ctx, r.cfg.Tick)
+			n, err := conn.WaitForNotification(wctx)
+			cancel()
+			if err != nil && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				return fmt.Errorf("relay wait: %w", err)
+			}
+			if err != nil && conn.IsClosed() {
+				return errors.New("relay connection closed")
+			}
+			// A wake-up for a transaction already published in full (its
+			// NOTIFY was queued while the drain read it) needs no drain.
+			if n != nil {
+				if tx, perr := strconv.ParseUint(n.Payload, 10, 64); perr == nil && tx <= cur.doneTx {
+					continue
+				}
+			}
+			break
 		}
 	}
+}
+
+// cursor is the position of the last published row.
+type cursor struct {
+	tx     uint64
+	idx    int
+	doneTx uint64 // every row of transactions up to doneTx is published
 }
 
 type row struct {
@@ -158,24 +187,33 @@ type row struct {
 	Entity   []byte
 }
 
-// drain publishes every unpublished row in (tx, idx) order.
-func (r *Relay) drain(ctx context.Context, leader *pgx.Conn) error {
+// drain publishes every unpublished row after cur in (tx, idx) order. It
+// reads on the leader connection: a lost connection (and so a lost lock)
+// fails the read before anything is published.
+func (r *Relay) drain(ctx context.Context, leader *pgx.Conn, cur *cursor, m *marker) error {
 	for {
-		var rows []row
-		err := r.db.WithContext(ctx).Raw(`SELECT id, tx, idx, cnt, key, op, type, entity_id, entity
-			FROM outbox WHERE published_at IS NULL AND tx > 0 ORDER BY tx, idx LIMIT ?`, r.cfg.Batch).Scan(&rows).Error
+		pgRows, err := leader.Query(ctx, `SELECT id, tx, idx, cnt, key, op, type, entity_id, entity
+			FROM outbox WHERE published_at IS NULL AND tx > 0 AND (tx, idx) > ($1, $2)
+			ORDER BY tx, idx LIMIT $3`, int64(cur.tx), cur.idx, r.cfg.Batch)
 		if err != nil {
+			return fmt.Errorf("read outbox: %w", err)
+		}
+		var rows []row
+		for pgRows.Next() {
+			var rw row
+			if err := pgRows.Scan(&rw.ID, &rw.Tx, &rw.Idx, &rw.Cnt, &rw.Key, &rw.Op, &rw.Type, &rw.EntityID, &rw.Entity); err != nil {
+				pgRows.Close()
+				return fmt.Errorf("read outbox: %w", err)
+			}
+			rows = append(rows, rw)
+		}
+		if err := pgRows.Err(); err != nil {
 			return fmt.Errorf("read outbox: %w", err)
 		}
 		if len(rows) == 0 {
 			return nil
 		}
-		// Still the leader? A lost connection means the lock is gone.
-		if err := leader.Ping(ctx); err != nil {
-			return fmt.Errorf("relay leader connection: %w", err)
-		}
 		msgs := make([]kafka.Message, len(rows))
-		ids := make([]int64, len(rows))
 		for i, rw := range rows {
 			ev := wire.ChangeEvent{Schema: wire.SchemaVersion, Tx: rw.Tx, Index: rw.Idx, Count: rw.Cnt,
 				Op: wire.Op(rw.Op), Type: rw.Type, ID: rw.EntityID}
@@ -187,22 +225,95 @@ func (r *Relay) drain(ctx context.Context, leader *pgx.Conn) error {
 				return fmt.Errorf("encode outbox row %d: %w", rw.ID, err)
 			}
 			msgs[i] = kafka.Message{Key: []byte(rw.Key), Value: v}
-			ids[i] = rw.ID
 		}
 		if err := r.publish(ctx, msgs); err != nil {
 			return err
 		}
-		last := rows[len(rows)-1].Tx
-		err = r.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-			if err := tx.Exec(`UPDATE outbox SET published_at = now() WHERE id IN ?`, ids).Error; err != nil {
-				return err
-			}
-			return tx.Exec(`UPDATE relay_state SET published_tx = GREATEST(published_tx, ?), published_at = now()`, last).Error
-		})
-		if err != nil {
-			return fmt.Errorf("mark outbox published: %w", err)
+		last := rows[len(rows)-1]
+		cur.tx, cur.idx = last.Tx, last.Idx
+		if last.Idx == last.Cnt-1 {
+			cur.doneTx = last.Tx
 		}
-		r.log.Debug("published", "rows", len(rows), "tx", last)
+		m.set(*cur)
+		r.log.Debug("published", "rows", len(rows), "tx", last.Tx)
+		if len(rows) < r.cfg.Batch {
+			return nil
+		}
+	}
+}
+
+// markEvery is the shortest interval between two marks of published rows.
+const markEvery = 100 * time.Millisecond
+
+// marker marks published rows (and relay_state) in the background,
+// coalescing: each UPDATE covers everything published so far.
+type marker struct {
+	r    *Relay
+	wake chan struct{}
+	mu   sync.Mutex
+	want cursor
+	has  bool
+}
+
+func (m *marker) set(c cursor) {
+	m.mu.Lock()
+	m.want, m.has = c, true
+	m.mu.Unlock()
+	m.signal()
+}
+
+func (m *marker) signal() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (m *marker) run(ctx context.Context) {
+	var done cursor
+	flush := func(ctx context.Context) error {
+		m.mu.Lock()
+		want, ok := m.want, m.has
+		m.mu.Unlock()
+		if !ok || (want.tx == done.tx && want.idx == done.idx) {
+			return nil
+		}
+		// The lower bound keeps the index scan off the rows marked before
+		// (their dead index entries stay until vacuum).
+		err := m.r.db.WithContext(ctx).Exec(`WITH m AS (UPDATE outbox SET published_at = now()
+				WHERE published_at IS NULL AND tx > 0 AND (tx, idx) > (?, ?) AND (tx, idx) <= (?, ?) RETURNING 1)
+			UPDATE relay_state SET published_tx = GREATEST(published_tx, ?), published_at = now()`,
+			int64(done.tx), done.idx, int64(want.tx), want.idx, int64(want.tx)).Error
+		if err != nil {
+			return err
+		}
+		done = want
+		return nil
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			// Leave the outbox marked for the next leader.
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := flush(fctx); err != nil {
+				m.r.log.Warn("mark outbox published", "err", err)
+			}
+			cancel()
+			return
+		case <-m.wake:
+		}
+		err := flush(ctx)
+		if err != nil && ctx.Err() == nil {
+			m.r.log.Warn("mark outbox published; retrying", "err", err)
+			m.signal()
+		}
+		// Marking is bookkeeping (each mark is a commit, with its WAL
+		// flush): at most one per markEvery; a new leader republishes at
+		// most the rows of that window.
+		select {
+		case <-ctx.Done():
+		case <-time.After(markEvery):
+		}
 	}
 }
 

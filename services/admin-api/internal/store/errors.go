@@ -70,6 +70,15 @@ func translate(typ string, err error) error {
 	if err == nil {
 		return nil
 	}
+	var (
+		ue *UniqueError
+		fe *ForeignKeyError
+		re *ReferencedError
+	)
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnavailable) ||
+		errors.As(err, &ue) || errors.As(err, &fe) || errors.As(err, &re) {
+		return err // translated already (a deferred statement's error)
+	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		m := keyDetail.FindStringSubmatch(pe.Detail)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -19,7 +20,9 @@ import (
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/entity"
 	"github.com/deltaplane/deltaplane/shared/wire"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
 	"gorm.io/gorm"
 )
 
@@ -53,9 +56,110 @@ type Idempotency struct {
 // Tx is one admin transaction.
 type Tx struct {
 	s       *Store
-	db      *gorm.DB
+	db      *gorm.DB // runs on conn, sending pending first
+	conn    *sql.Conn
+	pending []op  // statements not sent yet (BEGIN first)
+	err     error // the error of a failed pending statement
 	changes []Change
 	idem    *Idempotency
+}
+
+// op is a statement whose sending is deferred: the pending statements go
+// to Postgres in one pipelined round trip, before the next statement of
+// the transaction or with its commit.
+type op struct {
+	table string // for error translation
+	sql   string // with $n placeholders
+	args  []any
+	check func(pgconn.CommandTag) error // optional
+}
+
+// txConn is the gorm connection of a transaction: each statement first
+// sends the pending ones.
+type txConn struct{ tx *Tx }
+
+func (c txConn) PrepareContext(ctx context.Context, q string) (*sql.Stmt, error) {
+	if err := c.tx.flush(ctx); err != nil {
+		return nil, err
+	}
+	return c.tx.conn.PrepareContext(ctx, q)
+}
+
+func (c txConn) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if err := c.tx.flush(ctx); err != nil {
+		return nil, err
+	}
+	return c.tx.conn.ExecContext(ctx, q, args...)
+}
+
+func (c txConn) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if err := c.tx.flush(ctx); err != nil {
+		return nil, err
+	}
+	return c.tx.conn.QueryContext(ctx, q, args...)
+}
+
+// QueryRowContext after a failed flush runs q in the aborted transaction,
+// which fails; Write reports the flush's error.
+func (c txConn) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	_ = c.tx.flush(ctx)
+	return c.tx.conn.QueryRowContext(ctx, q, args...)
+}
+
+// flush sends the pending statements.
+func (tx *Tx) flush(ctx context.Context) error {
+	if tx.err != nil {
+		return tx.err
+	}
+	if len(tx.pending) == 0 {
+		return nil
+	}
+	ops := tx.pending
+	tx.pending = nil
+	err := tx.conn.Raw(func(dc any) error {
+		pc, err := pgxConn(dc)
+		if err != nil {
+			return err
+		}
+		b := &pgx.Batch{}
+		for _, o := range ops {
+			b.Queue(o.sql, o.args...)
+		}
+		br := pc.SendBatch(ctx, b)
+		err = execAll(br, ops)
+		if cerr := br.Close(); err == nil && cerr != nil {
+			err = translate("transaction", cerr)
+		}
+		return err
+	})
+	if err != nil {
+		tx.err = err
+	}
+	return err
+}
+
+// execAll reads the results of ops, returning the first error.
+func execAll(br pgx.BatchResults, ops []op) error {
+	for _, o := range ops {
+		tag, err := br.Exec()
+		if err != nil {
+			return translate(o.table, err)
+		}
+		if o.check != nil {
+			if err := o.check(tag); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func pgxConn(dc any) (*pgx.Conn, error) {
+	sc, ok := dc.(*stdlib.Conn)
+	if !ok {
+		return nil, fmt.Errorf("store: unexpected driver connection %T", dc)
+	}
+	return sc.Conn(), nil
 }
 
 // Result of a committed transaction.
@@ -67,51 +171,153 @@ type Result struct {
 // Write runs fn in one Postgres transaction. The entity rows, one outbox
 // row per change (in the order fn made them) and the idempotency record
 // commit together; the transaction number is taken by the last statement.
+//
+// The transaction runs on one pooled connection and saves round trips:
+// BEGIN and the entity writes of Insert and Update wait to be pipelined
+// with the next statement, and the end (the pending statements but an
+// Update, whose row count must be checked before COMMIT is sent, the
+// idempotency record, the statement that takes the transaction number and
+// writes the outbox rows, COMMIT) goes to Postgres in one round trip, so
+// the outbox_counter row lock (which serializes committing writers) is
+// held only for that statement and the commit's WAL flush. A single-entity
+// create is one round trip.
 func (s *Store) Write(ctx context.Context, fn func(tx *Tx) error) (Result, error) {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return Result{}, err
+	}
+	conn, err := sqlDB.Conn(ctx)
+	if err != nil {
+		return Result{}, translate("transaction", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			rollback(conn)
+		}
+		conn.Close()
+	}()
+	tx := &Tx{s: s, conn: conn, pending: []op{{table: "transaction", sql: `BEGIN`}}}
+	tx.db = s.db.Session(&gorm.Session{Context: ctx, NewDB: true})
+	tx.db.Statement.ConnPool = txConn{tx}
+	if err := fn(tx); err != nil {
+		var pe *pgconn.PgError
+		if tx.err != nil && errors.As(err, &pe) && pe.Code == "25P02" {
+			// A statement after a failed pipelined one: report the cause.
+			err = tx.err
+		}
+		return Result{}, translateTx(err)
+	}
+	// A statement whose result is checked here (an update that must hit
+	// its row) cannot share the round trip of COMMIT: send it first.
+	for _, o := range tx.pending {
+		if o.check != nil {
+			_ = tx.flush(ctx)
+			break
+		}
+	}
+	if tx.err != nil {
+		return Result{}, translateTx(tx.err)
+	}
 	var res Result
-	err := s.db.WithContext(ctx).Transaction(func(gtx *gorm.DB) error {
-		tx := &Tx{s: s, db: gtx}
-		if err := fn(tx); err != nil {
+	err = conn.Raw(func(dc any) error {
+		pc, err := pgxConn(dc)
+		if err != nil {
 			return err
 		}
-		if tx.idem != nil {
-			i := tx.idem
-			if err := gtx.Exec(`INSERT INTO idempotency_keys (key, request_hash, status, response) VALUES (?, ?, ?, ?)`,
-				i.Key, i.RequestHash, i.Status, i.Response).Error; err != nil {
-				return translate("idempotency_keys", err)
-			}
+		res, err = commit(ctx, pc, tx)
+		if st := pc.PgConn().TxStatus(); err != nil && st != 'I' && st != 'E' && st != 'T' {
+			// The outcome is unknown (the connection failed mid-commit):
+			// never reuse the connection.
+			return errors.Join(err, driver.ErrBadConn)
 		}
-		if len(tx.changes) == 0 {
-			return nil
-		}
-		batch := uuid.NewString()
-		if err := insertOutbox(gtx, batch, tx.changes); err != nil {
-			return translate("outbox", err)
-		}
-		var row struct {
-			Tx uint64
-			N  int
-		}
-		// The last statement: take the next transaction number (the row
-		// lock is held until COMMIT, so numbers follow commit order), stamp
-		// it on this transaction's outbox rows, and wake the relay.
-		err := gtx.Raw(`WITH c AS (UPDATE outbox_counter SET tx = tx + 1 RETURNING tx),
-			u AS (UPDATE outbox SET tx = (SELECT tx FROM c) WHERE batch = ? AND tx = 0 RETURNING 1)
-			SELECT (SELECT tx FROM c) AS tx, (SELECT count(*) FROM u) AS n,
-			       pg_notify('outbox', (SELECT tx FROM c)::text) AS notified`, batch).Scan(&row).Error
-		if err != nil {
-			return translate("outbox", err)
-		}
-		if row.N != len(tx.changes) {
-			return fmt.Errorf("outbox: stamped %d rows, want %d", row.N, len(tx.changes))
-		}
-		res = Result{Tx: row.Tx, Changes: row.N}
-		return nil
+		return err
 	})
 	if err != nil {
 		return Result{}, translateTx(err)
 	}
+	committed = true
 	return res, nil
+}
+
+// finishSQL is the last statement of a write: it takes the next
+// transaction number (the counter's row lock is held until COMMIT, so
+// numbers follow commit order and a rollback gives its number back),
+// writes the transaction's outbox rows with it and wakes the relay.
+const finishSQL = `WITH c AS (UPDATE outbox_counter SET tx = tx + 1 RETURNING tx),
+	i AS (INSERT INTO outbox (batch, tx, idx, cnt, key, op, type, entity_id, entity)
+		SELECT $1::uuid, c.tx, u.n - 1, $2::int, u.key, u.op, u.type, u.entity_id, u.entity
+		FROM c, unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[])
+			WITH ORDINALITY AS u(key, op, type, entity_id, entity, n)
+		RETURNING 1)
+	SELECT c.tx, (SELECT count(*) FROM i) AS n, pg_notify('outbox', c.tx::text)::text FROM c`
+
+// commit sends the end of tx (its pending statements, the idempotency
+// record, the outbox rows with the transaction number, COMMIT) as one
+// pipelined batch.
+func commit(ctx context.Context, conn *pgx.Conn, tx *Tx) (Result, error) {
+	ops := tx.pending
+	tx.pending = nil
+	if i := tx.idem; i != nil {
+		ops = append(ops, op{table: "idempotency_keys", sql: `INSERT INTO idempotency_keys (key, request_hash, status, response) VALUES ($1, $2, $3, $4)`,
+			args: []any{i.Key, i.RequestHash, i.Status, i.Response}})
+	}
+	b := &pgx.Batch{}
+	for _, o := range ops {
+		b.Queue(o.sql, o.args...)
+	}
+	n := len(tx.changes)
+	if n > 0 {
+		keys, kinds, types, ids := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		ents := make([][]byte, n)
+		for i, c := range tx.changes {
+			keys[i], kinds[i], types[i], ids[i], ents[i] = wire.Key(c.Type, c.ID), string(c.Op), c.Type, c.ID, c.Entity
+		}
+		b.Queue(finishSQL, uuid.NewString(), n, keys, kinds, types, ids, ents)
+	}
+	b.Queue(`COMMIT`)
+	br := conn.SendBatch(ctx, b)
+	var res Result
+	err := func() error {
+		if err := execAll(br, ops); err != nil {
+			return err
+		}
+		if n > 0 {
+			var row struct {
+				Tx uint64
+				N  int
+			}
+			if err := br.QueryRow().Scan(&row.Tx, &row.N, nil); err != nil {
+				return translate("outbox", err)
+			}
+			if row.N != n {
+				return fmt.Errorf("outbox: wrote %d rows, want %d", row.N, n)
+			}
+			res = Result{Tx: row.Tx, Changes: row.N}
+		}
+		tag, err := br.Exec()
+		if err != nil {
+			return translate("transaction", err)
+		}
+		if tag.String() != "COMMIT" {
+			return fmt.Errorf("%w: transaction ended with %s", ErrUnavailable, tag)
+		}
+		return nil
+	}()
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = translate("transaction", cerr)
+	}
+	return res, err
+}
+
+// rollback ends a failed transaction; a connection that cannot is
+// discarded instead of going back to the pool.
+func rollback(conn *sql.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := conn.ExecContext(ctx, `ROLLBACK`); err != nil {
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
 }
 
 // translateTx translates the Postgres errors that escaped a transaction
@@ -125,32 +331,6 @@ func translateTx(err error) error {
 		return translate("transaction", err)
 	}
 	return err
-}
-
-func insertOutbox(db *gorm.DB, batch string, changes []Change) error {
-	const chunk = 1000
-	for start := 0; start < len(changes); start += chunk {
-		end := min(start+chunk, len(changes))
-		var sb strings.Builder
-		sb.WriteString(`INSERT INTO outbox (batch, idx, cnt, key, op, type, entity_id, entity) VALUES `)
-		args := make([]any, 0, 8*(end-start))
-		for i := start; i < end; i++ {
-			c := changes[i]
-			if i > start {
-				sb.WriteString(",")
-			}
-			sb.WriteString("(?,?,?,?,?,?,?,?)")
-			var ent any
-			if c.Entity != nil {
-				ent = c.Entity
-			}
-			args = append(args, batch, i, len(changes), wire.Key(c.Type, c.ID), string(c.Op), c.Type, c.ID, ent)
-		}
-		if err := db.Exec(sb.String(), args...).Error; err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // Idempotent records the response of a keyed write; it commits with it.
@@ -259,7 +439,10 @@ func checkSize(body []byte) error {
 	return nil
 }
 
-// Insert stores a new entity (which must carry its id).
+// Insert stores a new entity (which must carry its id). The statement is
+// sent with the transaction's next statement or its commit, so its error
+// (a unique violation, a missing reference) may come from a later call of
+// tx or from Write.
 func (tx *Tx) Insert(ctx context.Context, t *entity.Type, e map[string]any) ([]byte, error) {
 	body, err := Canonical(e)
 	if err != nil {
@@ -268,18 +451,23 @@ func (tx *Tx) Insert(ctx context.Context, t *entity.Type, e map[string]any) ([]b
 	if err := checkSize(body); err != nil {
 		return nil, err
 	}
-	cols, vals := columns(t, e)
-	ph := strings.TrimSuffix(strings.Repeat("?,", len(cols)), ",")
-	q := fmt.Sprintf(`INSERT INTO %s (id, body%s) VALUES (?, ?::jsonb%s)`, t.Name, prefixed(cols), prefixedPH(ph))
-	args := append([]any{e["id"], string(body)}, vals...)
-	if err := tx.db.WithContext(ctx).Exec(q, args...).Error; err != nil {
-		return nil, translate(t.Name, err)
+	if tx.err != nil {
+		return nil, tx.err
 	}
+	cols, vals := columns(t, e)
+	var ph strings.Builder
+	for i := range cols {
+		fmt.Fprintf(&ph, ", $%d", i+3)
+	}
+	q := fmt.Sprintf(`INSERT INTO %s (id, body%s) VALUES ($1, $2::jsonb%s)`, t.Name, prefixed(cols), ph.String())
+	args := append([]any{e["id"], string(body)}, vals...)
+	tx.pending = append(tx.pending, op{table: t.Name, sql: q, args: args})
 	tx.record(wire.OpUpsert, t, e["id"].(string), body)
 	return body, nil
 }
 
-// Update replaces a stored entity.
+// Update replaces a stored entity; like Insert, its statement is sent
+// later (ErrNotFound included).
 func (tx *Tx) Update(ctx context.Context, t *entity.Type, e map[string]any) ([]byte, error) {
 	body, err := Canonical(e)
 	if err != nil {
@@ -288,20 +476,23 @@ func (tx *Tx) Update(ctx context.Context, t *entity.Type, e map[string]any) ([]b
 	if err := checkSize(body); err != nil {
 		return nil, err
 	}
+	if tx.err != nil {
+		return nil, tx.err
+	}
 	cols, vals := columns(t, e)
-	set := "body = ?::jsonb"
-	for _, c := range cols {
-		set += ", " + c + " = ?"
+	set := "body = $1::jsonb"
+	for i, c := range cols {
+		set += fmt.Sprintf(", %s = $%d", c, i+2)
 	}
 	args := append([]any{string(body)}, vals...)
 	args = append(args, e["id"])
-	r := tx.db.WithContext(ctx).Exec(fmt.Sprintf(`UPDATE %s SET %s WHERE id = ?`, t.Name, set), args...)
-	if r.Error != nil {
-		return nil, translate(t.Name, r.Error)
-	}
-	if r.RowsAffected == 0 {
-		return nil, ErrNotFound
-	}
+	tx.pending = append(tx.pending, op{table: t.Name, sql: fmt.Sprintf(`UPDATE %s SET %s WHERE id = $%d`, t.Name, set, len(args)), args: args,
+		check: func(tag pgconn.CommandTag) error {
+			if tag.RowsAffected() == 0 {
+				return ErrNotFound
+			}
+			return nil
+		}})
 	tx.record(wire.OpUpsert, t, e["id"].(string), body)
 	return body, nil
 }
@@ -311,13 +502,6 @@ func prefixed(cols []string) string {
 		return ""
 	}
 	return ", " + strings.Join(cols, ", ")
-}
-
-func prefixedPH(ph string) string {
-	if ph == "" {
-		return ""
-	}
-	return ", " + ph
 }
 
 // IsUUID reports whether s addresses an entity by id.
@@ -584,66 +768,91 @@ func all(ctx context.Context, db *gorm.DB, t *entity.Type) ([]map[string]any, er
 	return out, nil
 }
 
-// DeleteRow deletes one entity without looking at its children (the
-// caller deletes them first) and records the event.
-func (tx *Tx) DeleteRow(ctx context.Context, t *entity.Type, id string) error {
-	r := tx.db.WithContext(ctx).Exec(`DELETE FROM `+t.Name+` WHERE id = ?`, id)
-	if r.Error != nil {
-		return translate(t.Name, r.Error)
+// DeleteMany deletes entities of one type by id in one statement, without
+// looking at their children (the caller deletes them first), and records
+// an event for each deleted one, in the order of ids.
+func (tx *Tx) DeleteMany(ctx context.Context, t *entity.Type, ids []string) error {
+	if len(ids) == 0 {
+		return nil
 	}
-	if r.RowsAffected > 0 {
-		tx.record(wire.OpDelete, t, id, nil)
+	for _, id := range ids {
+		if !IsUUID(id) {
+			return fmt.Errorf("delete %s: %q is not an id", t.Name, id)
+		}
+	}
+	var deleted []string
+	err := tx.db.WithContext(ctx).Raw(`DELETE FROM `+t.Name+` WHERE id = ANY(?::uuid[]) RETURNING id::text`,
+		"{"+strings.Join(ids, ",")+"}").Scan(&deleted).Error
+	if err != nil {
+		return translate(t.Name, err)
+	}
+	gone := make(map[string]bool, len(deleted))
+	for _, id := range deleted {
+		gone[id] = true
+	}
+	for _, id := range ids {
+		if gone[strings.ToLower(id)] {
+			tx.record(wire.OpDelete, t, id, nil)
+		}
 	}
 	return nil
 }
 
-// InsertMany inserts entities of one type with multi-row statements.
-func (tx *Tx) InsertMany(ctx context.Context, t *entity.Type, es []map[string]any) error {
+// InsertMany inserts entities of one type with multi-row statements, all
+// pipelined in one round trip. bodies, when not nil, holds the canonical
+// JSON of each entity (as Canonical returns it).
+func (tx *Tx) InsertMany(ctx context.Context, t *entity.Type, es []map[string]any, bodies [][]byte) error {
 	const chunk = 500
+	var ops []op
 	for start := 0; start < len(es); start += chunk {
-		part := es[start:min(start+chunk, len(es))]
+		end := min(start+chunk, len(es))
 		var sb strings.Builder
 		var args []any
 		var cols []string
-		bodies := make([][]byte, len(part))
-		for i, e := range part {
-			body, err := Canonical(e)
-			if err != nil {
-				return err
+		for i := start; i < end; i++ {
+			e := es[i]
+			var body []byte
+			if bodies != nil {
+				body = bodies[i]
+			}
+			if body == nil {
+				var err error
+				if body, err = Canonical(e); err != nil {
+					return err
+				}
 			}
 			if err := checkSize(body); err != nil {
 				return err
 			}
-			bodies[i] = body
 			c, vals := columns(t, e)
 			cols = c
-			if i > 0 {
+			if i > start {
 				sb.WriteString(",")
 			}
-			sb.WriteString("(?, ?::jsonb" + strings.Repeat(", ?", len(c)) + ")")
+			fmt.Fprintf(&sb, "($%d, $%d::jsonb", len(args)+1, len(args)+2)
+			for k := range c {
+				fmt.Fprintf(&sb, ", $%d", len(args)+3+k)
+			}
+			sb.WriteString(")")
 			args = append(args, e["id"], string(body))
 			args = append(args, vals...)
+			tx.record(wire.OpUpsert, t, e["id"].(string), body)
 		}
-		q := fmt.Sprintf(`INSERT INTO %s (id, body%s) VALUES %s`, t.Name, prefixed(cols), sb.String())
-		if err := tx.db.WithContext(ctx).Exec(q, args...).Error; err != nil {
-			return translate(t.Name, err)
-		}
-		for i, e := range part {
-			tx.record(wire.OpUpsert, t, e["id"].(string), bodies[i])
-		}
+		ops = append(ops, op{table: t.Name, sql: fmt.Sprintf(`INSERT INTO %s (id, body%s) VALUES %s`, t.Name, prefixed(cols), sb.String()), args: args})
 	}
-	return nil
+	return tx.run(ctx, ops)
 }
 
-// UpdateMany replaces entities of one type with multi-row statements.
+// UpdateMany replaces entities of one type with multi-row statements, all
+// pipelined in one round trip.
 func (tx *Tx) UpdateMany(ctx context.Context, t *entity.Type, es []map[string]any) error {
 	const chunk = 500
+	var ops []op
 	for start := 0; start < len(es); start += chunk {
 		part := es[start:min(start+chunk, len(es))]
 		var sb strings.Builder
 		var args []any
 		var cols []string
-		bodies := make([][]byte, len(part))
 		for i, e := range part {
 			body, err := Canonical(e)
 			if err != nil {
@@ -652,39 +861,47 @@ func (tx *Tx) UpdateMany(ctx context.Context, t *entity.Type, es []map[string]an
 			if err := checkSize(body); err != nil {
 				return err
 			}
-			bodies[i] = body
 			c, vals := columns(t, e)
 			cols = c
 			if i > 0 {
 				sb.WriteString(",")
 			}
-			sb.WriteString("(?::uuid, ?::jsonb")
-			for _, col := range c {
+			fmt.Fprintf(&sb, "($%d::uuid, $%d::jsonb", len(args)+1, len(args)+2)
+			for k, col := range c {
 				if strings.HasSuffix(col, "_id") {
-					sb.WriteString(", ?::uuid")
+					fmt.Fprintf(&sb, ", $%d::uuid", len(args)+3+k)
 				} else {
-					sb.WriteString(", ?::text")
+					fmt.Fprintf(&sb, ", $%d::text", len(args)+3+k)
 				}
 			}
 			sb.WriteString(")")
 			args = append(args, e["id"], string(body))
 			args = append(args, vals...)
+			tx.record(wire.OpUpsert, t, e["id"].(string), body)
 		}
 		set := "body = v.body"
 		for _, c := range cols {
 			set += ", " + c + " = v." + c
 		}
-		q := fmt.Sprintf(`UPDATE %s AS t SET %s FROM (VALUES %s) AS v(id, body%s) WHERE t.id = v.id`, t.Name, set, sb.String(), prefixed(cols))
-		r := tx.db.WithContext(ctx).Exec(q, args...)
-		if r.Error != nil {
-			return translate(t.Name, r.Error)
-		}
-		if int(r.RowsAffected) != len(part) {
-			return fmt.Errorf("update %s: %d of %d rows: %w", t.Name, r.RowsAffected, len(part), ErrNotFound)
-		}
-		for i, e := range part {
-			tx.record(wire.OpUpsert, t, e["id"].(string), bodies[i])
-		}
+		n := len(part)
+		ops = append(ops, op{table: t.Name,
+			sql:  fmt.Sprintf(`UPDATE %s AS t SET %s FROM (VALUES %s) AS v(id, body%s) WHERE t.id = v.id`, t.Name, set, sb.String(), prefixed(cols)),
+			args: args,
+			check: func(tag pgconn.CommandTag) error {
+				if int(tag.RowsAffected()) != n {
+					return fmt.Errorf("update %s: %d of %d rows: %w", t.Name, tag.RowsAffected(), n, ErrNotFound)
+				}
+				return nil
+			}})
 	}
-	return nil
+	return tx.run(ctx, ops)
+}
+
+// run sends the pending statements and ops in one round trip.
+func (tx *Tx) run(ctx context.Context, ops []op) error {
+	if tx.err != nil {
+		return tx.err
+	}
+	tx.pending = append(tx.pending, ops...)
+	return tx.flush(ctx)
 }

@@ -67,6 +67,11 @@ func TestTxNumbersFollowCommitOrder(t *testing.T) {
 		if _, err := tx.Insert(ctx, entity.Service, service("a")); err != nil {
 			return err
 		}
+		// A read sends the pending insert: A is open in Postgres and sees
+		// its own row.
+		if _, err := tx.Get(ctx, entity.Service, "a", false); err != nil {
+			return err
+		}
 		close(aWrote)
 		<-bDone // B commits while A is open
 		return nil
@@ -190,5 +195,71 @@ func TestNoSilentCascade(t *testing.T) {
 	})
 	if err != nil || res.Changes != 2 {
 		t.Fatalf("delete = %+v, %v; want 2 changes (credential, consumer)", res, err)
+	}
+}
+
+// TestPipelinedStatementErrors: Insert and Update are sent with the next
+// statement or the commit; their errors still reach the caller, and a
+// failed write leaves no row, no outbox row and no used number.
+func TestPipelinedStatementErrors(t *testing.T) {
+	st, db := open(t)
+	ctx := t.Context()
+	if _, err := st.Write(ctx, func(tx *store.Tx) error {
+		_, err := tx.Insert(ctx, entity.Service, service("dup"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var ue *store.UniqueError
+	tests := []struct {
+		name string
+		fn   func(tx *store.Tx) error
+		want func(error) bool
+	}{
+		{"error at the next statement", func(tx *store.Tx) error {
+			if _, err := tx.Insert(ctx, entity.Service, service("dup")); err != nil {
+				return err
+			}
+			_, err := tx.Get(ctx, entity.Service, "dup", false)
+			if !errorsAs(err, &ue) {
+				t.Errorf("Get after a failed insert = %v, want the unique violation", err)
+			}
+			return err
+		}, func(err error) bool { return errorsAs(err, &ue) && ue.Fields["name"] == "dup" }},
+		{"error at commit", func(tx *store.Tx) error {
+			if _, err := tx.Insert(ctx, entity.Service, service("fresh")); err != nil {
+				return err
+			}
+			_, err := tx.Insert(ctx, entity.Service, service("dup"))
+			return err
+		}, func(err error) bool { return errorsAs(err, &ue) && ue.Fields["name"] == "dup" }},
+		{"update of a missing entity", func(tx *store.Tx) error {
+			_, err := tx.Update(ctx, entity.Service, service("missing"))
+			return err
+		}, func(err error) bool { return errorsIs(err, store.ErrNotFound) }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := st.Write(ctx, tc.fn)
+			if !tc.want(err) {
+				t.Fatalf("Write = %v", err)
+			}
+		})
+	}
+	var n int64
+	db.Raw(`SELECT count(*) FROM services`).Scan(&n)
+	if n != 1 {
+		t.Errorf("services = %d, want 1 (failed writes leave nothing)", n)
+	}
+	res, err := st.Write(ctx, func(tx *store.Tx) error {
+		_, err := tx.Insert(ctx, entity.Service, service("next"))
+		return err
+	})
+	if err != nil || res.Tx != 2 {
+		t.Fatalf("next write = %+v, %v; want tx 2", res, err)
+	}
+	db.Raw(`SELECT count(*) FROM outbox`).Scan(&n)
+	if n != 2 {
+		t.Errorf("outbox rows = %d, want 2", n)
 	}
 }
