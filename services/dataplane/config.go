@@ -91,6 +91,9 @@ func (c Config) configTopic() string {
 }
 func (c Config) statusTopic() string { return c.TopicPrefix + wire.TopicStatus }
 
+// dlqTopic receives the records of the config topic this node quarantines.
+func (c Config) dlqTopic() string { return c.configTopic() + wire.DLQSuffix }
+
 // LogValue logs the configuration once at start (it holds no secrets).
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deltaplane/deltaplane/services/dataplane/internal/consumer"
 	dt "github.com/deltaplane/deltaplane/services/dataplane/internal/deltatest"
 	"github.com/deltaplane/deltaplane/shared/broker"
 	"github.com/deltaplane/deltaplane/shared/wire"
@@ -138,7 +139,9 @@ func get(t *testing.T, url string, hdr map[string]string) (int, string, http.Hea
 func baseEnv(t *testing.T) (map[string]string, *dt.Producer) {
 	brokers := dt.Brokers(t)
 	prefix := dt.Prefix(t)
-	t.Cleanup(func() { dt.DeleteTopics(brokers, prefix+wire.TopicDeltas, prefix+wire.TopicStatus) })
+	t.Cleanup(func() {
+		dt.DeleteTopics(brokers, prefix+wire.TopicDeltas, prefix+wire.TopicStatus, prefix+wire.TopicDeltas+wire.DLQSuffix)
+	})
 	env := map[string]string{
 		"KAFKA_BROKERS":   strings.Join(brokers, ","),
 		"TOPIC_PREFIX":    prefix,
@@ -332,7 +335,9 @@ func TestComponentRefusesMisconfiguredTopic(t *testing.T) {
 	if err := broker.EnsureTopics(ctx, brokers, wait, broker.Log(prefix+wire.TopicDeltas)); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { dt.DeleteTopics(brokers, prefix+wire.TopicDeltas, prefix+wire.TopicStatus) })
+	t.Cleanup(func() {
+		dt.DeleteTopics(brokers, prefix+wire.TopicDeltas, prefix+wire.TopicStatus, prefix+wire.TopicDeltas+wire.DLQSuffix)
+	})
 	env := map[string]string{"KAFKA_BROKERS": strings.Join(brokers, ","), "TOPIC_PREFIX": prefix, "DP_DATA_DIR": t.TempDir(),
 		"DP_PROXY_LISTEN": freeAddr(t), "DP_STATUS_LISTEN": freeAddr(t)}
 	err := run(ctx, func(k string) string { return env[k] }, io.Discard)
@@ -346,7 +351,7 @@ func TestComponentFullMode(t *testing.T) {
 	prefix := dt.Prefix(t)
 	topic := prefix + wire.TopicFull
 	dt.CreateTopic(t, brokers, topic, nil)
-	t.Cleanup(func() { dt.DeleteTopics(brokers, prefix+wire.TopicStatus) })
+	t.Cleanup(func() { dt.DeleteTopics(brokers, prefix+wire.TopicStatus, topic+wire.DLQSuffix) })
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "full %s", r.URL.Path) }))
 	defer upstream.Close()
 	dt.PublishFull(t, brokers, topic, 4, map[string]string{
@@ -360,5 +365,49 @@ func TestComponentFullMode(t *testing.T) {
 	}
 	if s := d.statusJSON(t); s["mode"] != "full" || s["entities"].(float64) != 2 {
 		t.Fatalf("/status = %v", s)
+	}
+}
+
+// TestComponentQuarantineReported: run() creates the DLQ topic; a malformed
+// record lands there and shows on /status, /metrics and the heartbeat.
+func TestComponentQuarantineReported(t *testing.T) {
+	env, prod := baseEnv(t)
+	d := startDP(t, env)
+	prod.Send(kafka.Message{Key: []byte("services/x"), Value: []byte(`{"id":"x"}`)}) // offset 0, no dp-* headers
+	prod.Batch(dt.Put("services/a", `{"id":"a"}`))
+	dt.Eventually(t, wait, "version 1", func() bool { return d.version(t) == 1 })
+	s := d.statusJSON(t)
+	nodeID, _ := s["node_id"].(string)
+	errs := fmt.Sprint(s["errors"])
+	if s["quarantined"] != float64(1) || s["degraded"] != false || !strings.Contains(errs, "quarantined offset 0: decode: ") {
+		t.Fatalf("/status = %v", s)
+	}
+	if code, _, _ := get(t, "http://"+d.status+"/status/ready", nil); code != 200 {
+		t.Fatalf("ready = %d", code)
+	}
+	got := dt.ReadAll(t, dt.Brokers(t), env["TOPIC_PREFIX"]+wire.TopicDeltas+wire.DLQSuffix, 1)
+	if string(got[0].Key) != "services/x" || dt.Header(got[0], consumer.HeaderDLQNode) != nodeID || dt.Header(got[0], wire.HeaderDLQOffset) != "0" {
+		t.Fatalf("dlq record %s headers %v", got[0].Key, got[0].Headers)
+	}
+	code, metrics, _ := get(t, "http://"+d.status+"/metrics", nil)
+	if code != 200 || !strings.Contains(metrics, `deltaplane_dataplane_quarantined_total{reason="decode"} 1`) || !strings.Contains(metrics, "deltaplane_dataplane_degraded 0") {
+		t.Fatalf("/metrics: %d\n%s", code, metrics)
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: dt.Brokers(t), Topic: env["TOPIC_PREFIX"] + wire.TopicStatus, Partition: 0, MaxWait: 200 * time.Millisecond})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	for {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			t.Fatalf("no heartbeat reporting the quarantine: %v", err)
+		}
+		var hb wire.Heartbeat
+		if err := json.Unmarshal(m.Value, &hb); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(strings.Join(hb.Errors, "|"), "quarantined offset 0") {
+			return
+		}
 	}
 }

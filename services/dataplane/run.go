@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -55,10 +56,15 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		Help: "Time to apply one batch (or full snapshot): hash check, durable store, publish.", Buckets: prometheus.ExponentialBuckets(0.00005, 2, 18)})
 	propagationSeconds := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "deltaplane", Subsystem: "dataplane", Name: "propagation_seconds",
 		Help: "Time from producing a batch's last record to the configuration being live here.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18)})
+	quarantined := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "deltaplane", Subsystem: "dataplane", Name: "quarantined_total",
+		Help: "Records written to the DLQ topic, by reason kind."}, []string{"reason"})
 	cons, err := consumer.New(consumer.Config{
 		Brokers:       cfg.Brokers,
 		Topic:         cfg.configTopic(),
 		Full:          cfg.SyncMode == ModeFull,
+		DLQTopic:      cfg.dlqTopic(),
+		NodeID:        nodeID,
+		Quarantined:   func(kind string) { quarantined.WithLabelValues(kind).Inc() },
 		Group:         cfg.GroupPrefix + nodeID,
 		ProbeInterval: cfg.HeartbeatInterval,
 		Logger:        log,
@@ -75,14 +81,12 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	status.Register(reg, report)
-	reg.MustRegister(applySeconds, propagationSeconds)
+	reg.MustRegister(applySeconds, propagationSeconds, quarantined)
 
 	hb := heartbeat.New(log, cfg.Brokers, cfg.statusTopic(), nodeID, cfg.HeartbeatInterval, func() wire.Heartbeat {
 		s := cons.Snapshot()
 		h := wire.Heartbeat{Mode: cfg.SyncMode, Version: s.Version, Hash: s.Hash.String(), LastApply: cons.LastSync(), Resyncs: cons.Stats.Resyncs.Load()}
-		if e := cons.LastError(); e != "" {
-			h.Errors = []string{e}
-		}
+		h.Errors = nodeErrors(cons)
 		return h
 	}, cons.Touch)
 	cons.Subscribe(func(*snapshot.Snapshot, []snapshot.Event, bool) { hb.Kick() })
@@ -127,7 +131,8 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		// while waiting; a topic of the wrong shape stops the data plane.
 		err := broker.EnsureTopics(ctx, cfg.Brokers, 0,
 			broker.Compacted(cfg.configTopic(), nil),
-			broker.Compacted(cfg.statusTopic(), nil))
+			broker.Compacted(cfg.statusTopic(), nil),
+			broker.Log(cfg.dlqTopic()))
 		if err != nil {
 			if ctx.Err() == nil {
 				cancel(err)
@@ -206,11 +211,28 @@ func statusReport(cfg Config, cons *consumer.Consumer) func() status.Status {
 			HashMismatches:    cons.Stats.HashMismatches.Load(),
 			Gaps:              cons.Stats.Gaps.Load(),
 			LastResyncReason:  cons.LastResyncReason(),
-			Errors:            []string{},
-		}
-		if e := cons.LastError(); e != "" {
-			out.Errors = append(out.Errors, e)
+			Quarantined:       cons.Stats.Quarantined.Load(),
+			PanicsRecovered:   cons.Stats.Panics.Load(),
+			PoisonBatches:     cons.Stats.PoisonBatches.Load(),
+			Degraded:          cons.Degraded() != "",
+			Errors:            append([]string{}, nodeErrors(cons)...),
 		}
 		return out
 	}
+}
+
+// nodeErrors are the problems /status and the heartbeat report: the last
+// error, the last quarantine, and why the node is degraded ("degraded: ..."
+// first; the heartbeat has no field of its own for it).
+func nodeErrors(cons *consumer.Consumer) []string {
+	var out []string
+	if d := cons.Degraded(); d != "" {
+		out = append(out, "degraded: "+d)
+	}
+	for _, e := range []string{cons.LastError(), cons.LastQuarantine()} {
+		if e != "" && !slices.Contains(out, e) && (len(out) == 0 || out[0] != "degraded: "+e) {
+			out = append(out, e)
+		}
+	}
+	return out
 }

@@ -12,6 +12,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,7 +44,22 @@ type Config struct {
 	// Full selects the full-sync baseline: Topic is prefix + dp.full and
 	// every record set is a whole configuration (wire.FullAssembler).
 	Full bool
+	// DLQTopic receives the records this node quarantines (Topic +
+	// wire.DLQSuffix); NodeID is written on each (header dp-node).
+	DLQTopic string
+	NodeID   string
+	// Quarantined, when set, is told the reason kind of every record
+	// written to DLQTopic.
+	Quarantined func(kind string)
 }
+
+// MaxAttempts is how many times the data plane tries to handle a batch
+// whose handling panics (or crashes the process) before it quarantines it.
+const MaxAttempts = 3
+
+// HeaderDLQNode names the node that quarantined a record: several data
+// planes quarantine the same record.
+const HeaderDLQNode = "dp-node"
 
 // Store is what the consumer needs of the local store: the position, the
 // entities, and one atomic write per batch or resync.
@@ -50,6 +69,8 @@ type Store interface {
 	Apply(changes []store.Change, m store.Meta) error
 	Replace(entities map[string][]byte, m store.Meta) error
 	SetMeta(update func(*store.Meta)) error
+	BeginAttempt(first int64) (int, error)
+	Skip(m store.Meta) error
 }
 
 var _ Store = (*store.Bolt)(nil)
@@ -69,6 +90,9 @@ type Stats struct {
 	Gaps              atomic.Uint64
 	HashMismatches    atomic.Uint64
 	BadEntities       atomic.Uint64
+	Quarantined       atomic.Uint64 // records written to the DLQ topic
+	Panics            atomic.Uint64 // recovered panics while handling records
+	PoisonBatches     atomic.Uint64 // batches quarantined after MaxAttempts
 }
 
 // Consumer is the dp.deltas follower.
@@ -97,6 +121,19 @@ type Consumer struct {
 	full        *wire.FullAssembler
 	Stats       Stats
 
+	dlq            *kafka.Writer
+	lastQuarantine atomic.Pointer[string]
+	lastPanic      atomic.Pointer[string]
+	degraded       atomic.Pointer[string] // why the node is degraded (nil: it is not)
+	// headerMark and entityMark: the records below these offsets have been
+	// examined for quarantine (headers at reading, entities when their
+	// batch completes or during a resync); a resync or a rewind reads them
+	// again without quarantining them twice.
+	headerMark, entityMark int64
+	// testHook, set by tests only, runs on each completed batch just before
+	// it is applied (it may panic to play a poison batch).
+	testHook func(batch []delta.Record)
+
 	// resync state
 	resyncing bool
 	rsEnts    map[string][]byte
@@ -114,6 +151,14 @@ func New(cfg Config, st Store) (*Consumer, error) {
 		store:     st,
 		client:    broker.Client(cfg.Brokers),
 		commitReq: make(chan struct{}, 1),
+	}
+	if cfg.DLQTopic == "" {
+		cfg.DLQTopic = cfg.Topic + wire.DLQSuffix
+		c.cfg.DLQTopic = cfg.DLQTopic
+	}
+	c.dlq = &kafka.Writer{
+		Addr: kafka.TCP(cfg.Brokers...), Topic: cfg.DLQTopic, RequiredAcks: kafka.RequireAll,
+		BatchTimeout: 5 * time.Millisecond, MaxAttempts: 1, WriteTimeout: 10 * time.Second,
 	}
 	changed := make(chan struct{})
 	c.changed.Store(&changed)
@@ -144,6 +189,7 @@ func New(cfg Config, st Store) (*Consumer, error) {
 	snap.Seq = 1
 	c.current.Store(snap)
 	c.next.Store(meta.NextOffset)
+	c.headerMark, c.entityMark = meta.NextOffset, meta.NextOffset
 	c.asm = delta.NewAssembler(meta.Version)
 	c.full = wire.NewFullAssembler(meta.Version)
 	if meta.Complete {
@@ -198,6 +244,25 @@ func (c *Consumer) LastResyncReason() string {
 	return ""
 }
 
+// LastQuarantine is the reason of the last record quarantined ("" when
+// none).
+func (c *Consumer) LastQuarantine() string {
+	if p := c.lastQuarantine.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// Degraded says why the node skipped content it could not handle (a
+// poison batch), "" when it did not. The node keeps serving; the flag
+// stays until the process restarts.
+func (c *Consumer) Degraded() string {
+	if p := c.degraded.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
 // LastError is the last problem worth reporting ("" when none).
 func (c *Consumer) LastError() string {
 	if p := c.lastErr.Load(); p != nil {
@@ -225,13 +290,96 @@ func (c *Consumer) noteBadEntities(errs []error) {
 	}
 }
 
-// Run follows the topic until ctx ends.
+// Run follows the topic until ctx ends. A panic while handling records is
+// recovered: the consumer goes back to the durable state (as a restart
+// would) and reads on from the stored position after a pause; the attempt
+// counters of apply bound how often one batch is tried.
 func (c *Consumer) Run(ctx context.Context) error {
+	defer c.dlq.Close()
+	for streak := 0; ; streak++ {
+		err := c.runOnce(ctx)
+		var pe *panicError
+		if !errors.As(err, &pe) {
+			return err
+		}
+		c.Stats.Panics.Add(1)
+		msg := fmt.Sprint(pe.value)
+		c.lastPanic.Store(&msg)
+		c.setErr("recovered panic: %s", msg)
+		c.log.Error("recovered a panic while handling records; going back to the stored position", "panic", msg, "stack", string(pe.stack))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(min(100*time.Millisecond<<min(streak, 6), 5*time.Second)):
+		}
+		if err := c.reload(); err != nil {
+			return err
+		}
+	}
+}
+
+type panicError struct {
+	value any
+	stack []byte
+}
+
+func (e *panicError) Error() string { return fmt.Sprintf("panic: %v", e.value) }
+
+// reload puts the in-memory state back to what the store holds, as after a
+// restart: the snapshot (rebuilt when it differs), the assemblers and the
+// position. The quarantine marks are kept, so records already quarantined
+// are not written again.
+func (c *Consumer) reload() error {
+	meta, err := c.store.Meta()
+	if err != nil {
+		return err
+	}
+	c.resyncing, c.rsEnts, c.rsLast = false, nil, nil
+	c.loadProblem = ""
+	cur := c.current.Load()
+	if meta.Version != cur.Version || meta.Hash != cur.Hash {
+		ents := map[string][]byte{}
+		err := c.store.ForEach(func(k string, v []byte) error {
+			ents[k] = append([]byte(nil), v...)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("load store: %w", err)
+		}
+		snap, _ := snapshot.Build(meta.Version, ents)
+		switch {
+		case snap.Hash != meta.Hash:
+			c.loadProblem = "stored configuration does not match its hash"
+		case meta.Complete:
+			func() {
+				defer func() {
+					if v := recover(); v != nil {
+						c.log.Error("listener panicked on the reloaded configuration", "panic", fmt.Sprint(v))
+					}
+				}()
+				c.publish(snap, meta, nil, true)
+			}()
+		}
+	}
+	c.asm.Reset(meta.Version)
+	c.full = wire.NewFullAssembler(meta.Version)
+	c.next.Store(meta.NextOffset)
+	return nil
+}
+
+// runOnce follows the topic from the stored position until ctx ends, a
+// fatal error, or a recovered panic (a *panicError).
+func (c *Consumer) runOnce(ctx context.Context) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &panicError{value: v, stack: debug.Stack()}
+		}
+	}()
 	var (
 		first, hwm, committed int64
 		retention             time.Duration
 	)
-	err := broker.Retry(ctx, 0, func() error {
+	err = broker.Retry(ctx, 0, func() error {
 		var err error
 		if first, hwm, err = partitionBounds(ctx, c.client, c.cfg.Topic); err != nil {
 			c.log.Warn("waiting for kafka", "err", err)
@@ -318,7 +466,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			c.hwm.Store(msg.HighWaterMark)
 		}
 		if err := c.handle(ctx, reader, msg); err != nil {
-			return err
+			return ctxErr(ctx, err)
 		}
 	}
 }
@@ -368,20 +516,30 @@ func (c *Consumer) handle(ctx context.Context, reader *kafka.Reader, msg kafka.M
 		msg.Value = nil // a record without a value is a tombstone
 	}
 	if c.cfg.Full {
-		return c.handleFull(msg)
+		return c.handleFull(ctx, msg)
 	}
 	hdr, err := wire.DecodeDeltaHeader(msg.Headers)
 	if err != nil {
 		c.Stats.BadRecords.Add(1)
 		c.setErr("offset %d: %v", msg.Offset, err)
 		c.log.Error("skipping malformed record", "offset", msg.Offset, "err", err)
+		if err := c.quarantineHeader(ctx, msg, err); err != nil {
+			return err
+		}
 		if c.resyncing && msg.Offset >= c.rsHWM-1 {
 			return c.finishResync(ctx, msg.Offset, c.rsLast)
 		}
 		return nil
 	}
-	rec := delta.Record{Key: string(msg.Key), Value: msg.Value, Header: hdr, Offset: msg.Offset, Time: msg.Time}
+	c.headerMark = max(c.headerMark, msg.Offset+1)
+	rec := delta.Record{Key: string(msg.Key), Value: msg.Value, Header: hdr, Offset: msg.Offset, Time: msg.Time, Headers: msg.Headers}
 	if c.resyncing {
+		if rec.Offset >= c.entityMark {
+			if err := c.quarantineEntity(ctx, rec); err != nil {
+				return err
+			}
+			c.entityMark = rec.Offset + 1
+		}
 		if rec.Value == nil {
 			delete(c.rsEnts, rec.Key)
 		} else {
@@ -416,6 +574,29 @@ func (c *Consumer) handle(ctx context.Context, reader *kafka.Reader, msg kafka.M
 func (c *Consumer) apply(ctx context.Context, reader *kafka.Reader, batch []delta.Record) error {
 	start := time.Now()
 	last := batch[len(batch)-1]
+	// Count the attempt durably before handling, so that a batch that
+	// crashes the process is recognised after the restart too.
+	n, err := c.store.BeginAttempt(batch[0].Offset)
+	if err != nil {
+		return err
+	}
+	if n > MaxAttempts {
+		return c.skipPoison(ctx, reader, batch, n-1)
+	}
+	if n > 1 {
+		c.log.Warn("trying a batch again after failed attempts", "version", last.Header.Version, "offset", batch[0].Offset, "attempt", n)
+	}
+	for _, r := range batch {
+		if r.Offset >= c.entityMark {
+			if err := c.quarantineEntity(ctx, r); err != nil {
+				return err
+			}
+		}
+	}
+	c.entityMark = max(c.entityMark, last.Offset+1)
+	if c.testHook != nil {
+		c.testHook(batch)
+	}
 	cur := c.current.Load()
 	writes := make([]snapshot.Write, len(batch))
 	changes := make([]store.Change, len(batch))
@@ -603,15 +784,17 @@ func (c *Consumer) probe(ctx context.Context) {
 
 // handleFull processes one dp.full record: a chunk of a whole
 // configuration; a completed newer snapshot replaces everything.
-func (c *Consumer) handleFull(msg kafka.Message) error {
+func (c *Consumer) handleFull(ctx context.Context, msg kafka.Message) error {
 	start := time.Now()
 	hdr, err := wire.DecodeDeltaHeader(msg.Headers)
 	if err != nil {
 		c.Stats.BadRecords.Add(1)
 		c.setErr("offset %d: %v", msg.Offset, err)
 		c.log.Error("skipping malformed record", "offset", msg.Offset, "err", err)
-		return nil
+		return c.quarantineHeader(ctx, msg, err)
 	}
+	fresh := msg.Offset >= c.headerMark
+	c.headerMark = max(c.headerMark, msg.Offset+1)
 	if msg.Value != nil && hdr.Version <= c.current.Load().Version && c.ready.Load() {
 		c.Stats.DuplicatesSkipped.Add(1)
 	}
@@ -620,6 +803,9 @@ func (c *Consumer) handleFull(msg kafka.Message) error {
 		c.Stats.BadRecords.Add(1)
 		c.setErr("offset %d: %v", msg.Offset, err)
 		c.log.Error("bad full snapshot", "offset", msg.Offset, "err", err)
+		if fresh {
+			return c.quarantine(ctx, msg, "decode", err.Error())
+		}
 		return nil
 	}
 	if full == nil {
@@ -629,7 +815,31 @@ func (c *Consumer) handleFull(msg kafka.Message) error {
 	if err != nil {
 		c.Stats.BadRecords.Add(1)
 		c.setErr("version %d: %v", full.Version, err)
+		if fresh {
+			return c.quarantine(ctx, msg, "entity", fmt.Sprintf("full snapshot %d: %v", full.Version, err))
+		}
 		return nil
+	}
+	// Count the attempt (keyed by the offset of the chunk that completed
+	// the snapshot) before decoding it.
+	n, err := c.store.BeginAttempt(msg.Offset)
+	if err != nil {
+		return err
+	}
+	if n > MaxAttempts {
+		reason := c.poisonReason(fmt.Sprintf("full snapshot of version %d (completed at offset %d)", full.Version, msg.Offset), n-1)
+		if err := c.quarantine(ctx, msg, "poison", reason); err != nil {
+			return err
+		}
+		if err := c.store.Skip(c.skippedMeta(c.current.Load().Version, msg.Offset+1)); err != nil {
+			return fmt.Errorf("skip poison snapshot: %w", err)
+		}
+		c.next.Store(msg.Offset + 1)
+		c.markDegraded("poison: " + reason)
+		return nil
+	}
+	if c.testHook != nil {
+		c.testHook([]delta.Record{{Key: string(msg.Key), Header: hdr, Offset: msg.Offset}})
 	}
 	next, errs := snapshot.Build(full.Version, ents)
 	c.noteBadEntities(errs)
@@ -682,4 +892,127 @@ func resyncReason(meta store.Meta, first, hwm, committed int64, retention time.D
 		return fmt.Sprintf("offline for %s, longer than delete.retention.ms %s", now.Sub(meta.CaughtUp).Round(time.Second), retention)
 	}
 	return ""
+}
+
+// quarantineHeader quarantines a record whose dp-* headers are missing,
+// malformed or of a newer schema (once per offset).
+func (c *Consumer) quarantineHeader(ctx context.Context, msg kafka.Message, err error) error {
+	if msg.Offset < c.headerMark {
+		return nil
+	}
+	kind := "decode"
+	switch msg := err.Error(); {
+	case errors.Is(err, wire.ErrSchema):
+		kind = "schema"
+	case strings.Contains(msg, " index ") && strings.Contains(msg, " count "):
+		kind = "batch"
+	}
+	if err := c.quarantine(ctx, msg, kind, err.Error()); err != nil {
+		return err
+	}
+	c.headerMark = msg.Offset + 1
+	return nil
+}
+
+// quarantineEntity quarantines a record whose key or entity the proxy
+// cannot use. The record still counts in its batch (the batch is applied
+// whole and the content hash covers it); the entity is kept but takes no
+// part in proxying.
+func (c *Consumer) quarantineEntity(ctx context.Context, r delta.Record) error {
+	err := snapshot.Check(r.Key, r.Value)
+	if err == nil {
+		return nil
+	}
+	kind := "entity"
+	var ce *snapshot.CheckError
+	if errors.As(err, &ce) {
+		kind = ce.Kind
+	}
+	return c.quarantine(ctx, kafka.Message{Key: []byte(r.Key), Value: r.Value, Headers: r.Headers, Offset: r.Offset}, kind, err.Error())
+}
+
+// quarantine writes the record to the DLQ topic with its original key,
+// value and headers plus why, where from, and which node. Kafka refusing
+// the write is retried with backoff for as long as it takes: the consumer
+// does not read past the record until its evidence is kept (the proxy
+// keeps serving meanwhile). It fails only when ctx ends.
+func (c *Consumer) quarantine(ctx context.Context, msg kafka.Message, kind, detail string) error {
+	reason := kind + ": " + detail
+	headers := append(slices.Clone(msg.Headers),
+		kafka.Header{Key: wire.HeaderDLQReason, Value: []byte(reason)},
+		kafka.Header{Key: wire.HeaderDLQTopic, Value: []byte(c.cfg.Topic)},
+		kafka.Header{Key: wire.HeaderDLQPartition, Value: []byte("0")},
+		kafka.Header{Key: wire.HeaderDLQOffset, Value: []byte(strconv.FormatInt(msg.Offset, 10))},
+		kafka.Header{Key: HeaderDLQNode, Value: []byte(c.cfg.NodeID)},
+	)
+	out := kafka.Message{Key: msg.Key, Value: msg.Value, Headers: headers}
+	failures := 0
+	err := broker.Retry(ctx, 0, func() error {
+		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		err := c.dlq.WriteMessages(wctx, out)
+		if err != nil && ctx.Err() == nil {
+			failures++
+			c.setErr("quarantine of offset %d to %s refused (attempt %d, retrying): %v", msg.Offset, c.cfg.DLQTopic, failures, err)
+			c.log.Warn("quarantine write refused; retrying, not reading past the record", "offset", msg.Offset, "dlq", c.cfg.DLQTopic, "err", err)
+		}
+		return err
+	})
+	if err != nil {
+		return ctxErr(ctx, err)
+	}
+	c.Stats.Quarantined.Add(1)
+	q := fmt.Sprintf("quarantined offset %d: %s", msg.Offset, reason)
+	c.lastQuarantine.Store(&q)
+	if c.cfg.Quarantined != nil {
+		c.cfg.Quarantined(kind)
+	}
+	c.log.Warn("record quarantined", "offset", msg.Offset, "dlq", c.cfg.DLQTopic, "reason", reason)
+	return nil
+}
+
+func (c *Consumer) poisonReason(what string, failed int) string {
+	reason := fmt.Sprintf("%s failed %d attempts", what, failed)
+	if p := c.lastPanic.Load(); p != nil {
+		reason += "; last panic: " + *p
+	}
+	return reason
+}
+
+func (c *Consumer) markDegraded(reason string) {
+	c.degraded.Store(&reason)
+	c.setErr("%s", reason)
+	c.Stats.PoisonBatches.Add(1)
+	c.log.Error("skipped a poison batch; degraded", "reason", reason)
+}
+
+// skippedMeta is the stored position after skipping records: the stored
+// entities (and so their hash) stay, the position moves on.
+func (c *Consumer) skippedMeta(version uint64, next int64) store.Meta {
+	m, _ := c.store.Meta()
+	cur := c.current.Load()
+	m.Version, m.Hash, m.NextOffset, m.Complete, m.Topic = version, cur.Hash, next, true, c.cfg.Topic
+	return m
+}
+
+// skipPoison quarantines a batch whose handling failed MaxAttempts times,
+// records its version as applied without its content (the stored entities
+// and hash stay those of the previous version, so nothing is half-applied
+// and the position stays gap-free), marks the node degraded and starts a
+// resync at once, so the content converges from the compacted topic.
+func (c *Consumer) skipPoison(ctx context.Context, reader *kafka.Reader, batch []delta.Record, failed int) error {
+	first, last := batch[0], batch[len(batch)-1]
+	reason := c.poisonReason(fmt.Sprintf("batch of version %d (offsets %d-%d)", last.Header.Version, first.Offset, last.Offset), failed)
+	for _, r := range batch {
+		if err := c.quarantine(ctx, kafka.Message{Key: []byte(r.Key), Value: r.Value, Headers: r.Headers, Offset: r.Offset}, "poison", reason); err != nil {
+			return err
+		}
+	}
+	if err := c.store.Skip(c.skippedMeta(last.Header.Version, last.Offset+1)); err != nil {
+		return fmt.Errorf("skip poison batch: %w", err)
+	}
+	c.next.Store(last.Offset + 1)
+	c.entityMark = max(c.entityMark, last.Offset+1)
+	c.markDegraded("poison: " + reason)
+	return c.startResync(ctx, reader, "poison batch skipped: "+reason)
 }

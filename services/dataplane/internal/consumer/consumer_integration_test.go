@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deltaplane/deltaplane/services/dataplane/internal/delta"
 	dt "github.com/deltaplane/deltaplane/services/dataplane/internal/deltatest"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/store"
 	"github.com/deltaplane/deltaplane/shared/broker"
@@ -27,14 +28,20 @@ type fixture struct {
 	topic   string
 	group   string
 	dir     string
+	node    string
 	prod    *dt.Producer
+	// dlqTopic, when set, replaces the default quarantine topic.
+	dlqTopic string
+	// hook, when set, becomes the next started consumer's testHook.
+	hook func(batch []delta.Record)
 }
 
 func newFixture(t *testing.T, extra map[string]string) *fixture {
 	brokers := dt.Brokers(t)
 	prefix := dt.Prefix(t)
-	f := &fixture{t: t, brokers: brokers, topic: prefix + wire.TopicDeltas, group: prefix + "group", dir: t.TempDir()}
+	f := &fixture{t: t, brokers: brokers, topic: prefix + wire.TopicDeltas, group: prefix + "group", dir: t.TempDir(), node: prefix + "node"}
 	dt.CreateTopic(t, brokers, f.topic, extra)
+	dt.CreateDLQ(t, brokers, f.dlq())
 	t.Cleanup(func() {
 		_, _ = broker.Client(brokers).DeleteGroups(context.Background(), &kafka.DeleteGroupsRequest{GroupIDs: []string{f.group}})
 	})
@@ -44,10 +51,13 @@ func newFixture(t *testing.T, extra map[string]string) *fixture {
 
 // running is one consumer process: its store and its Run goroutine.
 type running struct {
-	c    *Consumer
-	st   *store.Bolt
-	stop func()
+	c      *Consumer
+	st     *store.Bolt
+	stop   func()
+	cancel func() // ends Run without waiting (stop waits)
 }
+
+func (f *fixture) dlq() string { return f.topic + wire.DLQSuffix }
 
 func (f *fixture) start() *running {
 	f.t.Helper()
@@ -59,14 +69,15 @@ func (f *fixture) start() *running {
 	if os.Getenv("DP_TEST_LOG") != "" {
 		log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	c, err := New(Config{Brokers: f.brokers, Topic: f.topic, Group: f.group, ProbeInterval: 200 * time.Millisecond, Logger: log}, st)
+	c, err := New(Config{Brokers: f.brokers, Topic: f.topic, Group: f.group, ProbeInterval: 200 * time.Millisecond, Logger: log, NodeID: f.node, DLQTopic: f.dlqTopic}, st)
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	c.testHook = f.hook
 	ctx, cancel := context.WithCancel(f.t.Context())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
-	r := &running{c: c, st: st}
+	r := &running{c: c, st: st, cancel: cancel}
 	stopped := false
 	r.stop = func() {
 		if stopped {

@@ -19,6 +19,7 @@ func TestFullModeReplacesWholeConfig(t *testing.T) {
 	prefix := dt.Prefix(t)
 	topic := prefix + wire.TopicFull
 	dt.CreateTopic(t, brokers, topic, nil)
+	dt.CreateDLQ(t, brokers, topic+wire.DLQSuffix)
 	dt.PublishFull(t, brokers, topic, 3, map[string]string{"services/a": `{"id":"a"}`, "routes/r": `{"id":"r","paths":["/r"]}`})
 
 	st, err := store.Open(t.TempDir(), store.Options{})

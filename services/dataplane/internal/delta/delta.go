@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/deltaplane/deltaplane/shared/wire"
+	"github.com/segmentio/kafka-go"
 )
 
 // Record is one dp.deltas record.
@@ -17,6 +18,8 @@ type Record struct {
 	Header wire.DeltaHeader
 	Offset int64
 	Time   time.Time // when the record was produced
+	// Headers are the record's headers as read (kept for quarantine).
+	Headers []kafka.Header
 }
 
 // Outcome is what Add did with a record.

@@ -79,6 +79,7 @@ type routing struct {
 	prefix   string // stripped prefix, for X-Forwarded-Prefix
 	retries  int
 	connect  time.Duration
+	write    time.Duration
 	read     time.Duration
 	attempts int
 }
@@ -167,6 +168,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		path:    upstreamPath(svc.Path, m, reqPath),
 		retries: svc.Retries,
 		connect: svc.ConnectTimeout,
+		write:   svc.WriteTimeout,
 		read:    svc.ReadTimeout,
 	}
 	if rt.scheme != "https" {
@@ -253,15 +255,23 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	}
 }
 
-var errReadTimeout = errors.New("upstream read timeout")
+var (
+	errReadTimeout  = errors.New("upstream read timeout")
+	errWriteTimeout = errors.New("upstream write timeout")
+)
 
 // maxReplayBody is the largest request body kept for retries.
 const maxReplayBody = 64 << 10
 
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	var ne net.Error
-	if errors.Is(err, errReadTimeout) || errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+	if errors.Is(err, errReadTimeout) || errors.Is(err, errWriteTimeout) || errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 		p.log.Warn("upstream timeout", "url", r.URL.String(), "err", err)
+		if errors.Is(err, errWriteTimeout) {
+			// The client's body was not read to its end: do not wait for
+			// the rest of it before answering, drop the connection after.
+			w.Header().Set("Connection", "close")
+		}
 		WriteMessage(w, http.StatusGatewayTimeout, msgTimeout)
 		return
 	}
@@ -281,8 +291,10 @@ func dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	return d.DialContext(ctx, network, addr)
 }
 
-// transport adds the service's read timeout (time to the response header)
-// and retries connection failures on the next target.
+// transport adds the service's write timeout (time to send the request
+// body upstream, from its first byte to its last) and read timeout (time to
+// the response header), and retries connection failures on the next
+// target.
 type transport struct {
 	base *http.Transport
 }
@@ -320,14 +332,28 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 func (t *transport) once(req *http.Request, rt *routing) (*http.Response, error) {
 	ctx, cancel := context.WithCancelCause(req.Context())
 	timer := time.AfterFunc(rt.read, func() { cancel(errReadTimeout) })
-	resp, err := t.base.RoundTrip(req.WithContext(ctx))
+	out := req.WithContext(ctx)
+	var wt *writeTimer
+	if req.Body != nil && req.Body != http.NoBody {
+		tb := newTimedBody(req.Body, nil)
+		wt = &writeTimer{d: rt.write, fire: func() {
+			close(tb.expired)
+			cancel(errWriteTimeout)
+		}}
+		tb.wt = wt
+		out.Body = tb
+	}
+	resp, err := t.base.RoundTrip(out)
+	if wt != nil {
+		wt.stop() // an early response ends the body's sending
+	}
 	if !timer.Stop() || err != nil {
 		cancel(nil)
-		if cause := context.Cause(ctx); errors.Is(cause, errReadTimeout) {
+		if cause := context.Cause(ctx); errors.Is(cause, errReadTimeout) || errors.Is(cause, errWriteTimeout) {
 			if resp != nil {
 				resp.Body.Close()
 			}
-			return nil, errReadTimeout
+			return nil, cause
 		}
 		return resp, err
 	}
@@ -349,4 +375,115 @@ func (b *cancelBody) Close() error {
 func isConnectError(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// writeTimer bounds the sending of a request body: armed at the body's
+// first read, stopped at its end (or when the response arrives).
+type writeTimer struct {
+	mu    sync.Mutex
+	d     time.Duration
+	fire  func()
+	t     *time.Timer
+	ended bool
+}
+
+func (w *writeTimer) start() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.t == nil && !w.ended {
+		w.t = time.AfterFunc(w.d, w.fire)
+	}
+}
+
+func (w *writeTimer) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.ended = true
+	if w.t != nil {
+		w.t.Stop()
+	}
+}
+
+// timedBody is a request body whose sending upstream the write timer
+// bounds. A read of the client's body cannot be interrupted, so reads run
+// in a goroutine: when the timer fires, Read returns errWriteTimeout at
+// once and the transport gives up; the pending read ends when the client
+// sends more or its connection closes.
+type timedBody struct {
+	body    io.ReadCloser
+	wt      *writeTimer
+	expired chan struct{}
+	done    chan struct{}   // closed by Close
+	pending chan readResult // the read in flight, nil when none
+	mu      sync.Mutex
+	buf     []byte
+	closed  bool
+}
+
+type readResult struct {
+	n   int
+	err error
+}
+
+func newTimedBody(body io.ReadCloser, wt *writeTimer) *timedBody {
+	return &timedBody{body: body, wt: wt, expired: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (b *timedBody) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	b.wt.start()
+	b.mu.Lock()
+	ch := b.pending
+	if ch == nil {
+		if len(b.buf) < len(p) {
+			b.buf = make([]byte, len(p))
+		}
+		buf := b.buf[:len(p)]
+		ch = make(chan readResult, 1)
+		b.pending = ch
+		go func() {
+			n, err := b.body.Read(buf)
+			ch <- readResult{n, err}
+		}()
+	}
+	b.mu.Unlock()
+	select {
+	case r := <-ch:
+		b.mu.Lock()
+		b.pending = nil
+		copy(p, b.buf[:r.n])
+		b.mu.Unlock()
+		if r.err != nil {
+			b.wt.stop()
+		}
+		return r.n, r.err
+	case <-b.expired:
+		return 0, errWriteTimeout
+	case <-b.done:
+		return 0, errBodyClosed
+	}
+}
+
+var errBodyClosed = errors.New("request body closed")
+
+func (b *timedBody) Close() error {
+	b.wt.stop()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	close(b.done)
+	if ch := b.pending; ch != nil {
+		// Closing waits for the read in flight; do it once that ends.
+		go func() {
+			<-ch
+			b.body.Close()
+		}()
+		return nil
+	}
+	return b.body.Close()
 }

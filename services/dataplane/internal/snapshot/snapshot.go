@@ -370,3 +370,61 @@ func (t *txn) rebuildUpstream(id string) {
 	})
 	t.upstreams.Insert([]byte(name), nu)
 }
+
+// Check reports why one dp.deltas entity write could not be used by the
+// proxy: a key that is not "type/id" or of an unknown type, a value that is
+// not JSON, or one the type's decoder rejects. Tombstones only need a good
+// key. The consumer quarantines the records Check rejects.
+func Check(key string, value []byte) error {
+	typ, _, err := wire.SplitKey(key)
+	if err != nil {
+		return &CheckError{Kind: "key", Err: err}
+	}
+	if !wire.KnownType(typ) {
+		return &CheckError{Kind: "type", Err: fmt.Errorf("%q is not an entity type of schema %d", typ, wire.SchemaVersion)}
+	}
+	if value == nil {
+		return nil
+	}
+	if !json.Valid(value) {
+		return &CheckError{Kind: "entity", Err: fmt.Errorf("%s: not valid JSON", key)}
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(value, &obj); err != nil {
+		return &CheckError{Kind: "entity", Err: fmt.Errorf("%s: not a JSON object", key)}
+	}
+	var dec error
+	switch typ {
+	case wire.TypeService:
+		_, dec = ParseService(value)
+	case wire.TypeRoute:
+		_, dec = router.Parse(value)
+	case wire.TypeUpstream:
+		var j upstreamJSON
+		dec = json.Unmarshal(value, &j)
+	case wire.TypeTarget:
+		_, dec = ParseTarget(value)
+	case wire.TypeConsumer:
+		var c Consumer
+		dec = json.Unmarshal(value, &c)
+	case wire.TypePlugin:
+		_, dec = ParsePlugin(value)
+	case wire.TypeKeyAuth:
+		var j keyAuthJSON
+		dec = json.Unmarshal(value, &j)
+	}
+	if dec != nil {
+		return &CheckError{Kind: "entity", Err: fmt.Errorf("%s: %w", key, dec)}
+	}
+	return nil
+}
+
+// CheckError is a Check failure; Kind is the quarantine reason kind (key,
+// type or entity).
+type CheckError struct {
+	Kind string
+	Err  error
+}
+
+func (e *CheckError) Error() string { return e.Err.Error() }
+func (e *CheckError) Unwrap() error { return e.Err }

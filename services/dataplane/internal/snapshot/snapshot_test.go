@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"testing"
@@ -137,5 +138,39 @@ func BenchmarkBuild30k(b *testing.B) {
 		if s, _ := Build(2, ents); s.Len() != 30000 {
 			b.Fatal("short build")
 		}
+	}
+}
+
+func TestCheck(t *testing.T) {
+	cases := []struct {
+		key, value string
+		nilValue   bool
+		kind       string // "" = usable
+	}{
+		{key: "services/a", value: `{"id":"a","host":"h"}`},
+		{key: "routes/r", nilValue: true},
+		{key: "certificates/c", value: `{"id":"c"}`},
+		{key: "nokey", value: `{}`, kind: "key"},
+		{key: "widgets/w", value: `{}`, kind: "type"},
+		{key: "services/a", value: `{"id":`, kind: "entity"},
+		{key: "certificates/c", value: `[1]`, kind: "entity"},
+		{key: "services/a", value: `{"id":"a","port":"x"}`, kind: "entity"},
+		{key: "routes/r", value: `{"id":"r","paths":"x"}`, kind: "entity"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.key+" "+tc.value, func(t *testing.T) {
+			var v []byte
+			if !tc.nilValue {
+				v = []byte(tc.value)
+			}
+			err := Check(tc.key, v)
+			var ce *CheckError
+			switch {
+			case tc.kind == "" && err != nil:
+				t.Fatalf("rejected: %v", err)
+			case tc.kind != "" && (!errors.As(err, &ce) || ce.Kind != tc.kind):
+				t.Fatalf("err %v, want kind %s", err, tc.kind)
+			}
+		})
 	}
 }

@@ -36,6 +36,10 @@ type Status struct {
 	HashMismatches    uint64   `json:"hash_mismatches"`
 	Gaps              uint64   `json:"gaps"`
 	LastResyncReason  string   `json:"last_resync_reason"`
+	Quarantined       uint64   `json:"quarantined"`      // records written to the DLQ topic
+	PanicsRecovered   uint64   `json:"panics_recovered"` // panics recovered while handling records
+	PoisonBatches     uint64   `json:"poison_batches"`   // batches quarantined after repeated failures
+	Degraded          bool     `json:"degraded"`         // content was skipped (see errors); still serving
 	Errors            []string `json:"errors"`
 }
 
@@ -80,7 +84,9 @@ func Handler(report func() Status, wait func(context.Context, uint64) bool, reg 
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "message": "no complete configuration applied yet"})
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"ready": true, "version": s.Version})
+		// A degraded node (content skipped, see /status) still serves its
+		// last good configuration: it stays ready, and says so.
+		writeJSON(w, http.StatusOK, map[string]any{"ready": true, "version": s.Version, "degraded": s.Degraded})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return mux
@@ -112,6 +118,7 @@ func Register(reg *prometheus.Registry, report func() Status) {
 	gauge("entities", "Entities in the applied configuration.", func(s Status) float64 { return float64(s.Entities) })
 	gauge("lag_records", "Records between the applied offset and the high-water mark.", func(s Status) float64 { return float64(s.Lag) })
 	gauge("ready", "1 once a complete configuration is applied.", func(s Status) float64 { return b(s.Ready) })
+	gauge("degraded", "1 once a poison batch was skipped (the node serves on; see /status errors).", func(s Status) float64 { return b(s.Degraded) })
 	gauge("stale", "1 when Kafka has not answered for 3 heartbeat intervals.", func(s Status) float64 { return b(s.Stale) })
 	counter("records_consumed_total", "dp.deltas records fetched.", func(s Status) float64 { return float64(s.RecordsConsumed) })
 	counter("bytes_consumed_total", "Bytes of the records fetched (keys, values, headers).", func(s Status) float64 { return float64(s.BytesConsumed) })
@@ -120,5 +127,7 @@ func Register(reg *prometheus.Registry, report func() Status) {
 	counter("resyncs_total", "Full rebuilds from the compacted topic.", func(s Status) float64 { return float64(s.Resyncs) })
 	counter("bad_records_total", "Records with malformed headers.", func(s Status) float64 { return float64(s.BadRecords) })
 	counter("hash_mismatches_total", "Content hash mismatches.", func(s Status) float64 { return float64(s.HashMismatches) })
+	counter("panics_recovered_total", "Panics recovered while handling records.", func(s Status) float64 { return float64(s.PanicsRecovered) })
+	counter("poison_batches_total", "Batches quarantined after repeated failed attempts.", func(s Status) float64 { return float64(s.PoisonBatches) })
 	counter("gaps_total", "Version gaps detected.", func(s Status) float64 { return float64(s.Gaps) })
 }

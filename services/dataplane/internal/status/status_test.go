@@ -62,3 +62,41 @@ func TestStatusWaitVersion(t *testing.T) {
 		t.Fatalf("bad wait_version: %d", code)
 	}
 }
+
+// TestReadyWhileDegraded: a degraded node keeps serving its last good
+// configuration, so it stays ready and says it is degraded.
+func TestReadyWhileDegraded(t *testing.T) {
+	cases := []struct {
+		name     string
+		st       Status
+		wantCode int
+		wantBody map[string]any
+	}{
+		{"no configuration", Status{}, 503, map[string]any{"ready": false}},
+		{"ready", Status{Ready: true, Version: 3}, 200, map[string]any{"ready": true, "version": float64(3), "degraded": false}},
+		{"ready and degraded", Status{Ready: true, Version: 4, Degraded: true}, 200, map[string]any{"ready": true, "version": float64(4), "degraded": true}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(Handler(func() Status { return tc.st }, nil, prometheus.NewRegistry()))
+			defer srv.Close()
+			resp, err := http.Get(srv.URL + "/status/ready")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var body map[string]any
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != tc.wantCode {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.wantCode)
+			}
+			for k, v := range tc.wantBody {
+				if body[k] != v {
+					t.Fatalf("%s = %v, want %v (body %v)", k, body[k], v, body)
+				}
+			}
+		})
+	}
+}

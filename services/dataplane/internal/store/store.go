@@ -6,6 +6,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -20,6 +21,10 @@ var (
 	bucketEntities = []byte("entities")
 	bucketMeta     = []byte("meta")
 	keyMeta        = []byte("position")
+	// bucketAttempts counts the attempts at handling a batch, keyed by the
+	// batch's first offset (8 bytes, big endian), so that a batch whose
+	// handling crashes the process is recognised after a restart.
+	bucketAttempts = []byte("attempts")
 )
 
 // Meta is the position of the stored configuration.
@@ -64,7 +69,7 @@ func Open(dir string, opt Options) (*Bolt, error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketEntities, bucketMeta} {
+		for _, b := range [][]byte{bucketEntities, bucketMeta, bucketAttempts} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -146,6 +151,9 @@ func (s *Bolt) Apply(changes []Change, m Meta) error {
 				return fmt.Errorf("store %s: %w", c.Key, err)
 			}
 		}
+		if err := clearAttempts(tx); err != nil {
+			return err
+		}
 		return writeMeta(tx, m)
 	})
 }
@@ -178,6 +186,9 @@ func (s *Bolt) Replace(entities map[string][]byte, m Meta) error {
 				return fmt.Errorf("store %s: %w", k, err)
 			}
 		}
+		if err := clearAttempts(tx); err != nil {
+			return err
+		}
 		return writeMeta(tx, m)
 	})
 }
@@ -193,4 +204,70 @@ func (s *Bolt) SetMeta(update func(*Meta)) error {
 		update(&m)
 		return writeMeta(tx, m)
 	})
+}
+
+// BeginAttempt durably counts one more attempt at handling the batch that
+// starts at offset first and returns the count including this one. It
+// forgets the counters of every other batch (they were handled or
+// abandoned). Call it before handling the batch, so that an attempt that
+// crashes the process is counted too.
+func (s *Bolt) BeginAttempt(first int64) (int, error) {
+	var n int
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAttempts)
+		key := binary.BigEndian.AppendUint64(nil, uint64(first))
+		if v := b.Get(key); len(v) == 8 {
+			n = int(binary.BigEndian.Uint64(v))
+		}
+		if err := clearAttempts(tx); err != nil {
+			return err
+		}
+		n++
+		return b.Put(key, binary.BigEndian.AppendUint64(nil, uint64(n)))
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count attempt at offset %d: %w", first, err)
+	}
+	return n, nil
+}
+
+// Attempts returns the counted attempts at the batch starting at first.
+func (s *Bolt) Attempts(first int64) (int, error) {
+	var n int
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketAttempts).Get(binary.BigEndian.AppendUint64(nil, uint64(first))); len(v) == 8 {
+			n = int(binary.BigEndian.Uint64(v))
+		}
+		return nil
+	})
+	return n, err
+}
+
+// Skip records a new position without the batch it passes (a batch
+// quarantined as poison) and forgets the attempt counters, in one
+// transaction.
+func (s *Bolt) Skip(m Meta) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if err := clearAttempts(tx); err != nil {
+			return err
+		}
+		return writeMeta(tx, m)
+	})
+}
+
+func clearAttempts(tx *bolt.Tx) error {
+	b := tx.Bucket(bucketAttempts)
+	var keys [][]byte
+	if err := b.ForEach(func(k, _ []byte) error {
+		keys = append(keys, append([]byte(nil), k...))
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }

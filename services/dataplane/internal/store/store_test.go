@@ -89,3 +89,49 @@ func BenchmarkApplyOneChange30kDurable(b *testing.B) { benchApply(b, Options{}) 
 // BenchmarkApplyOneChange30kNoSync is the same without fsync (the cost of
 // bbolt itself).
 func BenchmarkApplyOneChange30kNoSync(b *testing.B) { benchApply(b, Options{NoSync: true}) }
+
+func TestAttemptsSurviveReopenAndClearOnApply(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for want := 1; want <= 2; want++ {
+		if n, err := s.BeginAttempt(7); err != nil || n != want {
+			t.Fatalf("attempt = %d, %v; want %d", n, err, want)
+		}
+	}
+	s.Close()
+	if s, err = Open(dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if n, err := s.BeginAttempt(7); err != nil || n != 3 {
+		t.Fatalf("attempt after reopen = %d, %v; want 3", n, err)
+	}
+	if n, _ := s.BeginAttempt(9); n != 1 {
+		t.Fatalf("other batch attempt = %d, want 1", n)
+	}
+	if n, _ := s.Attempts(7); n != 0 {
+		t.Fatalf("counter of the previous batch kept: %d", n)
+	}
+	if err := s.Apply([]Change{{Key: "services/a", Value: []byte(`{}`)}}, Meta{Version: 1, NextOffset: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.Attempts(9); n != 0 {
+		t.Fatalf("apply left the counter at %d", n)
+	}
+	s.BeginAttempt(10)
+	if err := s.Skip(Meta{Version: 2, NextOffset: 11, Complete: true}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.Attempts(10); n != 0 {
+		t.Fatalf("skip left the counter at %d", n)
+	}
+	if m, _ := s.Meta(); m.Version != 2 || m.NextOffset != 11 {
+		t.Fatalf("meta after skip %+v", m)
+	}
+	if v, _ := s.Get("services/a"); string(v) != `{}` {
+		t.Fatalf("skip touched entities: %q", v)
+	}
+}
