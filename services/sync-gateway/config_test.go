@@ -16,7 +16,7 @@ func TestLoadConfig(t *testing.T) {
 		{"defaults", nil, nil, func(c Config) bool {
 			return c.Listen == "127.0.0.1:8005" && c.Mode == "incremental" && c.Group == "deltaplane-sync-gateway" &&
 				len(c.Brokers) == 1 && c.Brokers[0] == "127.0.0.1:9092" && c.TopicPrefix == "" &&
-				c.MaxRecordBytes == 1000000 && c.SessionTimeout == 10*time.Second
+				c.MaxRecordBytes == 1000000 && c.SessionTimeout == 10*time.Second && c.IdleCheck == time.Second
 		}},
 		{"overrides", map[string]string{"SYNC_MODE": "full", "KAFKA_BROKERS": "a:1, b:2", "TOPIC_PREFIX": "p.", "SYNC_SESSION_TIMEOUT": "3s"}, nil, func(c Config) bool {
 			return c.Mode == "full" && len(c.Brokers) == 2 && c.Brokers[1] == "b:2" && c.TopicPrefix == "p." && c.SessionTimeout == 3*time.Second

@@ -21,6 +21,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/deltaplane/deltaplane/services/sync-gateway/internal/pipeline"
+	"github.com/deltaplane/deltaplane/services/sync-gateway/internal/sequencer"
 	"github.com/deltaplane/deltaplane/shared/broker"
 	"github.com/deltaplane/deltaplane/shared/wire"
 )
@@ -213,6 +214,7 @@ type delta struct {
 	Key    string
 	Value  []byte
 	H      wire.DeltaHeader
+	Repair bool // carries the dp-repair header
 }
 
 // readAll reads a topic from its first offset to its high water mark.
@@ -266,6 +268,11 @@ func decodeDeltas(t testing.TB, msgs []kafka.Message) []delta {
 			t.Fatalf("dp.deltas@%d: %v", m.Offset, err)
 		}
 		out[i] = delta{Offset: m.Offset, Key: string(m.Key), Value: m.Value, H: h}
+		for _, x := range m.Headers {
+			if x.Key == sequencer.HeaderRepair && string(x.Value) == "1" {
+				out[i].Repair = true
+			}
+		}
 	}
 	return out
 }
@@ -276,20 +283,23 @@ type history struct {
 	Tx       map[uint64]uint64 // version -> tx
 	Final    map[string][]byte // entity table after the last version
 	Hash     wire.Hash         // header hash of the last version
+	Repairs  []uint64          // versions that are repair batches
 }
 
 // checkHistory asserts the dp.deltas history properties: every version's
 // batch is complete (indices 0..count-1), versions appear in order 1..N
 // without gaps, a version that appears more than once has identical records
 // every time, no version regresses once a later one started, and the last
-// hash equals the sum over the final entities.
+// hash equals the sum over the final entities. A repair batch (dp-repair)
+// carries the previous version's tx and hash and changes no content.
 func checkHistory(t testing.TB, ds []delta) history {
 	t.Helper()
 	type batch struct {
-		recs  map[int]delta
-		count int
-		tx    uint64
-		hash  wire.Hash
+		recs   map[int]delta
+		count  int
+		tx     uint64
+		hash   wire.Hash
+		repair bool
 	}
 	versions := map[uint64]*batch{}
 	var order []uint64 // first appearance order
@@ -301,11 +311,11 @@ func checkHistory(t testing.TB, ds []delta) history {
 				t.Fatalf("offset %d: version %d starts after version %d (gap or regression)", d.Offset, d.H.Version, maxSeen)
 			}
 			maxSeen = d.H.Version
-			b = &batch{recs: map[int]delta{}, count: d.H.Count, tx: d.H.Tx, hash: d.H.Hash}
+			b = &batch{recs: map[int]delta{}, count: d.H.Count, tx: d.H.Tx, hash: d.H.Hash, repair: d.Repair}
 			versions[d.H.Version] = b
 			order = append(order, d.H.Version)
 		}
-		if d.H.Count != b.count || d.H.Tx != b.tx || d.H.Hash != b.hash {
+		if d.H.Count != b.count || d.H.Tx != b.tx || d.H.Hash != b.hash || d.Repair != b.repair {
 			t.Fatalf("offset %d: version %d header %+v differs from earlier (count %d tx %d hash %s)", d.Offset, d.H.Version, d.H, b.count, b.tx, b.hash)
 		}
 		if prev, ok := b.recs[d.H.Index]; ok {
@@ -326,7 +336,18 @@ func checkHistory(t testing.TB, ds []delta) history {
 			}
 			t.Fatalf("version %d has %d of %d records", v, len(b.recs), b.count)
 		}
-		if pv, dup := txSeen[b.tx]; dup {
+		if b.repair {
+			if v == 1 || b.tx != h.Tx[v-1] || b.hash != h.Hash {
+				t.Fatalf("repair version %d carries tx %d hash %s; version %d has tx %d hash %s", v, b.tx, b.hash, v-1, h.Tx[v-1], h.Hash)
+			}
+			for i := 0; i < b.count; i++ {
+				r := b.recs[i]
+				if cur, ok := h.Final[r.Key]; ok != (len(r.Value) > 0) || !bytes.Equal(cur, r.Value) {
+					t.Fatalf("repair version %d changes %s", v, r.Key)
+				}
+			}
+			h.Repairs = append(h.Repairs, v)
+		} else if pv, dup := txSeen[b.tx]; dup {
 			t.Fatalf("tx %d published as version %d and %d", b.tx, pv, v)
 		}
 		txSeen[b.tx] = v

@@ -456,6 +456,7 @@ func TestCheckHistoryDetectsBadHistories(t *testing.T) {
 			Hash: wire.EntityHash("services/a", []byte(`{"id":"a"}`))}}
 	}
 	ok := []delta{rec(0, "services/a", `{"id":"a"}`, 1, 0, 1, 1)}
+	repair := func(d delta) delta { d.Repair = true; return d }
 	cases := []struct {
 		name string
 		ds   []delta
@@ -467,6 +468,10 @@ func TestCheckHistoryDetectsBadHistories(t *testing.T) {
 		{"republished differently", append(ok, rec(1, "services/a", `{"id":"b"}`, 1, 0, 1, 1)), true},
 		{"wrong hash", []delta{rec(0, "services/b", `{"id":"b"}`, 1, 0, 1, 1)}, true},
 		{"one tx two versions", append(ok, rec(1, "services/a", `{"id":"a"}`, 2, 0, 1, 1)), true},
+		{"repair", append(ok, repair(rec(1, "services/a", `{"id":"a"}`, 2, 0, 1, 1))), false},
+		{"repair changing content", append(ok, repair(rec(1, "services/a", `{"id":"b"}`, 2, 0, 1, 1))), true},
+		{"repair deleting", append(ok, repair(rec(1, "services/a", "", 2, 0, 1, 1))), true},
+		{"repair with a new tx", append(ok, repair(rec(1, "services/a", `{"id":"a"}`, 2, 0, 1, 2))), true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

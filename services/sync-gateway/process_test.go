@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -189,8 +190,8 @@ func waitTx(t *testing.T, within time.Duration, tx uint64, sources ...*proc) {
 func (l *load) verify(t *testing.T) history {
 	t.Helper()
 	h := checkHistory(t, l.e.deltas())
-	if h.Versions != l.tx || h.Tx[h.Versions] != l.tx {
-		t.Fatalf("history ends at version %d (tx %d), %d transactions written", h.Versions, h.Tx[h.Versions], l.tx)
+	if h.Versions != l.tx+uint64(len(h.Repairs)) || h.Tx[h.Versions] != l.tx {
+		t.Fatalf("history ends at version %d (tx %d, %d repairs), %d transactions written", h.Versions, h.Tx[h.Versions], len(h.Repairs), l.tx)
 	}
 	if !maps.EqualFunc(h.Final, l.model, bytes.Equal) {
 		t.Fatalf("final table (%d entities) differs from the model (%d)", len(h.Final), len(l.model))
@@ -236,18 +237,55 @@ func activeOf(ps ...*proc) (*proc, error) {
 	return act[0], nil
 }
 
+// waitGroupStable waits until the consumer group is stable with n members
+// and returns the client id of the one holding the cp.changes partition.
+func (e *env) waitGroupStable(n int) string {
+	e.t.Helper()
+	var holder string
+	eventually(e.t, 60*time.Second, func() error {
+		resp, err := e.client.DescribeGroups(e.t.Context(), &kafka.DescribeGroupsRequest{GroupIDs: []string{e.group}})
+		if err != nil {
+			return err
+		}
+		if len(resp.Groups) != 1 || resp.Groups[0].GroupState != "Stable" || len(resp.Groups[0].Members) != n {
+			return fmt.Errorf("group %+v, want stable with %d members", resp.Groups, n)
+		}
+		holder = ""
+		for _, m := range resp.Groups[0].Members {
+			for _, tp := range m.MemberAssignments.Topics {
+				if tp.Topic == e.prefix+wire.TopicChanges && len(tp.Partitions) > 0 {
+					holder = m.ClientID
+				}
+			}
+		}
+		if holder == "" {
+			return errors.New("no member holds the partition")
+		}
+		return nil
+	})
+	return holder
+}
+
 func TestTwoInstancesFailOver(t *testing.T) {
 	e := newEnv(t)
 	bin := buildGateway(t)
 	a := e.startProc(bin, "a", nil)
 	b := e.startProc(bin, "b", nil)
 	var active *proc
-	eventually(t, 60*time.Second, func() (err error) { active, err = activeOf(a, b); return err })
+	// Both members joined and the group settled: which one holds the
+	// partition no longer changes until the test makes it change.
+	holder := e.waitGroupStable(2)
+	eventually(t, 60*time.Second, func() (err error) {
+		if active, err = activeOf(a, b); err == nil && e.prefix+active.name != holder {
+			err = fmt.Errorf("%s reports active, %s holds the partition", active.name, holder)
+		}
+		return err
+	})
+	l := e.startLoad()
 	standby := a
 	if active == a {
 		standby = b
 	}
-	l := e.startLoad()
 	waitTx(t, 60*time.Second, l.written()+20, active)
 
 	// kill -9 the active one during writes: the standby takes over.
@@ -288,7 +326,7 @@ func TestTwoInstancesFailOver(t *testing.T) {
 	l.halt()
 	waitTx(t, 60*time.Second, l.written(), paused, other)
 	h := l.verify(t)
-	t.Logf("%d transactions, %d versions, %d records on dp.deltas", l.tx, h.Versions, len(e.deltas()))
+	t.Logf("%d transactions, %d versions (repairs %v), %d records on dp.deltas", l.tx, h.Versions, h.Repairs, len(e.deltas()))
 	for _, p := range []*proc{paused, other} {
 		s, _ := p.status()
 		log, _ := os.ReadFile(p.log)

@@ -47,7 +47,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	p := pipeline.New(pipeline.Config{
 		Brokers: cfg.Brokers, Prefix: cfg.TopicPrefix, Group: cfg.Group, ClientID: cfg.InstanceID,
 		Mode: cfg.Mode, MaxRecordBytes: cfg.MaxRecordBytes, SessionTimeout: cfg.SessionTimeout,
-		Coalesce: cfg.Coalesce, CoalesceMax: cfg.CoalesceMax,
+		Coalesce: cfg.Coalesce, CoalesceMax: cfg.CoalesceMax, IdleCheck: cfg.IdleCheck,
 	}, log, pipeline.NewMetrics(reg))
 
 	ln, err := net.Listen("tcp", cfg.Listen)

@@ -15,6 +15,7 @@ type Metrics struct {
 	versions    prometheus.Counter
 	snapshots   prometheus.Counter
 	rebuilds    prometheus.Counter
+	repairs     prometheus.Counter
 	errors      prometheus.Counter
 	version     prometheus.Gauge
 	lastTx      prometheus.Gauge
@@ -36,6 +37,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		versions:     prometheus.NewCounter(prometheus.CounterOpts{Name: "deltaplane_sync_versions_total", Help: "Versions sequenced by this instance."}),
 		snapshots:    prometheus.NewCounter(prometheus.CounterOpts{Name: "deltaplane_sync_snapshots_total", Help: "Full snapshots published (full mode)."}),
 		rebuilds:     prometheus.NewCounter(prometheus.CounterOpts{Name: "deltaplane_sync_rebuilds_total", Help: "State rebuilds from the output topic."}),
+		repairs:      prometheus.NewCounter(prometheus.CounterOpts{Name: "deltaplane_sync_repairs_total", Help: "Repair versions published (late writes left older records last on dp.deltas)."}),
 		errors:       prometheus.NewCounter(prometheus.CounterOpts{Name: "deltaplane_sync_errors_total", Help: "Failed publish attempts (retried)."}),
 		version:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "deltaplane_sync_version", Help: "Last complete configuration version."}),
 		lastTx:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "deltaplane_sync_last_tx", Help: "Last admin transaction sequenced."}),
@@ -45,7 +47,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		addedLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "deltaplane_sync_added_latency_seconds", Help: "From a transaction's last cp.changes record timestamp to dp.deltas acknowledging its batch.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 	}
 	reg.MustRegister(m.addedLatency, m.consumed, m.duplicates, m.quarantined, m.published, m.versions, m.snapshots,
-		m.rebuilds, m.errors, m.version, m.lastTx, m.entities, m.active, m.publishSecs)
+		m.rebuilds, m.repairs, m.errors, m.version, m.lastTx, m.entities, m.active, m.publishSecs)
 	// Every reason starts at zero, so dashboards and alerts see the series.
 	for _, r := range []string{sequencer.ReasonDecode, sequencer.ReasonSchema, sequencer.ReasonType, sequencer.ReasonKey,
 		sequencer.ReasonOp, sequencer.ReasonBatch, sequencer.ReasonEntity, sequencer.ReasonOversized,

@@ -43,6 +43,9 @@ type Config struct {
 	// publishing a snapshot, and CoalesceMax the longest it defers one.
 	Coalesce    time.Duration
 	CoalesceMax time.Duration
+	// IdleCheck is how often the active instance, while no input arrives,
+	// checks that dp.deltas did not move under it (default 1s).
+	IdleCheck time.Duration
 	// Observe, when set, is called after each batch dp.deltas acknowledged
 	// (benchmarks and tracing).
 	Observe func(tx, version uint64, acked time.Time)
@@ -60,6 +63,7 @@ type Status struct {
 	Consumed         uint64    `json:"consumed"`
 	PublishedRecords uint64    `json:"published_records"`
 	Rebuilds         uint64    `json:"rebuilds"`
+	Repairs          uint64    `json:"repairs"`
 	LastProcessed    time.Time `json:"last_processed,omitzero"`
 	ClientID         string    `json:"client_id"`
 }
@@ -78,6 +82,13 @@ type Pipeline struct {
 	st          *sequencer.State
 	expectEnd   int64 // end offset of the output topic after this instance's last write
 	needRebuild bool
+	lastCheck   time.Time // last look at the output topic's end offset
+	// repair is the repair batch to publish before anything else: the
+	// last rebuild found keys whose last record is a late, older duplicate.
+	// repairLater: it found some behind a trailing incomplete batch, which
+	// must be published again first; the state is rebuilt after that.
+	repair      *sequencer.Batch
+	repairLater bool
 	full        fullState
 	// incremental mode: transactions applied to st but not yet published
 	staged        []sequencer.Batch
@@ -101,6 +112,9 @@ func New(cfg Config, log *slog.Logger, m *Metrics) *Pipeline {
 	}
 	if cfg.Mode == ModeFull {
 		p.topicOut = cfg.Prefix + wire.TopicFull
+	}
+	if p.cfg.IdleCheck <= 0 {
+		p.cfg.IdleCheck = time.Second
 	}
 	p.out = newWriter(cfg.Brokers, p.topicOut)
 	p.dlq = newWriter(cfg.Brokers, p.topicDLQ)
@@ -229,12 +243,22 @@ func (p *Pipeline) consume(ctx context.Context) error {
 		fetchCtx, cancel := ctx, context.CancelFunc(func() {})
 		if wait, ok := p.fullDeadline(); ok {
 			fetchCtx, cancel = context.WithTimeout(ctx, wait)
+		} else if p.cfg.Mode != ModeFull && len(p.staged) == 0 {
+			wait := p.cfg.IdleCheck - time.Since(p.lastCheck)
+			if wait <= 0 {
+				p.idleCheck(ctx)
+				wait = p.cfg.IdleCheck
+			}
+			fetchCtx, cancel = context.WithTimeout(ctx, wait)
 		}
 		m, err := r.FetchMessage(fetchCtx)
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
+			}
+			if errors.Is(err, context.DeadlineExceeded) && p.cfg.Mode != ModeFull {
+				continue // idle: the next round checks the output topic
 			}
 			if errors.Is(err, context.DeadlineExceeded) {
 				// Full mode: the input went quiet; publish the snapshot.
@@ -355,6 +379,13 @@ func (p *Pipeline) tryTx(ctx context.Context, tx *sequencer.Tx) error {
 		p.log.Debug("transaction already sequenced", "tx", tx.ID, "version", p.st.Version())
 		return nil
 	}
+	if p.repair != nil {
+		// The repair takes the next version, before any transaction.
+		if err := p.repairNow(ctx); err != nil {
+			return err
+		}
+		return errRetryNow
+	}
 	if tx.ID > p.st.LastTx()+1 && p.cfg.Mode != ModeFull {
 		// Another instance may have advanced; a gap also follows a
 		// transaction whose events were all quarantined.
@@ -397,6 +428,7 @@ func (p *Pipeline) tryTx(ctx context.Context, tx *sequencer.Tx) error {
 			p.m.published.Add(float64(n))
 			p.m.versions.Inc()
 			p.update(func(s *Status) { s.PublishedRecords += uint64(n) })
+			p.afterPublish()
 		}
 	}
 	if err := p.st.Apply(b); err != nil {
@@ -417,11 +449,16 @@ func (p *Pipeline) outputMoved(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	p.lastCheck = time.Now()
 	if end == p.expectEnd {
 		return false, nil
 	}
 	p.log.Warn("output topic moved under this instance: rebuilding", "topic", p.topicOut, "offset", end, "expected", p.expectEnd)
-	return true, p.rebuild(ctx)
+	if err := p.rebuild(ctx); err != nil {
+		p.needRebuild = true
+		return true, err
+	}
+	return true, nil
 }
 
 // rebuild reloads the configuration table from the output topic.
@@ -443,7 +480,11 @@ func (p *Pipeline) rebuild(ctx context.Context) error {
 		if rp.Incomplete() {
 			p.log.Warn("dp.deltas ends inside a batch; it will be published again", "topic", p.topicOut, "version", p.st.Version()+1)
 		}
+		if err := p.planRepair(ctx, rp); err != nil {
+			return err
+		}
 	}
+	p.lastCheck = time.Now()
 	p.needRebuild = false
 	p.m.rebuilds.Inc()
 	p.update(func(s *Status) { s.Rebuilds++ })
@@ -470,6 +511,9 @@ func (p *Pipeline) publishBatches(ctx context.Context, bs ...sequencer.Batch) (i
 	for _, b := range bs {
 		for i, r := range b.Records {
 			m := kafka.Message{Key: []byte(r.Key), Value: r.Value, Headers: b.Header(i).Headers()}
+			if b.Repair {
+				m.Headers = append(m.Headers, kafka.Header{Key: sequencer.HeaderRepair, Value: []byte("1")})
+			}
 			n := messageSize(m)
 			if len(msgs) >= chunkRecords || (len(msgs) > 0 && size+n > chunkBytes) {
 				if err := flush(); err != nil {
@@ -501,6 +545,13 @@ func (p *Pipeline) stage(ctx context.Context, tx *sequencer.Tx) error {
 	if tx.ID <= p.st.LastTx() {
 		return nil
 	}
+	if p.repair != nil || p.repairLater {
+		// A repair comes first; the one-by-one path publishes it.
+		if err := p.flush(ctx); err != nil {
+			return err
+		}
+		return p.handleTx(ctx, tx)
+	}
 	if tx.ID > p.st.LastTx()+1 && len(p.staged) == 0 {
 		if _, err := p.outputMoved(ctx); err != nil {
 			p.needRebuild = true
@@ -508,6 +559,9 @@ func (p *Pipeline) stage(ctx context.Context, tx *sequencer.Tx) error {
 		}
 		if tx.ID <= p.st.LastTx() {
 			return nil
+		}
+		if p.repair != nil || p.repairLater {
+			return p.handleTx(ctx, tx)
 		}
 		if tx.ID > p.st.LastTx()+1 {
 			p.log.Info("transaction gap", "tx", tx.ID, "last_tx", p.st.LastTx())
@@ -556,6 +610,7 @@ func (p *Pipeline) flush(ctx context.Context) error {
 						p.cfg.Observe(b.Tx, b.Version, acked)
 					}
 				}
+				p.afterPublish()
 			} else {
 				p.m.errors.Inc()
 				p.log.Warn("publish staged batches", "topic", p.topicOut, "version", staged[0].Version, "err", err)

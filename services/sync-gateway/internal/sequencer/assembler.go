@@ -160,7 +160,11 @@ func (a *Assembler) close() *Tx {
 	t := a.pending
 	a.pending = nil
 	t.seen = nil
-	if t.ID > a.lastTx {
+	// A transaction of which nothing was accepted does not move lastTx: its
+	// number came from records that failed their checks, so it cannot be
+	// trusted (a forged far-ahead tx would otherwise make every real
+	// transaction up to it look like a duplicate).
+	if t.ID > a.lastTx && len(t.Events) > 0 {
 		a.lastTx = t.ID
 	}
 	return t

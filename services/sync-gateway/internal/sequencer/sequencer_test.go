@@ -256,8 +256,8 @@ func TestReplayerRebuildsState(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			rp := NewReplayer(false)
-			for _, r := range c.recs {
-				rp.Add(r.k, r.v, r.h)
+			for i, r := range c.recs {
+				rp.Add(int64(i), r.k, r.v, r.h)
 			}
 			st := rp.State()
 			if st.Version() != c.version || rp.Incomplete() != c.incomplete {
@@ -272,9 +272,9 @@ func TestReplayerRebuildsState(t *testing.T) {
 
 func TestReplayerCompletesVersionFollowedByALaterOne(t *testing.T) {
 	rp := NewReplayer(false)
-	rp.Add("services/x", []byte(`{"id":"x"}`), wire.DeltaHeader{Schema: 1, Version: 1, Index: 0, Count: 2, Tx: 1})
+	rp.Add(0, "services/x", []byte(`{"id":"x"}`), wire.DeltaHeader{Schema: 1, Version: 1, Index: 0, Count: 2, Tx: 1})
 	// index 1 of version 1 was compacted away by a later write of its key
-	rp.Add("services/y", []byte(`{"id":"y"}`), wire.DeltaHeader{Schema: 1, Version: 2, Index: 0, Count: 1, Tx: 2})
+	rp.Add(1, "services/y", []byte(`{"id":"y"}`), wire.DeltaHeader{Schema: 1, Version: 2, Index: 0, Count: 1, Tx: 2})
 	if st := rp.State(); st.Version() != 2 || st.Len() != 2 || rp.Incomplete() {
 		t.Fatalf("version %d len %d incomplete %v", st.Version(), st.Len(), rp.Incomplete())
 	}

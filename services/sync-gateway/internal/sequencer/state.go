@@ -59,7 +59,37 @@ type Batch struct {
 	Hash    wire.Hash
 	Records []Record
 	Rejects []Reject // events quarantined for a dangling reference
-	final   map[string]*entry
+	// Repair marks a repair batch: it re-publishes the current content of
+	// keys whose last record on dp.deltas is a late, older duplicate (see
+	// Replayer.Regressions). It takes the next version but carries the last
+	// transaction (it consumes no input) and the unchanged content hash.
+	Repair bool
+	final  map[string]*entry
+}
+
+// HeaderRepair is an extra header ("1") on every record of a repair batch.
+// It is informative only: a data plane reads the DeltaHeader fields and
+// applies a repair batch like any other (its content changes nothing).
+const HeaderRepair = "dp-repair"
+
+// Repair builds the repair batch for the given records: for every regressed
+// key, its current content (nil Value: the key is deleted). Each record
+// must agree with the table, otherwise it is not the current content and
+// Repair fails. The batch depends only on the state and the records, so
+// the same history gives the same repair batch.
+func (s *State) Repair(recs []Record) (Batch, error) {
+	for _, r := range recs {
+		e, ok := s.entities[r.Key]
+		switch {
+		case r.Value == nil && ok:
+			return Batch{}, fmt.Errorf("repair %s: a tombstone, but the table holds the key", r.Key)
+		case r.Value != nil && !ok:
+			return Batch{}, fmt.Errorf("repair %s: a value, but the table does not hold the key", r.Key)
+		case r.Value != nil && e.hash != wire.EntityHash(r.Key, r.Value):
+			return Batch{}, fmt.Errorf("repair %s: the value differs from the table's", r.Key)
+		}
+	}
+	return Batch{Tx: s.lastTx, Version: s.version + 1, Hash: s.hash, Records: recs, Repair: true}, nil
 }
 
 // Header is the dp.deltas header of record i of the batch.
@@ -153,6 +183,13 @@ func (s *State) Prepare(tx *Tx) Batch {
 // Apply makes a prepared batch part of the state. It fails when the state
 // moved since Prepare.
 func (s *State) Apply(b Batch) error {
+	if b.Repair {
+		if len(b.Records) == 0 || b.Version != s.version+1 || b.Tx != s.lastTx || b.Hash != s.hash {
+			return fmt.Errorf("apply repair version %d tx %d: state is at tx %d version %d", b.Version, b.Tx, s.lastTx, s.version)
+		}
+		s.version = b.Version
+		return nil
+	}
 	want := s.version
 	if len(b.Records) > 0 {
 		want++
