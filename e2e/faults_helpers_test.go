@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -51,10 +52,15 @@ func startPrivateKafka(t *testing.T) *privateKafka {
 		"KAFKA_HOME="+k.home, "KAFKA_HEAP=256m")
 	k.script("start")
 	t.Cleanup(func() {
-		if pid, err := k.pid(); err == nil {
-			syscall.Kill(pid, syscall.SIGCONT) // a failed test may leave it paused
+		// Its data is thrown away with the test: no need for a clean stop.
+		pid, err := k.pid()
+		if err != nil {
+			return
 		}
-		k.script("stop")
+		syscall.Kill(pid, syscall.SIGKILL)
+		for deadline := time.Now().Add(10 * time.Second); alive(pid) && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+		}
 	})
 	t.Setenv("DELTAPLANE_TEST_KAFKA", k.Addr)
 	return k
@@ -77,12 +83,22 @@ func (k *privateKafka) logTail() string {
 	return string(b)
 }
 
+// pid is the broker's process id, checked to be this test's broker (its
+// command line names the test's KAFKA_HOME) before any signal is sent.
 func (k *privateKafka) pid() (int, error) {
 	b, err := os.ReadFile(filepath.Join(k.home, "kafka.pid"))
 	if err != nil {
 		return 0, err
 	}
-	return strconv.Atoi(strings.TrimSpace(string(b)))
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0, err
+	}
+	cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !bytes.Contains(cmd, []byte(k.home)) {
+		return 0, fmt.Errorf("pid %d is not the broker of %s", pid, k.home)
+	}
+	return pid, nil
 }
 
 func (k *privateKafka) signal(sig syscall.Signal) {
@@ -436,4 +452,128 @@ func jsonField(b []byte, field string) string {
 	}
 	s, _ := m[field].(string)
 	return s
+}
+
+// keepLogs copies every process log (and the broker's) out of the test's
+// temporary directories when the test fails, and says where.
+func keepLogs(t *testing.T, s *system, k *privateKafka) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		dir, err := os.MkdirTemp("", "deltaplane-e2e-logs-")
+		if err != nil {
+			return
+		}
+		for _, p := range s.Processes() {
+			if b, err := os.ReadFile(p.Log); err == nil {
+				os.WriteFile(filepath.Join(dir, p.Name+".log"), b, 0o644)
+			}
+		}
+		if k != nil {
+			if b, err := os.ReadFile(filepath.Join(k.home, "kafka.out")); err == nil {
+				os.WriteFile(filepath.Join(dir, "kafka.out"), b, 0o644)
+			}
+		}
+		t.Logf("logs kept in %s", dir)
+	})
+}
+
+// supervisor restarts control-plane processes that exit, as the
+// deployment's restart policy (docker-compose.yml: restart: unless-stopped)
+// does, and records each exit with the last line its process logged.
+type supervisor struct {
+	mu    sync.Mutex
+	exits []string
+	done  chan struct{}
+}
+
+func supervise(t *testing.T, ctx context.Context, procs ...*cluster.Process) *supervisor {
+	sv := &supervisor{done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(ctx)
+	t.Cleanup(func() {
+		cancel()
+		if exits := sv.exited(); len(exits) > 0 {
+			t.Logf("supervisor restarted: %s", strings.Join(exits, "; "))
+		}
+	})
+	go func() {
+		defer close(sv.done)
+		for ctx.Err() == nil {
+			for _, p := range procs {
+				if !p.Exited() {
+					continue
+				}
+				tail := strings.TrimSpace(p.LogTail(600))
+				if i := strings.LastIndexByte(tail, '\n'); i >= 0 {
+					tail = tail[i+1:]
+				}
+				sv.mu.Lock()
+				sv.exits = append(sv.exits, fmt.Sprintf("%s exited at %s: %s", p.Name, time.Now().UTC().Format("15:04:05.000"), tail))
+				sv.mu.Unlock()
+				p.Start()
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	return sv
+}
+
+func (sv *supervisor) exited() []string {
+	<-sv.done
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	return append([]string(nil), sv.exits...)
+}
+
+// getStatus reads a /status document, returning an error (not failing the
+// test) when the process does not answer: it may be restarting.
+func getStatus(url string) (map[string]any, error) {
+	client := &http.Client{Timeout: 3 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != 200 {
+		resp.Body.Close()
+		return nil, fmt.Errorf("GET %s = %d", url, resp.StatusCode)
+	}
+	var m map[string]any
+	return m, decodeJSON(resp, &m)
+}
+
+// headVersion is the sync-gateway's version, or the highest data-plane
+// version while the sync-gateway does not answer.
+func (s *system) headVersion(t *testing.T, dps []*dataplane) float64 {
+	if sg, err := getStatus(s.Sync + "/status"); err == nil {
+		return num(sg, "version")
+	}
+	return slicesMax(versionsOf(t, dps))
+}
+
+// pipelineMoved reports nil once the sync-gateway and every data plane are
+// past version v: changes flow end to end again.
+func (s *system) pipelineMoved(dps []*dataplane, v float64) func() error {
+	return func() error {
+		sg, err := getStatus(s.Sync + "/status")
+		if err != nil {
+			return fmt.Errorf("sync-gateway: %w", err)
+		}
+		if num(sg, "version") <= v {
+			return fmt.Errorf("sync-gateway at version %v, waiting for more than %v", sg["version"], v)
+		}
+		for _, dp := range dps {
+			st, err := getStatus(dp.Status + "/status")
+			if err != nil {
+				return fmt.Errorf("%s: %w", dp.NodeID, err)
+			}
+			if num(st, "version") <= v {
+				return fmt.Errorf("%s at version %v, waiting for more than %v", dp.NodeID, st["version"], v)
+			}
+		}
+		return nil
+	}
 }
