@@ -197,6 +197,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			return nil
 		case <-time.After(500 * time.Millisecond):
 		}
+		if len(p.staged) > 0 {
+			// Staged transactions are in the state but not on dp.deltas:
+			// the state must come back from the topic, or they would be
+			// taken for duplicates when the input is read again.
+			p.needRebuild = true
+		}
 		if p.needRebuild || p.cfg.Mode == ModeFull {
 			if err := p.rebuild(ctx); err != nil {
 				p.needRebuild = true
@@ -269,7 +275,10 @@ func (p *Pipeline) consume(ctx context.Context) error {
 				}
 				continue
 			}
-			return fmt.Errorf("fetch %s: %w", p.topicChanges, err)
+			// kafka-go gives up on a fetch when the broker is away for a
+			// while (it goes on dialling underneath). Start the input over
+			// from the committed offset rather than stopping the service.
+			return fmt.Errorf("%w: fetch %s: %v", errRestartInput, p.topicChanges, err)
 		}
 		p.m.consumed.Inc()
 		p.update(func(s *Status) { s.Consumed++; s.LastProcessed = time.Now() })

@@ -157,10 +157,16 @@ func TestQuarantinedEventStillCompletesItsTransaction(t *testing.T) {
 	if len(st.Closed) != 1 || len(f.out) != 1 || len(f.out[0].Records) != 1 || len(f.dlq) != 1 {
 		t.Fatalf("closed %d out %d dlq %d", len(st.Closed), len(f.out), len(f.dlq))
 	}
-	// A transaction whose events are all rejected publishes no version.
+	// A transaction whose events are all rejected publishes no version and
+	// does not move the last tx (its number is not trusted).
 	f.ev(2, 0, 1, wire.OpUpsert, wire.TypeRoute, "r", route("r", "missing"))
-	if f.st.Version() != 1 || f.st.LastTx() != 2 {
-		t.Fatalf("version %d last tx %d, want 1, 2", f.st.Version(), f.st.LastTx())
+	if f.st.Version() != 1 || f.st.LastTx() != 1 {
+		t.Fatalf("version %d last tx %d, want 1, 1", f.st.Version(), f.st.LastTx())
+	}
+	// The next transaction still gets the next version.
+	f.ev(3, 0, 1, wire.OpUpsert, wire.TypeService, "b", svc("b"))
+	if f.st.Version() != 2 || f.st.LastTx() != 3 {
+		t.Fatalf("version %d last tx %d, want 2, 3", f.st.Version(), f.st.LastTx())
 	}
 }
 

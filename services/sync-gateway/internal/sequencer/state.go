@@ -204,7 +204,15 @@ func (s *State) Apply(b Batch) error {
 			s.entities[k] = *e
 		}
 	}
-	s.hash, s.version, s.lastTx = b.Hash, b.Version, b.Tx
+	s.hash, s.version = b.Hash, b.Version
+	if len(b.Records) > 0 {
+		// A transaction of which nothing was accepted leaves lastTx alone:
+		// its number comes from records that failed their checks and
+		// cannot be trusted (a forged far-ahead tx would otherwise make
+		// every real transaction up to it look like a duplicate). It is
+		// not on dp.deltas either, so a rebuild would forget it anyway.
+		s.lastTx = b.Tx
+	}
 	return nil
 }
 
