@@ -169,9 +169,29 @@ func NewFullAssembler(applied uint64) *FullAssembler {
 	return &FullAssembler{applied: applied, parts: map[uint64]*fullParts{}}
 }
 
+// FullChunks is a snapshot whose chunks have all arrived, not decoded yet.
+type FullChunks struct {
+	Version uint64
+	Hash    Hash
+	chunks  [][]byte
+}
+
 // Add takes the next dp.full record. It returns the snapshot when this
-// record completes one newer than the last returned; otherwise nil.
+// record completes one newer than the last returned; otherwise nil. It is
+// Collect followed by Decode.
 func (a *FullAssembler) Add(key string, value []byte, h DeltaHeader) (*FullConfig, error) {
+	p, err := a.Collect(key, value, h)
+	if err != nil || p == nil {
+		return nil, err
+	}
+	return a.Decode(p)
+}
+
+// Collect takes the next dp.full record and returns the snapshot it
+// completes, still compressed, or nil. A reader catching up on a log that
+// holds several snapshots decodes only the newest it completes (Decode),
+// so its cost does not grow with the number of snapshots behind it.
+func (a *FullAssembler) Collect(key string, value []byte, h DeltaHeader) (*FullChunks, error) {
 	if len(value) == 0 {
 		return nil, nil // tombstone of a replaced snapshot
 	}
@@ -195,21 +215,28 @@ func (a *FullAssembler) Add(key string, value []byte, h DeltaHeader) (*FullConfi
 	for j := range chunks {
 		chunks[j] = p.chunks[j]
 	}
-	c, err := DecodeFull(chunks)
-	if err != nil {
-		delete(a.parts, v)
-		return nil, fmt.Errorf("%w: version %d: %w", ErrFullChunk, v, err)
-	}
-	if c.Version != v || c.Hash != h.Hash.String() {
-		delete(a.parts, v)
-		return nil, fmt.Errorf("%w: version %d carries version %d hash %s, header hash %s", ErrFullChunk, v, c.Version, c.Hash, h.Hash)
-	}
-	a.applied = v
 	for old := range a.parts {
 		if old <= v {
 			delete(a.parts, old)
 		}
 	}
+	return &FullChunks{Version: v, Hash: h.Hash, chunks: chunks}, nil
+}
+
+// Decode decompresses and checks a collected snapshot. It returns nil for a
+// snapshot not newer than the last one decoded.
+func (a *FullAssembler) Decode(p *FullChunks) (*FullConfig, error) {
+	if p.Version <= a.applied {
+		return nil, nil
+	}
+	c, err := DecodeFull(p.chunks)
+	if err != nil {
+		return nil, fmt.Errorf("%w: version %d: %w", ErrFullChunk, p.Version, err)
+	}
+	if c.Version != p.Version || c.Hash != p.Hash.String() {
+		return nil, fmt.Errorf("%w: version %d carries version %d hash %s, header hash %s", ErrFullChunk, p.Version, c.Version, c.Hash, p.Hash)
+	}
+	a.applied = p.Version
 	return &c, nil
 }
 

@@ -95,6 +95,15 @@ type Stats struct {
 	PoisonBatches     atomic.Uint64 // batches quarantined after MaxAttempts
 }
 
+// pendingFull is a complete full-mode snapshot not decoded yet, with the
+// record that completed it.
+type pendingFull struct {
+	chunks *wire.FullChunks
+	msg    kafka.Message
+	hdr    wire.DeltaHeader
+	fresh  bool
+}
+
 // Consumer is the dp.deltas follower.
 type Consumer struct {
 	cfg        Config
@@ -119,6 +128,7 @@ type Consumer struct {
 	// it can); Run then starts with a resync.
 	loadProblem string
 	full        *wire.FullAssembler
+	pendingFull *pendingFull // complete snapshot waiting for the end of what was fetched
 	Stats       Stats
 
 	dlq            *kafka.Writer
@@ -192,6 +202,7 @@ func New(cfg Config, st Store) (*Consumer, error) {
 	c.headerMark, c.entityMark = meta.NextOffset, meta.NextOffset
 	c.asm = delta.NewAssembler(meta.Version)
 	c.full = wire.NewFullAssembler(meta.Version)
+	c.pendingFull = nil
 	if meta.Complete {
 		c.ready.Store(true)
 		c.lastSync.Store(meta.LastApply.UnixNano())
@@ -363,6 +374,7 @@ func (c *Consumer) reload() error {
 	}
 	c.asm.Reset(meta.Version)
 	c.full = wire.NewFullAssembler(meta.Version)
+	c.pendingFull = nil
 	c.next.Store(meta.NextOffset)
 	return nil
 }
@@ -672,6 +684,7 @@ func (c *Consumer) startResync(ctx context.Context, reader *kafka.Reader, reason
 		// Full mode: every snapshot is whole; read from the start and apply
 		// the complete snapshots as they come.
 		c.full = wire.NewFullAssembler(0)
+		c.pendingFull = nil
 		c.Stats.Resyncs.Add(1)
 		if hwm <= first && !c.ready.Load() {
 			now := time.Now().UTC()
@@ -798,7 +811,30 @@ func (c *Consumer) handleFull(ctx context.Context, msg kafka.Message) error {
 	if msg.Value != nil && hdr.Version <= c.current.Load().Version && c.ready.Load() {
 		c.Stats.DuplicatesSkipped.Add(1)
 	}
-	full, err := c.full.Add(string(msg.Key), msg.Value, hdr)
+	done, err := c.full.Collect(string(msg.Key), msg.Value, hdr)
+	if err != nil {
+		c.Stats.BadRecords.Add(1)
+		c.setErr("offset %d: %v", msg.Offset, err)
+		c.log.Error("bad full snapshot", "offset", msg.Offset, "err", err)
+		if fresh {
+			return c.quarantine(ctx, msg, "decode", err.Error())
+		}
+		return nil
+	}
+	if done != nil {
+		c.pendingFull = &pendingFull{chunks: done, msg: msg, hdr: hdr, fresh: fresh}
+	}
+	// Decode a complete snapshot only once nothing newer can follow in
+	// what was fetched: catching up over a log of many snapshots (a new
+	// data plane, one that was away) then costs one decode, not one per
+	// snapshot behind.
+	if c.pendingFull == nil || msg.Offset+1 < msg.HighWaterMark {
+		return nil
+	}
+	pf := c.pendingFull
+	c.pendingFull = nil
+	msg, hdr, fresh = pf.msg, pf.hdr, pf.fresh
+	full, err := c.full.Decode(pf.chunks)
 	if err != nil {
 		c.Stats.BadRecords.Add(1)
 		c.setErr("offset %d: %v", msg.Offset, err)

@@ -57,3 +57,39 @@ func TestFullModeReplacesWholeConfig(t *testing.T) {
 		t.Fatal("route r still stored")
 	}
 }
+
+// A data plane catching up over several snapshots decodes and applies only
+// the newest: its cost does not grow with the snapshots behind it.
+func TestFullModeCatchUpAppliesOnlyTheNewest(t *testing.T) {
+	brokers := dt.Brokers(t)
+	prefix := dt.Prefix(t)
+	topic := prefix + wire.TopicFull
+	dt.CreateTopic(t, brokers, topic, nil)
+	dt.CreateDLQ(t, brokers, topic+wire.DLQSuffix)
+	dt.PublishFull(t, brokers, topic, 1, map[string]string{"services/a": `{"id":"a"}`})
+	dt.PublishFull(t, brokers, topic, 2, map[string]string{"services/a": `{"id":"a","v":2}`})
+	h := dt.PublishFull(t, brokers, topic, 3, map[string]string{"services/a": `{"id":"a","v":3}`, "services/b": `{"id":"b"}`})
+
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	c, err := New(Config{Brokers: brokers, Topic: topic, Group: prefix + "g", ProbeInterval: 200 * time.Millisecond, Full: true,
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	dt.Eventually(t, wait, "version 3", func() bool { return c.Ready() && c.Snapshot().Version == 3 })
+	if s := c.Snapshot(); s.Hash != h || s.Len() != 2 {
+		t.Fatalf("hash %s (want %s), %d entities", s.Hash, h, s.Len())
+	}
+	if n := c.Stats.BatchesApplied.Load(); n != 1 {
+		t.Fatalf("applied %d snapshots catching up over 3, want only the newest", n)
+	}
+}
