@@ -164,36 +164,6 @@ func createTopics(t *testing.T, addr string, specs ...broker.TopicSpec) {
 	}
 }
 
-// startNamedSystem is newSystem (harness_test.go) with a name chosen by the
-// caller, so that the test knows the topic prefix before the services start
-// and can create the topics itself.
-func startNamedSystem(t *testing.T, name string, env ...string) *system {
-	t.Helper()
-	c, err := cluster.Start(t.Context(), cluster.Options{
-		Name:          name,
-		Kafka:         os.Getenv("DELTAPLANE_TEST_KAFKA"),
-		PostgresAdmin: os.Getenv("DELTAPLANE_TEST_POSTGRES"),
-		BinDir:        binDir,
-		WorkDir:       t.TempDir(),
-		LogLevel:      "debug",
-		Env:           env,
-	})
-	if c != nil {
-		t.Cleanup(func() {
-			if t.Failed() {
-				for _, p := range c.Processes() {
-					t.Logf("---- end of %s's log ----\n%s", p.Name, p.LogTail(5000))
-				}
-			}
-			c.Close()
-		})
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &system{Cluster: c, t: t, kafka: os.Getenv("DELTAPLANE_TEST_KAFKA")}
-}
-
 // readTopic reads partition 0 of a topic from its first offset to its
 // high-water mark as of the call.
 func readTopic(t *testing.T, addr, topic string) []kafka.Message {
@@ -336,44 +306,6 @@ func (s *system) convergedOnPostgres(t *testing.T, within time.Duration, dps ...
 		return nil
 	})
 	return sg
-}
-
-// runPaced is writer.run (reliability_test.go) with a pause between
-// writes, so that a long fault does not flood a shared two-core machine.
-func runPaced(ctx context.Context, w *writer, prefix string, pause time.Duration) {
-	client := &http.Client{Timeout: 5 * time.Second}
-	for i := 0; ctx.Err() == nil; i++ {
-		name := fmt.Sprintf("%s-%05d", prefix, i)
-		req, _ := http.NewRequestWithContext(ctx, "POST", w.admin+"/services",
-			stringsReader(`{"name":"`+name+`","host":"`+name+`.internal"}`))
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
-		if ctx.Err() != nil && err != nil {
-			// Cancelled by the test, not by the system: the outcome is
-			// unknown, as for a lost connection.
-			w.mu.Lock()
-			w.unk = append(w.unk, name)
-			w.mu.Unlock()
-			return
-		}
-		w.mu.Lock()
-		switch {
-		case err != nil:
-			w.unk = append(w.unk, name)
-		case resp.StatusCode/100 == 2:
-			w.ok = append(w.ok, name)
-		default:
-			w.fail = append(w.fail, name)
-		}
-		w.mu.Unlock()
-		if err == nil {
-			resp.Body.Close()
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(pause):
-		}
-	}
 }
 
 func (w *writer) okCount() int {

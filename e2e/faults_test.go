@@ -39,7 +39,7 @@ func TestKafkaRestartsDuringWrites(t *testing.T) {
 	vw := watchVersions(ctx, dps)
 	w := &writer{admin: s.Admin}
 	done := make(chan struct{})
-	go func() { runPaced(ctx, w, "b", 15*time.Millisecond); close(done) }()
+	go func() { w.run(ctx, "b", 15*time.Millisecond); close(done) }()
 	waitOK(t, w, 10)
 	eventually(t, propagation, advancedPast(t, dps, 3))
 
@@ -104,7 +104,7 @@ func TestKafkaPausedWritesQueueInOutbox(t *testing.T) {
 	vw := watchVersions(ctx, dps)
 	w := &writer{admin: s.Admin}
 	done := make(chan struct{})
-	go func() { runPaced(ctx, w, "p", 20*time.Millisecond); close(done) }()
+	go func() { w.run(ctx, "p", 20*time.Millisecond); close(done) }()
 	waitOK(t, w, 10)
 	eventually(t, propagation, advancedPast(t, dps, 3))
 

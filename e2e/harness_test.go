@@ -63,8 +63,16 @@ func uniqueName(t *testing.T) string {
 // everything and, when the test failed, prints the end of every log.
 func newSystem(t *testing.T, env ...string) *system {
 	t.Helper()
+	return startNamedSystem(t, uniqueName(t), env...)
+}
+
+// startNamedSystem is newSystem with a name chosen by the caller, so that a
+// test knows the topic prefix before the services start and can create the
+// topics itself.
+func startNamedSystem(t *testing.T, name string, env ...string) *system {
+	t.Helper()
 	c, err := cluster.Start(t.Context(), cluster.Options{
-		Name:          uniqueName(t),
+		Name:          name,
 		Kafka:         os.Getenv("DELTAPLANE_TEST_KAFKA"),
 		PostgresAdmin: os.Getenv("DELTAPLANE_TEST_POSTGRES"),
 		BinDir:        binDir,

@@ -26,7 +26,9 @@ type writer struct {
 	unk   []string
 }
 
-func (w *writer) run(ctx context.Context, prefix string) {
+// run writes until ctx ends, pausing between writes (and at least 20 ms
+// after a write that got no answer, so a down admin-api is not spun on).
+func (w *writer) run(ctx context.Context, prefix string, pause time.Duration) {
 	client := &http.Client{Timeout: 5 * time.Second}
 	for i := 0; ctx.Err() == nil; i++ {
 		name := fmt.Sprintf("%s-%05d", prefix, i)
@@ -36,7 +38,7 @@ func (w *writer) run(ctx context.Context, prefix string) {
 		resp, err := client.Do(req)
 		w.mu.Lock()
 		switch {
-		case err != nil:
+		case err != nil: // no answer, or cancelled by the test: the outcome is unknown
 			w.unk = append(w.unk, name)
 		case resp.StatusCode/100 == 2:
 			w.ok = append(w.ok, name)
@@ -44,10 +46,15 @@ func (w *writer) run(ctx context.Context, prefix string) {
 			w.fail = append(w.fail, name)
 		}
 		w.mu.Unlock()
+		wait := pause
 		if err == nil {
 			resp.Body.Close()
 		} else {
-			time.Sleep(20 * time.Millisecond) // the admin-api is down; do not spin
+			wait = max(pause, 20*time.Millisecond)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
 		}
 	}
 }
@@ -143,7 +150,7 @@ func TestSyncGatewayKilledDuringWrites(t *testing.T) {
 	vw := watchVersions(ctx, dps)
 	w := &writer{admin: s.Admin}
 	done := make(chan struct{})
-	go func() { w.run(ctx, "k"); close(done) }()
+	go func() { w.run(ctx, "k", 0); close(done) }()
 
 	for round := range 2 {
 		waitOK(t, w, 20*(round+1))
@@ -170,7 +177,7 @@ func TestAdminKilledDuringWrites(t *testing.T) {
 	ctx, stop := context.WithCancel(t.Context())
 	w := &writer{admin: s.Admin}
 	done := make(chan struct{})
-	go func() { w.run(ctx, "a"); close(done) }()
+	go func() { w.run(ctx, "a", 0); close(done) }()
 	waitOK(t, w, 20)
 	s.AdminProc.Stop(syscall.SIGKILL)
 	s.restart(s.AdminProc)
