@@ -259,7 +259,8 @@ func TestComponentProxyAndStatus(t *testing.T) {
 	}
 	code, metrics, _ := get(t, "http://"+d.status+"/metrics", nil)
 	if code != 200 || !strings.Contains(metrics, "deltaplane_dataplane_batches_applied_total 2") ||
-		!strings.Contains(metrics, "deltaplane_dataplane_apply_seconds_count 2") || !strings.Contains(metrics, "deltaplane_dataplane_propagation_seconds_count 2") {
+		!strings.Contains(metrics, "deltaplane_dataplane_apply_seconds_count 2") || !strings.Contains(metrics, "deltaplane_dataplane_propagation_seconds_count 2") ||
+		!strings.Contains(metrics, `deltaplane_dataplane_proxy_seconds_count{route="r1"}`) {
 		t.Fatalf("/metrics: %d\n%s", code, metrics)
 	}
 	nodeID := s["node_id"]

@@ -99,6 +99,10 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	cons.Subscribe(plugins.Notify)
 
 	px := proxy.New(log, cons.Snapshot, plugins.Access)
+	proxySeconds := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "deltaplane", Subsystem: "dataplane", Name: "proxy_seconds",
+		Help: "Time from a proxied request to the end of its response, by route.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}, []string{"route"})
+	reg.MustRegister(proxySeconds)
+	px.ObserveLatency(func(route string, d time.Duration) { proxySeconds.WithLabelValues(route).Observe(d.Seconds()) })
 	servers := []*http.Server{
 		{Addr: cfg.ProxyListen, Handler: px, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)},
 		{Addr: cfg.StatusListen, Handler: status.Handler(report, cons.WaitVersion, reg), ReadHeaderTimeout: 10 * time.Second},

@@ -178,6 +178,7 @@ func loadConfig(ctx context.Context, c *cluster.Cluster, n int) (entities, size 
 
 // status is the part of a /status document the bench reads.
 type status struct {
+	Entities        int     `json:"entities"`
 	Version         uint64  `json:"version"`
 	Hash            string  `json:"hash"`
 	BytesConsumed   float64 `json:"bytes_consumed"`
@@ -445,17 +446,35 @@ func (b *bench) proxy(ctx context.Context, c *cluster.Cluster, dp *cluster.Datap
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	mr.ProxyDirect = loadgen(ctx, up+"/", b.cfg.Concurrency, b.cfg.ProxyDuration)
-	mr.ProxyIdle = loadgen(ctx, dp.Proxy+"/bench-echo", b.cfg.Concurrency, b.cfg.ProxyDuration)
+	// Idle and churn runs alternate in four slices each, so that whatever
+	// else the machine does (compaction, vacuum) weighs on both alike.
+	const slices = 4
+	slice := b.cfg.ProxyDuration / slices
+	var direct, idle, churn samples
+	churned := 0
+	for i := range slices {
+		direct.add(loadgen(ctx, up+"/", b.cfg.Concurrency, slice/2))
+		idle.add(loadgen(ctx, dp.Proxy+"/bench-echo", b.cfg.Concurrency, slice))
+		n, l := b.underChurn(ctx, c, i, func() samples { return loadgen(ctx, dp.Proxy+"/bench-echo", b.cfg.Concurrency, slice) })
+		churn.add(l)
+		churned += n
+	}
+	mr.ProxyDirect, mr.ProxyIdle, mr.ProxyChurn, mr.ChurnDone = direct.summary(), idle.summary(), churn.summary(), churned
+	return nil
+}
 
+// underChurn runs f while route changes are made at the churn rate, and
+// returns how many changes were made and f's result.
+func (b *bench) underChurn(ctx context.Context, c *cluster.Cluster, round int, f func() samples) (int, samples) {
 	churnCtx, stopChurn := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	done := 0
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		t := time.NewTicker(time.Duration(float64(time.Second) / b.cfg.ChurnRate))
 		defer t.Stop()
-		for i := 0; ; i++ {
+		for i := round * 1000; ; i++ {
 			select {
 			case <-churnCtx.Done():
 				return
@@ -464,25 +483,42 @@ func (b *bench) proxy(ctx context.Context, c *cluster.Cluster, dp *cluster.Datap
 			unit := (i + units(b.cfg.Entities)/2) % units(b.cfg.Entities)
 			if expect(churnCtx, 200, "PATCH", fmt.Sprintf("%s/routes/svc-%06d-r1", c.Admin, unit),
 				fmt.Sprintf(`{"paths":["/svc-%06d/v1","/churn/%d"]}`, unit, i)) == nil {
-				mr.ChurnDone++
+				done++
 			}
 		}
 	}()
-	mr.ProxyChurn = loadgen(ctx, dp.Proxy+"/bench-echo", b.cfg.Concurrency, b.cfg.ProxyDuration)
+	l := f()
 	stopChurn()
 	wg.Wait()
-	return nil
+	return done, l
+}
+
+// samples are latencies in milliseconds and a count of failed requests.
+type samples struct {
+	ms     []float64
+	errors int
+}
+
+func (s *samples) add(o samples) {
+	s.ms = append(s.ms, o.ms...)
+	s.errors += o.errors
+}
+
+func (s samples) summary() latency {
+	l := summarize(s.ms)
+	l.Errors = s.errors
+	return l
 }
 
 // loadgen runs conc closed-loop clients against url for d and returns the
-// latency distribution of the successful requests.
-func loadgen(ctx context.Context, url string, conc int, d time.Duration) latency {
+// latencies of the successful requests.
+func loadgen(ctx context.Context, url string, conc int, d time.Duration) samples {
 	tr := &http.Transport{MaxIdleConnsPerHost: conc, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	cl := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	end := time.Now().Add(d)
 	var mu sync.Mutex
-	var samples []float64
+	var all []float64
 	errs := 0
 	var wg sync.WaitGroup
 	for range conc {
@@ -506,14 +542,12 @@ func loadgen(ctx context.Context, url string, conc int, d time.Duration) latency
 				local = append(local, ms(time.Since(t0)))
 			}
 			mu.Lock()
-			samples = append(samples, local...)
+			all = append(all, local...)
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	l := summarize(samples)
-	l.Errors = errs
-	return l
+	return samples{ms: all, errors: errs}
 }
 
 // bootstrap loads a configuration of n entities, then starts a new data
@@ -524,14 +558,23 @@ func (b *bench) bootstrap(ctx context.Context, c *cluster.Cluster, n int) bootst
 		br.Error = err.Error()
 		return br
 	}
-	if err := converge(ctx, c, nil, 30*time.Minute); err != nil {
-		br.Error = err.Error()
-		return br
-	}
-	sg, err := getStatus(ctx, c.Sync+"/status")
-	if err != nil {
-		br.Error = err.Error()
-		return br
+	// The import is one transaction, hence one version: wait until the
+	// sync-gateway has sequenced it (it holds exactly the generated
+	// entities) before timing a new data plane.
+	want := max(10, n/10*10)
+	var sg status
+	deadline := time.Now().Add(30 * time.Minute)
+	for {
+		var err error
+		sg, err = getStatus(ctx, c.Sync+"/status")
+		if err == nil && sg.Entities == want {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			br.Error = fmt.Sprintf("sync-gateway holds %d entities, want %d (%v)", sg.Entities, want, err)
+			return br
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	t0 := time.Now()
 	dp, err := c.StartDataplane(ctx, fmt.Sprintf("boot-%d", n))

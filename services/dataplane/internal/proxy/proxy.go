@@ -44,7 +44,13 @@ type Proxy struct {
 	access   Access
 	rp       *httputil.ReverseProxy
 	rr       sync.Map // upstream id -> *atomic.Uint64 (round-robin position)
+	observe  func(route string, d time.Duration)
 }
+
+// ObserveLatency makes the proxy report, per request that matched a route,
+// the route (its name, or its id when it has none) and the time from
+// receiving the request to the end of the response.
+func (p *Proxy) ObserveLatency(f func(route string, d time.Duration)) { p.observe = f }
 
 // New builds the proxy. access may be nil.
 func New(log *slog.Logger, current func() *snapshot.Snapshot, access Access) *Proxy {
@@ -151,6 +157,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		WriteMessage(w, http.StatusNotFound, msgNoRoute)
 		return
+	}
+	if p.observe != nil {
+		start, route := time.Now(), m.Route.Name
+		if route == "" {
+			route = m.Route.ID
+		}
+		defer func() { p.observe(route, time.Since(start)) }()
 	}
 	svc, ok := s.Service(m.Route.ServiceID)
 	if !ok || !svc.Enabled {
