@@ -16,8 +16,10 @@ export LOG_LEVEL=${LOG_LEVEL:-info}
 
 infra_started=()
 pids=()
+stopping=
 cleanup() {
   trap - INT TERM EXIT
+  stopping=1
   echo
   echo "stopping..."
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
@@ -70,4 +72,4 @@ Ctrl-C stops everything.
 MSG
 
 wait -n "${pids[@]}" || true
-echo "a process exited; see $state/*.log" >&2
+[ -n "$stopping" ] || echo "a process exited; see $state/*.log" >&2
