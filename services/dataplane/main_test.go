@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deltaplane/deltaplane/services/dataplane/internal/consumer"
 	dt "github.com/deltaplane/deltaplane/services/dataplane/internal/deltatest"
 	"github.com/deltaplane/deltaplane/shared/broker"
 	"github.com/deltaplane/deltaplane/shared/wire"
@@ -387,7 +386,7 @@ func TestComponentQuarantineReported(t *testing.T) {
 		t.Fatalf("ready = %d", code)
 	}
 	got := dt.ReadAll(t, dt.Brokers(t), env["TOPIC_PREFIX"]+wire.TopicDeltas+wire.DLQSuffix, 1)
-	if string(got[0].Key) != "services/x" || dt.Header(got[0], consumer.HeaderDLQNode) != nodeID || dt.Header(got[0], wire.HeaderDLQOffset) != "0" {
+	if string(got[0].Key) != "services/x" || dt.Header(got[0], wire.HeaderDLQNode) != nodeID || dt.Header(got[0], wire.HeaderDLQOffset) != "0" {
 		t.Fatalf("dlq record %s headers %v", got[0].Key, got[0].Headers)
 	}
 	code, metrics, _ := get(t, "http://"+d.status+"/metrics", nil)

@@ -36,9 +36,13 @@ type TopicSpec struct {
 	Verify  []string
 }
 
-// Compacted is the spec of a one-partition compacted config topic.
+// Compacted is the spec of a one-partition compacted config topic, created
+// with a segment roll of one hour and a low dirty ratio (extra overrides
+// them): Kafka never compacts the active segment, so with its defaults
+// (7 days, 0.5) a new data plane reading the topic from the start would read
+// days of superseded history; this bounds it to about an hour's changes.
 func Compacted(name string, extra map[string]string) TopicSpec {
-	cfg := map[string]string{"cleanup.policy": "compact"}
+	cfg := map[string]string{"cleanup.policy": "compact", "segment.ms": "3600000", "min.cleanable.dirty.ratio": "0.1"}
 	for k, v := range extra {
 		cfg[k] = v
 	}

@@ -34,14 +34,14 @@ func uniqueTopic(t *testing.T, name string) string {
 func TestEnsureTopicsCreatesThenAccepts(t *testing.T) {
 	brokers := testBrokers(t)
 	deltas, dlq := uniqueTopic(t, "dp.deltas"), uniqueTopic(t, "cp.changes.dlq")
-	specs := []TopicSpec{Compacted(deltas, map[string]string{"min.cleanable.dirty.ratio": "0.1"}), Log(dlq)}
+	specs := []TopicSpec{Compacted(deltas, map[string]string{"min.cleanable.dirty.ratio": "0.2"}), Log(dlq)}
 	for range 2 { // the second call finds them and verifies them
 		if err := EnsureTopics(t.Context(), brokers, 30*time.Second, specs...); err != nil {
 			t.Fatal(err)
 		}
 	}
 	resp, err := Client(brokers).DescribeConfigs(t.Context(), &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
-		ResourceType: kafka.ResourceTypeTopic, ResourceName: deltas, ConfigNames: []string{"cleanup.policy", "min.cleanable.dirty.ratio"},
+		ResourceType: kafka.ResourceTypeTopic, ResourceName: deltas, ConfigNames: []string{"cleanup.policy", "min.cleanable.dirty.ratio", "segment.ms"},
 	}}})
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +50,7 @@ func TestEnsureTopicsCreatesThenAccepts(t *testing.T) {
 	for _, e := range resp.Resources[0].ConfigEntries {
 		got[e.ConfigName] = e.ConfigValue
 	}
-	if got["cleanup.policy"] != "compact" || got["min.cleanable.dirty.ratio"] != "0.1" {
+	if got["cleanup.policy"] != "compact" || got["min.cleanable.dirty.ratio"] != "0.2" || got["segment.ms"] != "3600000" {
 		t.Fatalf("created with %v", got)
 	}
 }

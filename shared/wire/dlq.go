@@ -7,4 +7,5 @@ const (
 	HeaderDLQTopic     = "dlq-topic"     // the topic the record was read from
 	HeaderDLQPartition = "dlq-partition" // its partition
 	HeaderDLQOffset    = "dlq-offset"    // its offset there
+	HeaderDLQNode      = "dp-node"       // the data plane that quarantined it (several may quarantine one record)
 )

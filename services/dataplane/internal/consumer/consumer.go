@@ -57,10 +57,6 @@ type Config struct {
 // whose handling panics (or crashes the process) before it quarantines it.
 const MaxAttempts = 3
 
-// HeaderDLQNode names the node that quarantined a record: several data
-// planes quarantine the same record.
-const HeaderDLQNode = "dp-node"
-
 // Store is what the consumer needs of the local store: the position, the
 // entities, and one atomic write per batch or resync.
 type Store interface {
@@ -979,7 +975,7 @@ func (c *Consumer) quarantine(ctx context.Context, msg kafka.Message, kind, deta
 		kafka.Header{Key: wire.HeaderDLQTopic, Value: []byte(c.cfg.Topic)},
 		kafka.Header{Key: wire.HeaderDLQPartition, Value: []byte("0")},
 		kafka.Header{Key: wire.HeaderDLQOffset, Value: []byte(strconv.FormatInt(msg.Offset, 10))},
-		kafka.Header{Key: HeaderDLQNode, Value: []byte(c.cfg.NodeID)},
+		kafka.Header{Key: wire.HeaderDLQNode, Value: []byte(c.cfg.NodeID)},
 	)
 	out := kafka.Message{Key: msg.Key, Value: msg.Value, Headers: headers}
 	failures := 0

@@ -25,7 +25,7 @@ func (f *fixture) checkDLQ(m kafka.Message, key, value string, offset int64, kin
 		wire.HeaderDLQTopic:     f.topic,
 		wire.HeaderDLQPartition: "0",
 		wire.HeaderDLQOffset:    strconv.FormatInt(offset, 10),
-		HeaderDLQNode:           f.node,
+		wire.HeaderDLQNode:      f.node,
 	} {
 		if got := dt.Header(m, h); got != want {
 			f.t.Errorf("dlq record %s: header %s = %q, want %q", key, h, got, want)
