@@ -289,13 +289,19 @@ func (s *system) convergedOnPostgres(t *testing.T, within time.Duration, dps ...
 	t.Helper()
 	var sg map[string]any
 	eventually(t, within, func() error {
-		sg = mustDo(t, 200, "GET", s.Sync+"/status", nil)
+		var err error
+		if sg, err = getJSON(s.Sync + "/status"); err != nil {
+			return err
+		}
 		rows := s.countRows("services") + s.countRows("routes")
 		if int(num(sg, "entities")) != rows {
 			return fmt.Errorf("sync-gateway holds %v entities, Postgres %d", sg["entities"], rows)
 		}
 		for _, dp := range dps {
-			st := statusDoc(t, dp)
+			st, err := getJSON(dp.Status + "/status")
+			if err != nil {
+				return err
+			}
 			if num(st, "version") != num(sg, "version") || st["hash"] != sg["hash"] {
 				return fmt.Errorf("%s at version %v hash %v, sync-gateway at %v %v", dp.NodeID, st["version"], st["hash"], sg["version"], sg["hash"])
 			}
@@ -359,7 +365,11 @@ func versionsOf(t *testing.T, dps []*dataplane) []float64 {
 func advancedPast(t *testing.T, dps []*dataplane, v float64) func() error {
 	return func() error {
 		for _, dp := range dps {
-			if got := num(statusDoc(t, dp), "version"); got <= v {
+			st, err := getJSON(dp.Status + "/status")
+			if err != nil {
+				return err
+			}
+			if got := num(st, "version"); got <= v {
 				return fmt.Errorf("%s at version %v, waiting for more than %v", dp.NodeID, got, v)
 			}
 		}

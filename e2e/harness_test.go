@@ -252,3 +252,18 @@ func freePort(t *testing.T) int {
 	}
 	return p
 }
+
+// getJSON fetches a JSON object; unlike mustDo it reports failures as errors,
+// for use inside eventually.
+func getJSON(url string) (map[string]any, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != 200 {
+		resp.Body.Close()
+		return nil, fmt.Errorf("GET %s: %d", url, resp.StatusCode)
+	}
+	var m map[string]any
+	return m, decodeJSON(resp, &m)
+}

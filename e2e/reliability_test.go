@@ -100,10 +100,18 @@ func watchVersions(ctx context.Context, dps []*dataplane) *versionWatch {
 func (s *system) converged(t *testing.T, dps []*dataplane, w *writer) {
 	t.Helper()
 	eventually(t, 90*time.Second, func() error {
-		sg := mustDo(t, 200, "GET", s.Sync+"/status", nil)
+		// A process restarted by the test may not listen yet: that is a
+		// reason to poll again, not a failure.
+		sg, err := getJSON(s.Sync + "/status")
+		if err != nil {
+			return err
+		}
 		rows := s.countRows("services") + s.countRows("routes")
 		for _, dp := range dps {
-			st := statusDoc(t, dp)
+			st, err := getJSON(dp.Status + "/status")
+			if err != nil {
+				return err
+			}
 			if num(st, "version") != num(sg, "version") || st["hash"] != sg["hash"] {
 				return fmt.Errorf("%s at version %v hash %v, sync-gateway at %v %v", dp.NodeID, st["version"], st["hash"], sg["version"], sg["hash"])
 			}
