@@ -519,3 +519,39 @@ func (s *system) pipelineMoved(dps []*dataplane, v float64) func() error {
 		return nil
 	}
 }
+
+// writesUnderFault is the set-up both broker-fault scenarios share: a
+// private broker, the system with two data planes under a supervisor, a
+// version watch, and a writer that has got changes flowing end to end.
+type writesUnderFault struct {
+	k      *privateKafka
+	s      *system
+	dps    []*dataplane
+	sv     *supervisor
+	svStop context.CancelFunc // stops the supervisor
+	vw     *versionWatch
+	w      *writer
+	stop   context.CancelFunc // stops the writer and the version watch
+	done   chan struct{}      // closed when the writer has stopped
+}
+
+func startWritesUnderFault(t *testing.T, prefix string, pause time.Duration) *writesUnderFault {
+	t.Helper()
+	f := &writesUnderFault{k: startPrivateKafka(t)}
+	f.s = newSystem(t)
+	keepLogs(t, f.s, f.k)
+	f.dps = []*dataplane{f.s.startDataplane("dp1"), f.s.startDataplane("dp2")}
+	svCtx, svStop := context.WithCancel(t.Context())
+	t.Cleanup(svStop) // runs before the system's own cleanup: no restarts while it stops
+	f.sv, f.svStop = supervise(t, svCtx, f.s.Processes()...), svStop
+	ctx, stop := context.WithCancel(t.Context())
+	t.Cleanup(stop)
+	f.stop = stop
+	f.vw = watchVersions(ctx, f.dps)
+	f.w = &writer{admin: f.s.Admin}
+	f.done = make(chan struct{})
+	go func() { f.w.run(ctx, prefix, pause); close(f.done) }()
+	waitOK(t, f.w, 10)
+	eventually(t, propagation, advancedPast(t, f.dps, 3))
+	return f
+}

@@ -7,7 +7,6 @@ package e2e
 // pausing or killing it disturbs no other test.
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -27,21 +26,8 @@ import (
 // write is lost, none is applied twice or out of order, and no data plane
 // ever reported a lower version than before.
 func TestKafkaRestartsDuringWrites(t *testing.T) {
-	k := startPrivateKafka(t)
-	s := newSystem(t)
-	keepLogs(t, s, k)
-	dps := []*dataplane{s.startDataplane("dp1"), s.startDataplane("dp2")}
-	svCtx, svStop := context.WithCancel(t.Context())
-	defer svStop()
-	sv := supervise(t, svCtx, s.Processes()...)
-	ctx, stop := context.WithCancel(t.Context())
-	defer stop()
-	vw := watchVersions(ctx, dps)
-	w := &writer{admin: s.Admin}
-	done := make(chan struct{})
-	go func() { w.run(ctx, "b", 15*time.Millisecond); close(done) }()
-	waitOK(t, w, 10)
-	eventually(t, propagation, advancedPast(t, dps, 3))
+	f := startWritesUnderFault(t, "b", 15*time.Millisecond)
+	k, s, dps, sv, svStop, vw, w, stop, done := f.k, f.s, f.dps, f.sv, f.svStop, f.vw, f.w, f.stop, f.done
 
 	faults := []struct {
 		name    string
@@ -92,21 +78,8 @@ func TestKafkaRestartsDuringWrites(t *testing.T) {
 // admin-api keeps acknowledging (the outbox queues them); after SIGCONT
 // everything arrives, in order, and the data planes converge.
 func TestKafkaPausedWritesQueueInOutbox(t *testing.T) {
-	k := startPrivateKafka(t)
-	s := newSystem(t)
-	keepLogs(t, s, k)
-	dps := []*dataplane{s.startDataplane("dp1"), s.startDataplane("dp2")}
-	svCtx, svStop := context.WithCancel(t.Context())
-	defer svStop()
-	sv := supervise(t, svCtx, s.Processes()...)
-	ctx, stop := context.WithCancel(t.Context())
-	defer stop()
-	vw := watchVersions(ctx, dps)
-	w := &writer{admin: s.Admin}
-	done := make(chan struct{})
-	go func() { w.run(ctx, "p", 20*time.Millisecond); close(done) }()
-	waitOK(t, w, 10)
-	eventually(t, propagation, advancedPast(t, dps, 3))
+	f := startWritesUnderFault(t, "p", 20*time.Millisecond)
+	k, s, dps, sv, svStop, vw, w, stop, done := f.k, f.s, f.dps, f.sv, f.svStop, f.vw, f.w, f.stop, f.done
 
 	k.signal(syscall.SIGSTOP)
 	paused, okAtPause, backlog := time.Now(), w.okCount(), 0

@@ -450,12 +450,12 @@ func resolveRefs(ctx context.Context, tx *store.Tx, t *entity.Type, in map[strin
 func (a *API) create(ep endpoint) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		return a.write(c, ep.t, func(ctx context.Context, tx *store.Tx, in map[string]any) (int, []byte, error) {
-			if ep.parent != nil {
-				p, err := tx.Get(ctx, ep.parent, c.Param("parent"), false)
-				if err != nil {
-					return 0, nil, err
-				}
-				in[ep.field] = map[string]any{"id": p["id"]}
+			pid, err := parentID(ctx, tx, ep, c)
+			if err != nil {
+				return 0, nil, err
+			}
+			if pid != "" {
+				in[ep.field] = map[string]any{"id": pid}
 			}
 			if err := resolveRefs(ctx, tx, ep.t, in); err != nil {
 				return 0, nil, err
@@ -478,13 +478,11 @@ func (a *API) put(ep endpoint) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		return a.write(c, ep.t, func(ctx context.Context, tx *store.Tx, in map[string]any) (int, []byte, error) {
 			idOrName := c.Param("id")
-			var pid string
-			if ep.parent != nil {
-				p, err := tx.Get(ctx, ep.parent, c.Param("parent"), false)
-				if err != nil {
-					return 0, nil, err
-				}
-				pid = p["id"].(string)
+			pid, err := parentID(ctx, tx, ep, c)
+			if err != nil {
+				return 0, nil, err
+			}
+			if pid != "" {
 				in[ep.field] = map[string]any{"id": pid}
 			}
 			if err := resolveRefs(ctx, tx, ep.t, in); err != nil {
@@ -526,13 +524,9 @@ func (a *API) put(ep endpoint) echo.HandlerFunc {
 func (a *API) patch(ep endpoint) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		return a.write(c, ep.t, func(ctx context.Context, tx *store.Tx, in map[string]any) (int, []byte, error) {
-			var pid string
-			if ep.parent != nil {
-				p, err := tx.Get(ctx, ep.parent, c.Param("parent"), false)
-				if err != nil {
-					return 0, nil, err
-				}
-				pid = p["id"].(string)
+			pid, err := parentID(ctx, tx, ep, c)
+			if err != nil {
+				return 0, nil, err
 			}
 			old, err := tx.GetScoped(ctx, ep.t, c.Param("id"), true, scope(ep, pid))
 			if err != nil {
@@ -554,13 +548,9 @@ func (a *API) patch(ep endpoint) echo.HandlerFunc {
 func (a *API) delete(ep endpoint) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		return a.write(c, ep.t, func(ctx context.Context, tx *store.Tx, _ map[string]any) (int, []byte, error) {
-			var pid string
-			if ep.parent != nil {
-				p, err := tx.Get(ctx, ep.parent, c.Param("parent"), false)
-				if err != nil {
-					return 0, nil, err
-				}
-				pid = p["id"].(string)
+			pid, err := parentID(ctx, tx, ep, c)
+			if err != nil {
+				return 0, nil, err
 			}
 			old, err := tx.GetScoped(ctx, ep.t, c.Param("id"), true, scope(ep, pid))
 			if errors.Is(err, store.ErrNotFound) {
@@ -592,4 +582,17 @@ func jsonMarshal(v any) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+}
+
+// parentID resolves the parent of a nested endpoint (/services/{parent}/routes)
+// to its id; "" for a top-level endpoint.
+func parentID(ctx context.Context, tx *store.Tx, ep endpoint, c echo.Context) (string, error) {
+	if ep.parent == nil {
+		return "", nil
+	}
+	p, err := tx.Get(ctx, ep.parent, c.Param("parent"), false)
+	if err != nil {
+		return "", err
+	}
+	return p["id"].(string), nil
 }

@@ -22,20 +22,7 @@ func TestFullModeReplacesWholeConfig(t *testing.T) {
 	dt.CreateDLQ(t, brokers, topic+wire.DLQSuffix)
 	dt.PublishFull(t, brokers, topic, 3, map[string]string{"services/a": `{"id":"a"}`, "routes/r": `{"id":"r","paths":["/r"]}`})
 
-	st, err := store.Open(t.TempDir(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	c, err := New(Config{Brokers: brokers, Topic: topic, Group: prefix + "g", ProbeInterval: 200 * time.Millisecond, Full: true,
-		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	c, st := runFullConsumer(t, brokers, topic, prefix)
 
 	dt.Eventually(t, wait, "version 3", func() bool { return c.Ready() && c.Snapshot().Version == 3 })
 	if _, ok := c.Snapshot().Router().Get("r"); !ok {
@@ -70,20 +57,7 @@ func TestFullModeCatchUpAppliesOnlyTheNewest(t *testing.T) {
 	dt.PublishFull(t, brokers, topic, 2, map[string]string{"services/a": `{"id":"a","v":2}`})
 	h := dt.PublishFull(t, brokers, topic, 3, map[string]string{"services/a": `{"id":"a","v":3}`, "services/b": `{"id":"b"}`})
 
-	st, err := store.Open(t.TempDir(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	c, err := New(Config{Brokers: brokers, Topic: topic, Group: prefix + "g", ProbeInterval: 200 * time.Millisecond, Full: true,
-		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	c, _ := runFullConsumer(t, brokers, topic, prefix)
 
 	dt.Eventually(t, wait, "version 3", func() bool { return c.Ready() && c.Snapshot().Version == 3 })
 	if s := c.Snapshot(); s.Hash != h || s.Len() != 2 {
@@ -92,4 +66,25 @@ func TestFullModeCatchUpAppliesOnlyTheNewest(t *testing.T) {
 	if n := c.Stats.BatchesApplied.Load(); n != 1 {
 		t.Fatalf("applied %d snapshots catching up over 3, want only the newest", n)
 	}
+}
+
+// runFullConsumer runs a full-mode consumer on a fresh store until the test
+// ends.
+func runFullConsumer(t *testing.T, brokers []string, topic, prefix string) (*Consumer, *store.Bolt) {
+	t.Helper()
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(Config{Brokers: brokers, Topic: topic, Group: prefix + "g", ProbeInterval: 200 * time.Millisecond, Full: true,
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}, st)
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; st.Close() })
+	return c, st
 }
