@@ -46,6 +46,13 @@ type Relay struct {
 	log    *slog.Logger
 }
 
+// messageWriter is the part of kafka.Writer that publish uses.
+type messageWriter interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+var _ messageWriter = (*kafka.Writer)(nil)
+
 // New returns a relay; Run starts it.
 func New(cfg Config, db *gorm.DB, log *slog.Logger) *Relay {
 	if cfg.Tick <= 0 {
@@ -63,9 +70,11 @@ func New(cfg Config, db *gorm.DB, log *slog.Logger) *Relay {
 		Topic:        cfg.Topic,
 		RequiredAcks: kafka.RequireAll,
 		Async:        false,
-		BatchSize:    cfg.Batch,
-		// drain hands over whole batches: send each at once instead of
-		// waiting for more messages.
+		// publish hands over chunks that fit one produce request by these
+		// bounds (measured as kafka-go measures them), one at a time.
+		BatchSize:  wire.MaxProduceRecords,
+		BatchBytes: wire.MaxProduceBytes,
+		// Send each chunk at once instead of waiting for more messages.
 		BatchTimeout:           time.Microsecond,
 		MaxAttempts:            3,
 		WriteTimeout:           10 * time.Second,
@@ -220,9 +229,14 @@ func (r *Relay) drain(ctx context.Context, leader *pgx.Conn, cur *cursor, m *mar
 			if len(rw.Entity) > 0 {
 				ev.Entity = json.RawMessage(rw.Entity)
 			}
-			v, err := json.Marshal(ev)
+			v, err := wire.EncodeChange(ev)
 			if err != nil {
 				return fmt.Errorf("encode outbox row %d: %w", rw.ID, err)
+			}
+			if n := wire.RecordBytes([]byte(rw.Key), v, nil); n > wire.MaxRecordBytes {
+				// admin-api refuses such writes; a row stored before that
+				// check is published as is (the sync-gateway quarantines it).
+				r.log.Error("outbox row exceeds the record limit", "tx", rw.Tx, "key", rw.Key, "bytes", n, "limit", wire.MaxRecordBytes)
 			}
 			msgs[i] = kafka.Message{Key: []byte(rw.Key), Value: v}
 		}
@@ -317,18 +331,55 @@ func (m *marker) run(ctx context.Context) {
 	}
 }
 
-// publish writes msgs with backoff until Kafka accepts them or ctx ends:
-// a row is never dropped or skipped.
+// publish writes msgs in order: in chunks that kafka-go sends as one
+// produce request each (a request to the one partition is appended
+// atomically), one chunk at a time, each retried with backoff until Kafka
+// acknowledges it or ctx ends. So no record reaches the topic before every
+// earlier one was acknowledged, and a row is never dropped or skipped.
+// (One WriteMessages of more than a request's worth would send several
+// requests; a later one can land while an earlier one fails, and the
+// retry of all of them then puts later transactions first.)
 func (r *Relay) publish(ctx context.Context, msgs []kafka.Message) error {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = 100 * time.Millisecond
-	b.MaxInterval = 5 * time.Second
-	b.MaxElapsedTime = 0
-	return backoff.RetryNotify(func() error {
-		return r.writer.WriteMessages(ctx, msgs...)
-	}, backoff.WithContext(b, ctx), func(err error, d time.Duration) {
-		r.log.Warn("publish failed; retrying", "err", err, "retry_in", d)
-	})
+	return publish(ctx, r.writer, msgs, int(r.writer.BatchSize), int(r.writer.BatchBytes), r.log)
+}
+
+func publish(ctx context.Context, w messageWriter, msgs []kafka.Message, maxCount, maxBytes int, log *slog.Logger) error {
+	for _, c := range chunks(msgs, maxCount, maxBytes) {
+		b := backoff.NewExponentialBackOff()
+		b.InitialInterval = 100 * time.Millisecond
+		b.MaxInterval = 5 * time.Second
+		b.MaxElapsedTime = 0
+		err := backoff.RetryNotify(func() error {
+			return w.WriteMessages(ctx, c...)
+		}, backoff.WithContext(b, ctx), func(err error, d time.Duration) {
+			log.Warn("publish failed; retrying", "err", err, "records", len(c), "retry_in", d)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// chunks splits msgs into consecutive runs of at most maxCount messages
+// whose wire.ProduceBytes sum to at most maxBytes: what a kafka-go Writer
+// with BatchSize maxCount and BatchBytes maxBytes sends in one request. A
+// message larger than maxBytes is a run of its own.
+func chunks(msgs []kafka.Message, maxCount, maxBytes int) [][]kafka.Message {
+	var out [][]kafka.Message
+	start, size := 0, 0
+	for i, m := range msgs {
+		n := wire.ProduceBytes(m)
+		if i > start && (i-start >= maxCount || size+n > maxBytes) {
+			out = append(out, msgs[start:i])
+			start, size = i, 0
+		}
+		size += n
+	}
+	if start < len(msgs) {
+		out = append(out, msgs[start:])
+	}
+	return out
 }
 
 func (r *Relay) clean(ctx context.Context) error {

@@ -4,8 +4,11 @@ package outbox_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +21,7 @@ import (
 	"github.com/deltaplane/deltaplane/shared/broker"
 	"github.com/deltaplane/deltaplane/shared/wire"
 	"github.com/google/uuid"
+	"github.com/segmentio/kafka-go"
 )
 
 // TestOneLeaderPublishesInOrder runs two relays on one database (two
@@ -84,5 +88,109 @@ func TestOneLeaderPublishesInOrder(t *testing.T) {
 	status, err := st.Outbox(ctx)
 	if err != nil || status.PublishedTx != n || status.Backlog != 0 {
 		t.Errorf("outbox status = %+v, %v", status, err)
+	}
+}
+
+// signalHandler closes failed on the first "publish failed" log record.
+type signalHandler struct {
+	slog.Handler
+	once   *sync.Once
+	failed chan struct{}
+}
+
+func (h signalHandler) Handle(ctx context.Context, r slog.Record) error {
+	if strings.HasPrefix(r.Message, "publish failed") {
+		h.once.Do(func() { close(h.failed) })
+	}
+	return nil
+}
+
+func (h signalHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return signalHandler{Handler: h.Handler.WithAttrs(as), once: h.once, failed: h.failed}
+}
+
+// TestRelayNeverPublishesLaterTransactionsFirst relays a drain of about
+// 1.3 MB (500 rows of one transaction each, more than one produce request)
+// to a topic whose max.message.bytes (600,000) refuses a 1 MiB request but
+// accepts a smaller one: the broker fails the first part of the drain and
+// accepts the rest, every time, until the limit is raised. cp.changes must
+// never hold a record of transaction N+k before the first record of N.
+func TestRelayNeverPublishesLaterTransactionsFirst(t *testing.T) {
+	ctx := t.Context()
+	failed := make(chan struct{})
+	log := slog.New(signalHandler{Handler: slog.NewTextHandler(io.Discard, nil), once: &sync.Once{}, failed: failed})
+	dsn := testenv.Database(t)
+	brokers := testenv.Kafka(t)
+	topic := testenv.TopicPrefix(t) + wire.TopicChanges
+	if err := broker.EnsureTopics(ctx, brokers, 30*time.Second, broker.Compacted(topic, map[string]string{"max.message.bytes": "600000"})); err != nil {
+		t.Fatal(err)
+	}
+	db, err := database.Open(ctx, dsn, 30*time.Second, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqlDB, _ := db.DB()
+	defer sqlDB.Close()
+	if err := database.Migrate(ctx, db, log); err != nil {
+		t.Fatal(err)
+	}
+	st := store.New(db, entity.Types)
+	const n = 500
+	for i := range n {
+		_, err := st.Write(ctx, func(tx *store.Tx) error {
+			e, errs := entity.Normalize(entity.Consumer, map[string]any{"username": fmt.Sprintf("u%d", i),
+				"custom_id": fmt.Sprintf("%d-%s", i, strings.Repeat("c", 2500))}, nil,
+				map[string]any{"id": uuid.NewString(), "created_at": int64(i), "updated_at": int64(i)})
+			if errs != nil {
+				return errs
+			}
+			_, err := tx.Insert(ctx, entity.Consumer, e)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	r := outbox.New(outbox.Config{DSN: dsn, Brokers: brokers, Topic: topic, Retention: time.Hour, Tick: 200 * time.Millisecond}, db, log)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(rctx) }()
+	defer func() { cancel(); <-done }()
+
+	// The broker refused part of the drain; then it accepts everything.
+	select {
+	case <-failed:
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	_, err = broker.Client(brokers).IncrementalAlterConfigs(ctx, &kafka.IncrementalAlterConfigsRequest{
+		Resources: []kafka.IncrementalAlterConfigsRequestResource{{ResourceType: kafka.ResourceTypeTopic, ResourceName: topic,
+			Configs: []kafka.IncrementalAlterConfigsRequestConfig{{Name: "max.message.bytes", Value: strconv.Itoa(wire.BrokerMaxMessageBytes), ConfigOperation: kafka.ConfigOperationSet}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	rd := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: 0, MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 200 * time.Millisecond})
+	defer rd.Close()
+	rctx2, cancel2 := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel2()
+	seen := map[uint64]bool{}
+	next := uint64(1) // the lowest transaction not seen yet
+	for records := 0; len(seen) < n; records++ {
+		m, err := rd.ReadMessage(rctx2)
+		if err != nil {
+			t.Fatalf("read %s: %d of %d transactions after %d records: %v", topic, len(seen), n, records, err)
+		}
+		ev, err := wire.DecodeChange(m.Key, m.Value)
+		if err != nil {
+			t.Fatalf("%s@%d: %v", topic, m.Offset, err)
+		}
+		if ev.Tx > next {
+			t.Fatalf("record %d (offset %d) has tx %d before any record of tx %d", records, m.Offset, ev.Tx, next)
+		}
+		seen[ev.Tx] = true
+		for seen[next] {
+			next++
+		}
 	}
 }
