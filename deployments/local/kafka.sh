@@ -9,13 +9,16 @@
 #   kafka.sh status   exit 0 when the broker port accepts connections
 #
 # Overridable: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093),
-# KAFKA_HOME (.local/kafka), KAFKA_HEAP (512m), KAFKA_START_TIMEOUT (90 s).
+# KAFKA_HOME (.local/kafka), KAFKA_HEAP (512m), KAFKA_START_TIMEOUT (90 s),
+# KAFKA_ADVERTISED_PORT (KAFKA_PORT; the port clients are told to use, e.g.
+# a fault proxy's in front of the broker).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 KAFKA_PORT=${KAFKA_PORT:-9092}
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
+KAFKA_ADVERTISED_PORT=${KAFKA_ADVERTISED_PORT:-$KAFKA_PORT}
 KAFKA_HOME=${KAFKA_HOME:-$root/.local/kafka-$KAFKA_PORT}
 KAFKA_LIBS=${KAFKA_LIBS:-$root/.local/kafka-libs}
 KAFKA_HEAP=${KAFKA_HEAP:-512m}
@@ -46,7 +49,7 @@ process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
 listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_ADVERTISED_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT

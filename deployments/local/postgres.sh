@@ -6,6 +6,7 @@
 #   postgres.sh install   apt-get install postgresql when no server is present
 #   postgres.sh start     initdb when needed, start, wait, create $PGDATABASE
 #   postgres.sh stop      fast shutdown
+#   postgres.sh stop-immediate   immediate shutdown (a crash: recovery on start)
 #   postgres.sh status    exit 0 when the server accepts connections
 #
 # Overridable: PGPORT (55432), PGDATABASE (deltaplane), PG_HOME
@@ -63,10 +64,19 @@ stop() {
   log "stopped"
 }
 
+stop_immediate() {
+  local bin
+  bin=$(bindir)
+  [ -n "$bin" ] && [ -f "$data/postmaster.pid" ] || { log "not running"; return 0; }
+  as_pg "$bin/pg_ctl" -D "$data" -m immediate -w stop >/dev/null || true
+  log "stopped (immediate)"
+}
+
 case "${1:-}" in
   install) install ;;
   start) start ;;
   stop) stop ;;
+  stop-immediate) stop_immediate ;;
   status) ready ;;
-  *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop|stop-immediate|status" >&2; exit 2 ;;
 esac
