@@ -134,7 +134,7 @@ func TestMalformedEventsAreQuarantined(t *testing.T) {
 		{kafka.Message{Key: []byte("services/other"), Value: upsert(3, 0, 1, wire.TypeService, "s3").Value}, "key"},
 		{kafka.Message{Key: []byte("services/s4"), Value: bytes.Replace(upsert(4, 0, 1, wire.TypeService, "s4").Value, []byte(`"schema":1`), []byte(`"schema":2`), 1)}, "schema"},
 		{change(5, 0, 1, wire.OpUpsert, wire.TypeService, "big", big), "oversized"},
-		{change(6, 0, 1, wire.OpUpsert, wire.TypeRoute, "r", `{"id":"r","service":{"id":"missing"}}`), "reference"},
+		{change(6, 0, 1, wire.OpUpsert, wire.TypeRoute, "r", `{"id":"other"}`), "entity"},
 	}
 	e.produce(upsert(1, 0, 1, wire.TypeService, "s1"))
 	for _, b := range bad {

@@ -21,6 +21,11 @@ type Metrics struct {
 	lastTx      prometheus.Gauge
 	entities    prometheus.Gauge
 	active      prometheus.Gauge
+	// waitingForTx: the transaction the sequencer holds for (0: none).
+	waitingForTx prometheus.Gauge
+	// compacted: transactions passed over ("missing") or closed without
+	// some events ("partial") because compaction removed their records.
+	compacted   *prometheus.CounterVec
 	publishSecs prometheus.Histogram
 	// addedLatency: from the append of a transaction's last cp.changes
 	// record (its timestamp) to dp.deltas acknowledging the batch.
@@ -43,16 +48,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		lastTx:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "deltaplane_sync_last_tx", Help: "Last admin transaction sequenced."}),
 		entities:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "deltaplane_sync_entities", Help: "Entities in the configuration."}),
 		active:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "deltaplane_sync_active", Help: "1 when this instance holds the cp.changes partition."}),
+		waitingForTx: prometheus.NewGauge(prometheus.GaugeOpts{Name: "deltaplane_sync_waiting_for_tx", Help: "Transaction the sequencer holds for: a later one arrived first on contiguous cp.changes offsets (0: none)."}),
+		compacted:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "deltaplane_sync_compacted_total", Help: "cp.changes transactions passed over (missing) or closed without some events (partial) because compaction removed their records."}, []string{"kind"}),
 		publishSecs:  prometheus.NewHistogram(prometheus.HistogramOpts{Name: "deltaplane_sync_publish_seconds", Help: "Time to publish one batch and have it acknowledged.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 		addedLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "deltaplane_sync_added_latency_seconds", Help: "From a transaction's last cp.changes record timestamp to dp.deltas acknowledging its batch.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 	}
 	reg.MustRegister(m.addedLatency, m.consumed, m.duplicates, m.quarantined, m.published, m.versions, m.snapshots,
-		m.rebuilds, m.repairs, m.errors, m.version, m.lastTx, m.entities, m.active, m.publishSecs)
+		m.rebuilds, m.repairs, m.errors, m.version, m.lastTx, m.entities, m.active, m.publishSecs, m.waitingForTx, m.compacted)
 	// Every reason starts at zero, so dashboards and alerts see the series.
 	for _, r := range []string{sequencer.ReasonDecode, sequencer.ReasonSchema, sequencer.ReasonType, sequencer.ReasonKey,
-		sequencer.ReasonOp, sequencer.ReasonBatch, sequencer.ReasonEntity, sequencer.ReasonOversized,
-		sequencer.ReasonReference, sequencer.ReasonOutOfOrder} {
+		sequencer.ReasonOp, sequencer.ReasonBatch, sequencer.ReasonEntity, sequencer.ReasonOversized} {
 		m.quarantined.WithLabelValues(r)
 	}
+	m.compacted.WithLabelValues("missing")
+	m.compacted.WithLabelValues("partial")
 	return m
 }

@@ -53,11 +53,14 @@ type Config struct {
 
 // Status is the /status document.
 type Status struct {
-	Mode             string    `json:"mode"`
-	Active           bool      `json:"active"`
-	Version          uint64    `json:"version"`
-	Hash             string    `json:"hash"`
-	LastTx           uint64    `json:"last_tx"`
+	Mode    string `json:"mode"`
+	Active  bool   `json:"active"`
+	Version uint64 `json:"version"`
+	Hash    string `json:"hash"`
+	LastTx  uint64 `json:"last_tx"`
+	// WaitingForTx is the transaction the sequencer holds for (0: none):
+	// a later one arrived first on contiguous offsets (see README).
+	WaitingForTx     uint64    `json:"waiting_for_tx"`
 	Entities         int       `json:"entities"`
 	Quarantined      uint64    `json:"quarantined"`
 	Consumed         uint64    `json:"consumed"`
@@ -243,6 +246,7 @@ func (p *Pipeline) consume(ctx context.Context) error {
 	defer r.Close()
 
 	asm := sequencer.NewAssembler(p.cfg.MaxRecordBytes)
+	started := false
 	committed, pendingCommit := int64(-1), int64(-1)
 	p.staged, p.stagedRecords = nil, 0
 	for {
@@ -280,6 +284,16 @@ func (p *Pipeline) consume(ctx context.Context) error {
 			// from the committed offset rather than stopping the service.
 			return fmt.Errorf("%w: fetch %s: %v", errRestartInput, p.topicChanges, err)
 		}
+		if !started {
+			// Where the reader started tells whether its first record
+			// follows a compacted stretch (see sequencer.Assembler).
+			start, err := p.inputStart(ctx)
+			if err != nil {
+				return fmt.Errorf("%w: %v", errRestartInput, err)
+			}
+			asm.Start(start)
+			started = true
+		}
 		p.m.consumed.Inc()
 		p.update(func(s *Status) { s.Consumed++; s.LastProcessed = time.Now() })
 
@@ -287,6 +301,7 @@ func (p *Pipeline) consume(ctx context.Context) error {
 		if step.Duplicate {
 			p.m.duplicates.Inc()
 		}
+		p.noteGaps(m.Offset, step)
 		if err := p.quarantine(ctx, step.Rejects); err != nil {
 			return err
 		}
@@ -301,6 +316,14 @@ func (p *Pipeline) consume(ctx context.Context) error {
 				if !p.full.dirty {
 					committed = p.commit(ctx, r, step.Commit, committed)
 				}
+			}
+			if step.Reread {
+				if c, err := p.flushFull(ctx); err != nil {
+					return err
+				} else if c >= 0 {
+					committed = p.commit(ctx, r, c, committed)
+				}
+				return p.reread(ctx, r, committed)
 			}
 			continue
 		}
@@ -323,6 +346,77 @@ func (p *Pipeline) consume(ctx context.Context) error {
 		if pendingCommit >= 0 {
 			committed = p.commit(ctx, r, pendingCommit, committed)
 		}
+		if step.Reread {
+			return p.reread(ctx, r, committed)
+		}
+	}
+}
+
+// reread starts the input over from the committed offset: the assembler
+// left records out while it held for a missing transaction (its buffer was
+// full), and the hole is now filled.
+func (p *Pipeline) reread(ctx context.Context, r *kafka.Reader, committed int64) error {
+	// The reader sends commits on an interval; make sure the last one is
+	// out before reading from the committed offset again.
+	if err := r.Close(); err != nil && ctx.Err() == nil {
+		p.log.Warn("close reader", "topic", p.topicChanges, "err", err)
+	}
+	return fmt.Errorf("%w: reading records left out while holding (committed %d)", errRestartInput, committed)
+}
+
+// inputStart is the offset the group reader started from: the group's
+// committed offset, or the log start when nothing (valid) is committed.
+func (p *Pipeline) inputStart(ctx context.Context) (int64, error) {
+	first, _, err := highWater(ctx, p.client, p.topicChanges)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := p.client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: p.cfg.Group, Topics: map[string][]int{p.topicChanges: {0}}})
+	if err != nil {
+		return 0, fmt.Errorf("fetch committed offset of %s: %w", p.cfg.Group, err)
+	}
+	if resp.Error != nil {
+		return 0, fmt.Errorf("fetch committed offset of %s: %w", p.cfg.Group, resp.Error)
+	}
+	for _, part := range resp.Topics[p.topicChanges] {
+		if part.Error != nil {
+			return 0, fmt.Errorf("fetch committed offset of %s: %w", p.cfg.Group, part.Error)
+		}
+		if part.Partition == 0 && part.CommittedOffset >= first {
+			return part.CommittedOffset, nil
+		}
+	}
+	return first, nil
+}
+
+// noteGaps reports what the assembler passed over as compacted and the
+// transaction it holds for: on /status, on /metrics, and in the log once
+// per hold, not per record.
+func (p *Pipeline) noteGaps(offset int64, step sequencer.Step) {
+	if step.Passed > 0 {
+		p.m.compacted.WithLabelValues("missing").Add(float64(step.Passed))
+		p.log.Info("transactions removed by compaction passed over", "topic", p.topicChanges, "offset", offset,
+			"count", step.Passed, "last_tx", p.st.LastTx())
+	}
+	for _, tx := range step.Closed {
+		if tx.Partial {
+			p.m.compacted.WithLabelValues("partial").Inc()
+			p.log.Info("transaction partly removed by compaction closed with its remaining events", "topic", p.topicChanges,
+				"tx", tx.ID, "events", len(tx.Events), "count", tx.Count)
+		}
+	}
+	was := p.Status().WaitingForTx
+	if step.Waiting == was {
+		return
+	}
+	p.update(func(s *Status) { s.WaitingForTx = step.Waiting })
+	p.m.waitingForTx.Set(float64(step.Waiting))
+	switch {
+	case was == 0:
+		p.log.Warn("waiting for a missing transaction", "topic", p.topicChanges, "tx", step.Waiting, "offset", offset,
+			"last_tx", p.st.LastTx())
+	case step.Waiting == 0:
+		p.log.Info("missing transactions arrived; holding no more", "topic", p.topicChanges, "offset", offset)
 	}
 }
 
@@ -446,9 +540,8 @@ func (p *Pipeline) tryTx(ctx context.Context, tx *sequencer.Tx) error {
 	if len(b.Records) > 0 {
 		p.log.Debug("published", "version", b.Version, "tx", b.Tx, "records", len(b.Records), "hash", b.Hash.String())
 	}
-	err := p.quarantine(ctx, b.Rejects)
 	p.publishState()
-	return err
+	return nil
 }
 
 // outputMoved reports whether someone else wrote to the output topic since
@@ -635,11 +728,6 @@ func (p *Pipeline) flush(ctx context.Context) error {
 				}
 			}
 			return nil
-		}
-	}
-	for _, b := range staged {
-		if err := p.quarantine(ctx, b.Rejects); err != nil {
-			return err
 		}
 	}
 	p.publishState()

@@ -58,7 +58,6 @@ type Batch struct {
 	Version uint64 // unchanged from the state when Records is empty
 	Hash    wire.Hash
 	Records []Record
-	Rejects []Reject // events quarantined for a dangling reference
 	// Repair marks a repair batch: it re-publishes the current content of
 	// keys whose last record on dp.deltas is a late, older duplicate (see
 	// Replayer.Regressions). It takes the next version but carries the last
@@ -99,54 +98,18 @@ func (b Batch) Header(i int) wire.DeltaHeader {
 
 // Prepare turns a closed transaction into a batch without changing the
 // state. The result depends only on the state and the transaction, so every
-// instance (and every replay) prepares the same batch. Upserts whose
-// references (a route's service, a plugin's route/service/consumer, ...)
-// exist neither in the table nor in the batch are rejected.
+// instance (and every replay) prepares the same batch. Every accepted event
+// becomes a record: references between entities are not checked here.
+// Postgres enforced each of them in the transaction that wrote the event,
+// and events leave Postgres in commit order; on a compacted cp.changes a
+// child can legitimately come before any record of its parent (the
+// parent's create removed behind a later update), so a check here would
+// only lose acknowledged writes.
 func (s *State) Prepare(tx *Tx) Batch {
-	rejected := make([]bool, len(tx.Events))
-	var overlay map[string]bool
-	exists := func(key string) bool {
-		if v, ok := overlay[key]; ok {
-			return v
-		}
-		_, ok := s.entities[key]
-		return ok
-	}
 	b := Batch{Tx: tx.ID}
-	refErr := make([]string, len(tx.Events))
-	for changed := true; changed; {
-		changed = false
-		overlay = make(map[string]bool, len(tx.Events))
-		for i, ev := range tx.Events {
-			if !rejected[i] {
-				overlay[ev.Input.keyString()] = ev.Change.Op == wire.OpUpsert
-			}
-		}
-		for i, ev := range tx.Events {
-			if rejected[i] || ev.Change.Op != wire.OpUpsert {
-				continue
-			}
-			refs, err := References(ev.Change.Type, ev.Change.Entity)
-			if err != nil {
-				rejected[i], changed, refErr[i] = true, true, err.Error()
-				continue
-			}
-			for _, r := range refs {
-				if !exists(r) {
-					rejected[i], changed = true, true
-					refErr[i] = fmt.Sprintf("%s %s does not exist", ev.Input.keyString(), "references "+r)
-					break
-				}
-			}
-		}
-	}
 	final := map[string]*entry{}
 	h := s.hash
-	for i, ev := range tx.Events {
-		if rejected[i] {
-			b.Rejects = append(b.Rejects, Reject{Input: ev.Input, Reason: ReasonReference + ": " + refErr[i]})
-			continue
-		}
+	for _, ev := range tx.Events {
 		key := ev.Input.keyString()
 		old, had := final[key]
 		if !had {
@@ -251,55 +214,3 @@ func (s *State) Load(entities map[string][]byte, version, lastTx uint64) {
 }
 
 func (in Input) keyString() string { return string(in.Key) }
-
-// foreignKeys lists, per entity type, the fields that hold a reference
-// {"id": "..."} to another entity and the referenced type (Kong's schemas).
-var foreignKeys = map[string][]struct{ field, target string }{
-	wire.TypeService:  {{"client_certificate", wire.TypeCertificate}},
-	wire.TypeRoute:    {{"service", wire.TypeService}},
-	wire.TypePlugin:   {{"route", wire.TypeRoute}, {"service", wire.TypeService}, {"consumer", wire.TypeConsumer}},
-	wire.TypeUpstream: {{"client_certificate", wire.TypeCertificate}},
-	wire.TypeTarget:   {{"upstream", wire.TypeUpstream}},
-	wire.TypeSNI:      {{"certificate", wire.TypeCertificate}},
-	wire.TypeKeyAuth:  {{"consumer", wire.TypeConsumer}},
-}
-
-// References returns the keys of the entities an entity refers to. A
-// reference field that is absent or null refers to nothing; one that is not
-// {"id": "<non-empty string>"} is an error.
-func References(entityType string, entity json.RawMessage) ([]string, error) {
-	fks := foreignKeys[entityType]
-	if len(fks) == 0 && entityType != wire.TypeService {
-		return nil, nil
-	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(entity, &obj); err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, fk := range fks {
-		raw, ok := obj[fk.field]
-		if !ok || string(raw) == "null" {
-			continue
-		}
-		var ref struct {
-			ID string `json:"id"`
-		}
-		if err := json.Unmarshal(raw, &ref); err != nil || ref.ID == "" {
-			return nil, fmt.Errorf("field %s: want {\"id\": ...}, have %s", fk.field, raw)
-		}
-		out = append(out, wire.Key(fk.target, ref.ID))
-	}
-	if entityType == wire.TypeService {
-		if raw, ok := obj["ca_certificates"]; ok && string(raw) != "null" {
-			var ids []string
-			if err := json.Unmarshal(raw, &ids); err != nil {
-				return nil, fmt.Errorf("field ca_certificates: want an array of ids, have %s", raw)
-			}
-			for _, id := range ids {
-				out = append(out, wire.Key(wire.TypeCACertificate, id))
-			}
-		}
-	}
-	return out, nil
-}
