@@ -277,6 +277,9 @@ func (a *API) list(ep endpoint) echo.HandlerFunc {
 			} else {
 				f.Tags, f.And = strings.Split(tags, ","), true
 			}
+			if strings.IndexByte(tags, 0) >= 0 {
+				return schemaError(entity.Errors{"tags": entity.MsgNUL})
+			}
 		}
 		data, next, err := a.store.List(c.Request().Context(), ep.t, f, size, c.QueryParam("offset"))
 		if err != nil {

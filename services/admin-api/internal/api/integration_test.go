@@ -200,7 +200,7 @@ func TestBadWritesWriteNothing(t *testing.T) {
 		{"duplicate name", "POST", "/services", `{"name":"keep","host":"other"}`, 409, 5, "name"},
 		{"patch to bad value", "PATCH", "/services/keep", `{"protocol":"gopher"}`, 400, 2, "protocol"},
 		{"patch missing", "PATCH", "/services/nope", `{"retries":1}`, 404, 6, ""},
-		{"entity too large for a record", "POST", "/services", `{"host":"a.b","tags":["` + strings.Repeat("t", 950_000) + `"]}`, 400, 2, "@entity"},
+		{"entity too large for a record", "POST", "/services", `{"host":"a.b","tags":["` + strings.Repeat("t", 1_000_000) + `"]}`, 400, 2, "@entity"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

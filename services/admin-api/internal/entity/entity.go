@@ -201,6 +201,12 @@ func Normalize(t *Type, in map[string]any, base map[string]any, keep map[string]
 		e[k] = v
 	}
 	in = cloneJSON(in).(map[string]any)
+	for k, v := range in {
+		if hasNUL(k) || hasNUL(v) {
+			errs.Add(k, MsgNUL)
+			delete(in, k)
+		}
+	}
 	if t.Prepare != nil {
 		errs.Merge(t.Prepare(in, e, creating))
 	}
@@ -263,6 +269,32 @@ func Normalize(t *Type, in map[string]any, base map[string]any, keep map[string]
 		return nil, errs
 	}
 	return e, nil
+}
+
+// MsgNUL is the violation of a string with a NUL character, which Postgres
+// cannot store (in text or jsonb).
+const MsgNUL = "must not contain the NUL character (\\u0000)"
+
+// hasNUL reports whether a JSON-shaped value has a NUL character in any
+// string, object key included, at any depth.
+func hasNUL(v any) bool {
+	switch x := v.(type) {
+	case string:
+		return strings.IndexByte(x, 0) >= 0
+	case map[string]any:
+		for k, e := range x {
+			if hasNUL(k) || hasNUL(e) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if hasNUL(e) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func mergeRecord(old, patch map[string]any) map[string]any {

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/deltaplane/deltaplane/services/admin-api/internal/entity"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -61,6 +62,7 @@ func luaTable(fields map[string]string) string {
 }
 
 var (
+	indexName = regexp.MustCompile(`^index row .* for index "([a-z_]+)"`)
 	keyDetail = regexp.MustCompile(`^Key \((.+)\)=\((.*)\) (already exists|is not present in table "([a-z_]+)"|is still referenced from table "([a-z_]+)")`)
 )
 
@@ -109,6 +111,18 @@ func translate(typ string, err error) error {
 			if m != nil {
 				return &ForeignKeyError{Field: strings.TrimSuffix(m[1], "_id"), Key: "id", Value: m[2], Ref: m[4]}
 			}
+		case "22021", "22P05":
+			// A NUL character (in text, or \u0000 in jsonb): bad input
+			// that validation did not catch (a name in a URL or a
+			// reference).
+			return entity.Errors{"@entity": []string{entity.MsgNUL}}
+		case "54000":
+			// A unique column's value too long for its btree index.
+			if im := indexName.FindStringSubmatch(pe.Message); im != nil {
+				field := strings.TrimSuffix(strings.TrimPrefix(im[1], typ+"_"), "_key")
+				return entity.Errors{field: "value is too long to be indexed as a unique key"}
+			}
+			return fmt.Errorf("postgres %s: %w", typ, err)
 		case "57P01", "57P02", "57P03", "08000", "08003", "08006", "08001", "08004", "53300":
 			return fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}

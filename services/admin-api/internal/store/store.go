@@ -427,14 +427,19 @@ func (tx *Tx) record(op wire.Op, t *entity.Type, id string, body []byte) {
 	tx.changes = append(tx.changes, Change{Op: op, Type: t.Name, ID: id, Entity: body})
 }
 
-// MaxEntityBytes caps an entity's JSON so that its change event and delta
-// stay under Kafka's default record size (and the sync-gateway's
-// quarantine threshold): an acknowledged write must be deliverable.
-const MaxEntityBytes = 900_000
-
-func checkSize(body []byte) error {
-	if len(body) > MaxEntityBytes {
-		return entity.Errors{"@entity": []string{fmt.Sprintf("entity is %d bytes; the limit is %d", len(body), MaxEntityBytes)}}
+// checkSize refuses an entity whose change would not be deliverable: its
+// cp.changes record (as the relay encodes it) or its dp.deltas record (with
+// the sync-gateway's headers) over wire.MaxRecordBytes, the limit the
+// broker and the sync-gateway apply. An acknowledged write is always
+// publishable.
+func checkSize(t *entity.Type, id string, body []byte) error {
+	ev := wire.ChangeEvent{Schema: wire.SchemaVersion, Op: wire.OpUpsert, Type: t.Name, ID: id, Entity: body}
+	n, err := wire.ChangeRecordBytes(ev)
+	if err != nil {
+		return err
+	}
+	if n > wire.MaxRecordBytes {
+		return entity.Errors{"@entity": []string{fmt.Sprintf("entity is too large: its change record takes %d bytes; the limit is %d", n, wire.MaxRecordBytes)}}
 	}
 	return nil
 }
@@ -448,7 +453,7 @@ func (tx *Tx) Insert(ctx context.Context, t *entity.Type, e map[string]any) ([]b
 	if err != nil {
 		return nil, err
 	}
-	if err := checkSize(body); err != nil {
+	if err := checkSize(t, e["id"].(string), body); err != nil {
 		return nil, err
 	}
 	if tx.err != nil {
@@ -473,7 +478,7 @@ func (tx *Tx) Update(ctx context.Context, t *entity.Type, e map[string]any) ([]b
 	if err != nil {
 		return nil, err
 	}
-	if err := checkSize(body); err != nil {
+	if err := checkSize(t, e["id"].(string), body); err != nil {
 		return nil, err
 	}
 	if tx.err != nil {
@@ -821,7 +826,7 @@ func (tx *Tx) InsertMany(ctx context.Context, t *entity.Type, es []map[string]an
 					return err
 				}
 			}
-			if err := checkSize(body); err != nil {
+			if err := checkSize(t, e["id"].(string), body); err != nil {
 				return err
 			}
 			c, vals := columns(t, e)
@@ -858,7 +863,7 @@ func (tx *Tx) UpdateMany(ctx context.Context, t *entity.Type, es []map[string]an
 			if err != nil {
 				return err
 			}
-			if err := checkSize(body); err != nil {
+			if err := checkSize(t, e["id"].(string), body); err != nil {
 				return err
 			}
 			c, vals := columns(t, e)
