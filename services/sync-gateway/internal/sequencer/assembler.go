@@ -362,14 +362,14 @@ func decode(in Input, maxBytes int) (wire.ChangeEvent, *decodeReject) {
 	var ev wire.ChangeEvent
 	if err := json.Unmarshal(in.Value, &ev); err != nil {
 		reason := fmt.Sprintf("%s: %v", ReasonDecode, err)
-		if maxBytes > 0 && len(in.Value) > maxBytes {
-			reason = fmt.Sprintf("%s: %d bytes > %d", ReasonOversized, len(in.Value), maxBytes)
+		if maxBytes > 0 && wire.RecordBytes(in.Key, in.Value, nil) > maxBytes {
+			reason = fmt.Sprintf("%s: %d bytes > %d", ReasonOversized, wire.RecordBytes(in.Key, in.Value, nil), maxBytes)
 		}
 		return ev, &decodeReject{Reject: Reject{Input: in, Reason: reason}}
 	}
 	positioned := ev.Tx > 0 && ev.Count >= 1 && ev.Index >= 0 && ev.Index < ev.Count
-	if maxBytes > 0 && len(in.Value) > maxBytes {
-		return ev, &decodeReject{Reject: Reject{Input: in, Reason: fmt.Sprintf("%s: %d bytes > %d", ReasonOversized, len(in.Value), maxBytes)}, positioned: positioned}
+	if maxBytes > 0 && wire.RecordBytes(in.Key, in.Value, nil) > maxBytes {
+		return ev, &decodeReject{Reject: Reject{Input: in, Reason: fmt.Sprintf("%s: %d bytes > %d", ReasonOversized, wire.RecordBytes(in.Key, in.Value, nil), maxBytes)}, positioned: positioned}
 	}
 	if err := ev.Check(string(in.Key)); err != nil {
 		return ev, &decodeReject{Reject: Reject{Input: in, Reason: reasonOf(err) + ": " + err.Error()}, positioned: positioned}
