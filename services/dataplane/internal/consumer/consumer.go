@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/delta"
+	"github.com/deltaplane/deltaplane/services/dataplane/internal/rebuild"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/snapshot"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/store"
 	"github.com/deltaplane/deltaplane/shared/broker"
@@ -140,12 +141,19 @@ type Consumer struct {
 	// it is applied (it may panic to play a poison batch).
 	testHook func(batch []delta.Record)
 
-	// resync state
-	resyncing bool
-	rsEnts    map[string][]byte
-	rsHWM     int64
-	rsReason  string
-	rsLast    *wire.DeltaHeader
+	// resync state: the records collected so far, where the rebuild ends
+	// (rsHWM), whether the topic may hold a new history (rsNewHistory: it
+	// was recreated), and whether the rebuild found nothing complete there
+	// and waits for content while the node serves on (rsWaiting).
+	resyncing    bool
+	rs           *rebuild.Table
+	rsHWM        int64
+	rsReason     string
+	rsNewHistory bool
+	rsWaiting    bool
+	// topicProblem says why the node serves a configuration its topic
+	// cannot give it (nil: none); reported as degraded.
+	topicProblem atomic.Pointer[string]
 }
 
 // New opens the consumer on the store and publishes the stored
@@ -261,10 +269,15 @@ func (c *Consumer) LastQuarantine() string {
 }
 
 // Degraded says why the node skipped content it could not handle (a
-// poison batch), "" when it did not. The node keeps serving; the flag
-// stays until the process restarts.
+// poison batch; the flag stays until the process restarts), or why it
+// serves a configuration its topic cannot give it (a recreated, empty
+// topic; cleared once the topic holds a complete version), "" when
+// neither. The node keeps serving.
 func (c *Consumer) Degraded() string {
 	if p := c.degraded.Load(); p != nil {
+		return *p
+	}
+	if p := c.topicProblem.Load(); p != nil {
 		return *p
 	}
 	return ""
@@ -341,7 +354,7 @@ func (c *Consumer) reload() error {
 	if err != nil {
 		return err
 	}
-	c.resyncing, c.rsEnts, c.rsLast = false, nil, nil
+	c.resyncing, c.rs, c.rsWaiting = false, nil, false
 	c.loadProblem = ""
 	cur := c.current.Load()
 	if meta.Version != cur.Version || meta.Hash != cur.Hash {
@@ -436,7 +449,10 @@ func (c *Consumer) runOnce(ctx context.Context) (err error) {
 		reason = c.loadProblem
 	}
 	if reason != "" {
-		if err := c.startResync(ctx, reader, reason); err != nil {
+		// A stored position beyond the end of the log: the topic was
+		// recreated (or truncated) and holds another history.
+		newHistory := meta.Complete && meta.NextOffset > hwm
+		if err := c.startResyncOf(ctx, reader, reason, newHistory); err != nil {
 			return err
 		}
 	} else {
@@ -528,14 +544,17 @@ func (c *Consumer) handle(ctx context.Context, reader *kafka.Reader, msg kafka.M
 	}
 	hdr, err := wire.DecodeDeltaHeader(msg.Headers)
 	if err != nil {
-		c.Stats.BadRecords.Add(1)
-		c.setErr("offset %d: %v", msg.Offset, err)
-		c.log.Error("skipping malformed record", "offset", msg.Offset, "err", err)
+		if msg.Offset >= c.headerMark {
+			// Counted once per offset: a resync or a rewind reads it again.
+			c.Stats.BadRecords.Add(1)
+			c.setErr("offset %d: %v", msg.Offset, err)
+			c.log.Error("skipping malformed record", "offset", msg.Offset, "err", err)
+		}
 		if err := c.quarantineHeader(ctx, msg, err); err != nil {
 			return err
 		}
-		if c.resyncing && msg.Offset >= c.rsHWM-1 {
-			return c.finishResync(ctx, msg.Offset, c.rsLast)
+		if c.resyncing && c.resyncEnds(msg) {
+			return c.finishResync(ctx, reader, msg.Offset)
 		}
 		return nil
 	}
@@ -548,14 +567,9 @@ func (c *Consumer) handle(ctx context.Context, reader *kafka.Reader, msg kafka.M
 			}
 			c.entityMark = rec.Offset + 1
 		}
-		if rec.Value == nil {
-			delete(c.rsEnts, rec.Key)
-		} else {
-			c.rsEnts[rec.Key] = rec.Value
-		}
-		c.rsLast = &hdr
-		if msg.Offset >= c.rsHWM-1 && hdr.Last() {
-			return c.finishResync(ctx, msg.Offset, &hdr)
+		c.rs.Add(hdr, rec.Offset, rec.Key, rec.Value)
+		if c.resyncEnds(msg) {
+			return c.finishResync(ctx, reader, msg.Offset)
 		}
 		return nil
 	}
@@ -659,6 +673,12 @@ func (c *Consumer) publish(next *snapshot.Snapshot, meta store.Meta, events []sn
 
 // startResync rewinds to the first offset and collects the whole topic.
 func (c *Consumer) startResync(ctx context.Context, reader *kafka.Reader, reason string) error {
+	return c.startResyncOf(ctx, reader, reason, false)
+}
+
+// startResyncOf is startResync; newHistory says the topic was recreated, so
+// the rebuilt version may be below the one held (see resyncVerdict).
+func (c *Consumer) startResyncOf(ctx context.Context, reader *kafka.Reader, reason string, newHistory bool) error {
 	level := slog.LevelWarn
 	if !c.ready.Load() {
 		level = slog.LevelInfo // first start: nothing to distrust
@@ -692,43 +712,139 @@ func (c *Consumer) startResync(ctx context.Context, reader *kafka.Reader, reason
 		}
 		return reader.SetOffset(first)
 	}
-	c.resyncing, c.rsEnts, c.rsHWM, c.rsReason, c.rsLast = true, map[string][]byte{}, hwm, reason, nil
-	if hwm <= first {
-		// An empty topic is an empty configuration.
-		if err := c.finishResync(ctx, first-1, nil); err != nil {
-			return err
-		}
-		return reader.SetOffset(first)
+	c.resyncing, c.rs, c.rsHWM, c.rsReason = true, rebuild.New(), hwm, reason
+	c.rsNewHistory, c.rsWaiting = newHistory, false
+	if err := reader.SetOffset(first); err != nil {
+		return err
 	}
-	return reader.SetOffset(first)
+	if hwm <= first {
+		// An empty topic is an empty configuration (for a node that holds
+		// none; see resyncVerdict).
+		return c.finishResync(ctx, reader, first-1)
+	}
+	return nil
 }
 
-// finishResync replaces the configuration with what the resync collected.
-// last is the header of the last record read (nil when none was usable).
-func (c *Consumer) finishResync(ctx context.Context, lastOffset int64, last *wire.DeltaHeader) error {
-	var version uint64
-	var want wire.Hash
-	if last != nil {
-		version, want = last.Version, last.Hash
+// resyncEnds reports whether the resync has read far enough with msg: up
+// to the high-water mark seen when it started (not on to the end of the
+// last batch: a batch the sync-gateway never finishes must not keep a node
+// from becoming ready). A resync that waits for content on a recreated
+// topic ends again each time it has read all that was fetched.
+func (c *Consumer) resyncEnds(msg kafka.Message) bool {
+	if msg.Offset < c.rsHWM-1 {
+		return false
 	}
-	next, errs := snapshot.Build(version, c.rsEnts)
+	return !c.rsWaiting || msg.Offset+1 >= msg.HighWaterMark
+}
+
+// verdict is what a finished resync does with its result.
+type verdict int
+
+const (
+	adopt verdict = iota // replace the configuration with the result
+	keep                 // keep the configuration held: the result is older
+	hold                 // keep it and wait for the (recreated) topic to fill
+)
+
+// resyncVerdict decides what a resync that rebuilt version got does, on a
+// node holding version held (ready: a complete configuration it trusts).
+// A node's version never decreases, except when it holds nothing it trusts
+// (a new node, a lost or corrupt data directory) or when its topic was
+// recreated (newHistory) and holds a complete version: the control plane
+// started a new history. A recreated topic with nothing complete in it
+// never replaces the configuration with nothing.
+func resyncVerdict(got, held uint64, ready, newHistory bool) verdict {
+	switch {
+	case !ready:
+		return adopt
+	case newHistory && got == 0 && held > 0:
+		return hold
+	case newHistory:
+		return adopt
+	case got < held:
+		return keep
+	}
+	return adopt
+}
+
+// finishResync ends the resync after the record at lastOffset: it
+// replaces the configuration with the highest complete version collected
+// (or keeps the one held, see resyncVerdict) and goes on from the first
+// record of any unfinished batch after it.
+func (c *Consumer) finishResync(ctx context.Context, reader *kafka.Reader, lastOffset int64) error {
+	res := c.rs.Result()
+	prev := c.current.Load()
+	switch resyncVerdict(res.Version, prev.Version, c.ready.Load(), c.rsNewHistory) {
+	case hold:
+		if !c.rsWaiting {
+			c.rsWaiting = true
+			why := fmt.Sprintf("topic %s was recreated and holds no complete configuration; serving version %d from the previous topic until it does", c.cfg.Topic, prev.Version)
+			c.topicProblem.Store(&why)
+			c.setErr("%s", why)
+			c.log.Error("recreated topic holds no complete configuration; serving the last good one", "version", prev.Version, "offset", lastOffset)
+		}
+		return nil
+	case keep:
+		return c.keepAfterResync(reader, res.Version, prev, lastOffset)
+	}
+	next, errs := snapshot.Build(res.Version, res.Entities)
 	c.noteBadEntities(errs)
-	if last != nil && next.Hash != want {
+	if next.Hash != res.Hash {
 		c.Stats.HashMismatches.Add(1)
-		c.setErr("resync to version %d: hash %s, topic says %s", version, next.Hash, want)
-		c.log.Error("resync result does not match the topic's hash; serving it anyway", "version", version, "hash", next.Hash.String(), "want", want.String())
+		c.setErr("resync to version %d: hash %s, topic says %s", res.Version, next.Hash, res.Hash)
+		c.log.Error("resync result does not match the topic's hash; serving it anyway", "version", res.Version, "hash", next.Hash.String(), "want", res.Hash.String())
+	}
+	resume := lastOffset + 1
+	if off, ok := c.rs.Resume(res.Version); ok {
+		resume = off
 	}
 	now := time.Now().UTC()
-	meta := store.Meta{Version: version, Hash: next.Hash, NextOffset: lastOffset + 1, LastApply: now, CaughtUp: now, Complete: true, Topic: c.cfg.Topic}
-	if err := c.store.Replace(c.rsEnts, meta); err != nil {
-		return fmt.Errorf("store resync to version %d: %w", version, err)
+	meta := store.Meta{Version: res.Version, Hash: next.Hash, NextOffset: resume, LastApply: now, CaughtUp: now, Complete: true, Topic: c.cfg.Topic}
+	if err := c.store.Replace(res.Entities, meta); err != nil {
+		return fmt.Errorf("store resync to version %d: %w", res.Version, err)
 	}
-	prev := c.current.Load()
-	c.resyncing, c.rsEnts = false, nil
-	c.asm.Reset(version)
+	if resume <= lastOffset {
+		if err := reader.SetOffset(resume); err != nil {
+			return err
+		}
+	}
+	c.resyncing, c.rs, c.rsWaiting = false, nil, false
+	c.asm.Reset(res.Version)
 	c.Stats.Resyncs.Add(1)
-	c.log.Info("resynced", "reason", c.rsReason, "version", version, "hash", next.Hash.String(), "entities", next.Len(), "previous_version", prev.Version, "offset", meta.NextOffset)
+	if c.topicProblem.Swap(nil) != nil || (c.rsNewHistory && res.Version < prev.Version && c.ready.Load()) {
+		c.log.Warn("adopted the recreated topic's history; the version went back", "version", res.Version, "previous_version", prev.Version)
+	}
+	c.log.Info("resynced", "reason", c.rsReason, "version", res.Version, "hash", next.Hash.String(), "entities", next.Len(), "previous_version", prev.Version, "offset", meta.NextOffset)
 	c.publish(next, meta, nil, true)
+	return nil
+}
+
+// keepAfterResync keeps the configuration held (version above the rebuilt
+// one) and goes on reading after it: from the first record of a version
+// above it that the resync saw, else after lastOffset.
+func (c *Consumer) keepAfterResync(reader *kafka.Reader, got uint64, held *snapshot.Snapshot, lastOffset int64) error {
+	resume := lastOffset + 1
+	if off, ok := c.rs.Resume(held.Version); ok {
+		resume = off
+	}
+	c.Stats.Resyncs.Add(1)
+	c.setErr("resync would go back from version %d to %d (the topic's newest complete version); kept version %d", held.Version, got, held.Version)
+	c.log.Error("resync would take the version back; keeping the configuration held", "version", held.Version, "rebuilt_version", got, "reason", c.rsReason)
+	if err := c.store.SetMeta(func(m *store.Meta) { m.NextOffset = resume }); err != nil {
+		return fmt.Errorf("store position after resync: %w", err)
+	}
+	if resume <= lastOffset {
+		if err := reader.SetOffset(resume); err != nil {
+			return err
+		}
+	}
+	c.resyncing, c.rs, c.rsWaiting = false, nil, false
+	c.asm.Reset(held.Version)
+	c.next.Store(resume)
+	select {
+	case c.commitReq <- struct{}{}:
+	default:
+	}
 	return nil
 }
 
@@ -913,7 +1029,7 @@ func (c *Consumer) observe(start, produced time.Time) {
 func resyncReason(meta store.Meta, first, hwm, committed int64, retention time.Duration, now time.Time) string {
 	switch {
 	case !meta.Complete:
-		return "no stored configuration"
+		return "no stored configuration (first start, or the data directory was lost)"
 	case meta.NextOffset > hwm:
 		return fmt.Sprintf("stored offset %d is beyond the high-water mark %d (topic recreated?)", meta.NextOffset, hwm)
 	case meta.NextOffset < first:

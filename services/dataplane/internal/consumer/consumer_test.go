@@ -43,3 +43,29 @@ func TestResyncReason(t *testing.T) {
 		})
 	}
 }
+
+func TestResyncVerdict(t *testing.T) {
+	cases := []struct {
+		name             string
+		got, held        uint64
+		ready, recreated bool
+		want             verdict
+	}{
+		{"new node takes what the topic has", 3, 0, false, false, adopt},
+		{"untrusted store takes what the topic has, even older", 3, 7, false, false, adopt},
+		{"newer version", 8, 7, true, false, adopt},
+		{"same version", 7, 7, true, false, adopt},
+		{"older version is refused", 3, 7, true, false, keep},
+		{"empty topic does not wipe a held configuration", 0, 7, true, false, keep},
+		{"recreated topic with a complete version: a new history", 2, 7, true, true, adopt},
+		{"recreated empty topic: hold the last good configuration", 0, 7, true, true, hold},
+		{"recreated empty topic, nothing held", 0, 0, true, true, adopt},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := resyncVerdict(c.got, c.held, c.ready, c.recreated); got != c.want {
+				t.Fatalf("verdict %d, want %d", got, c.want)
+			}
+		})
+	}
+}
