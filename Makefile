@@ -2,6 +2,8 @@
 #   make run         Kafka + Postgres + admin-api + sync-gateway + 2 dataplanes
 #   make test        unit, integration and e2e tests on real Kafka and Postgres
 #   make bench       benchmarks (see docs/benchmarks/)
+#   make chaos       randomized faults under a randomized workload, judged by
+#                    e2e/checker (SEED=, DURATION=; default random, 3m)
 
 SHELL := /bin/bash
 MODULES := shared services/admin-api services/sync-gateway services/dataplane e2e
@@ -10,7 +12,7 @@ GO ?= go
 GOTEST_FLAGS ?= -count=1 -timeout 25m
 INFRA := deployments/local/infra.sh
 
-.PHONY: all build deps infra-up infra-down run test test-unit test-integration test-e2e bench bench-quick bench-go bench-system check-modules vet fmt tidy clean
+.PHONY: all build deps infra-up infra-down run test test-unit test-integration test-e2e bench bench-quick bench-go bench-system chaos check-modules vet fmt tidy clean
 
 all: build
 
@@ -60,6 +62,19 @@ test-e2e: build
 # make test starts the infrastructure it needs and stops what it started.
 test: check-modules fmt vet
 	$(INFRA) run -- $(MAKE) --no-print-directory test-unit test-integration test-e2e bench-system BENCH_FLAGS="$(BENCH_QUICK)" BENCH_OUT=.local/bench-quick
+
+# Chaos: the whole system under a randomized workload and overlapping faults
+# (kill -9, SIGSTOP, broker kill, Postgres immediate stop, TCP cuts, latency,
+# half-open connections), judged by e2e/checker. The seed replays the run.
+ifeq ($(origin SEED),undefined)
+SEED := $(shell echo $$((RANDOM * 32768 + RANDOM)))
+endif
+DURATION ?= 3m
+
+chaos: build
+	@echo "chaos: seed $(SEED), duration $(DURATION); replay with: make chaos SEED=$(SEED) DURATION=$(DURATION)"
+	@mkdir -p .local
+	$(INFRA) run -- bash -c 'cd e2e && CHAOS_SEED=$(SEED) CHAOS_DURATION=$(DURATION) $(GO) test $(GOTEST_FLAGS) -tags e2e -run "^TestChaos$$" -v . 2>&1 | tee ../.local/chaos.log; exit $${PIPESTATUS[0]}'
 
 # The system benchmark: incremental versus full sync, side by side, on the
 # real system. Flags: BENCH_FLAGS="-entities 30000 -dataplanes 2 ...".

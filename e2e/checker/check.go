@@ -3,6 +3,7 @@ package checker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -451,6 +452,9 @@ func Converge(ctx context.Context, within time.Duration, truth func(context.Cont
 				}
 				last = fmt.Sprintf("%d differences, first: [%s] %s %s", len(diff), diff[0].Property, diff[0].Key, diff[0].Detail)
 			}
+		}
+		if errors.Is(err, ErrNoContentEndpoint) {
+			return time.Since(start), err
 		}
 		if err != nil {
 			last = err.Error()

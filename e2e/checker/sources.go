@@ -55,6 +55,9 @@ func Digests(bodies map[string][]byte) (map[string]string, error) {
 
 var statusClient = &http.Client{Timeout: 5 * time.Second}
 
+// ErrNoContentEndpoint means a data plane does not serve /status/config.
+var ErrNoContentEndpoint = errors.New("the data plane does not serve /status/config")
+
 // ReadView reads a data plane's content: GET <statusURL>/status/config.
 func ReadView(ctx context.Context, statusURL string) (wire.ContentView, error) {
 	var v wire.ContentView
@@ -67,6 +70,9 @@ func ReadView(ctx context.Context, statusURL string) (wire.ContentView, error) {
 		return v, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return v, fmt.Errorf("GET %s/status/config: %w", statusURL, ErrNoContentEndpoint)
+	}
 	if resp.StatusCode != 200 {
 		return v, fmt.Errorf("GET %s/status/config: %d", statusURL, resp.StatusCode)
 	}
