@@ -411,3 +411,37 @@ func TestComponentQuarantineReported(t *testing.T) {
 		}
 	}
 }
+
+// TestComponentStatusConfig: GET /status/config on the status listener
+// lists every entity served with its content digest, version and hash, all
+// of one configuration; the proxy port does not serve it.
+func TestComponentStatusConfig(t *testing.T) {
+	env, prod := baseEnv(t)
+	env["DP_NODE_ID"] = "content-node"
+	d := startDP(t, env)
+	content := func() wire.ContentView {
+		t.Helper()
+		code, body, _ := get(t, "http://"+d.status+"/status/config", nil)
+		var v wire.ContentView
+		if err := json.Unmarshal([]byte(body), &v); code != 200 || err != nil {
+			t.Fatalf("/status/config = %d %s (%v)", code, body, err)
+		}
+		return v
+	}
+	prod.Batch(dt.Put("services/a", `{"id":"a", "host":"h","port":80}`), dt.Put("consumers/c", `{"id":"c","username":"u"}`))
+	prod.Batch(dt.Put("services/b", `{"id":"b","host":"h","port":81}`), dt.Del("consumers/c"))
+	dt.Eventually(t, wait, "version 2 on /status/config", func() bool { return content().Version == 2 })
+	v := content()
+	if v.NodeID != "content-node" || v.Hash != prod.Hash.String() || len(v.Entities) != len(prod.State) {
+		t.Fatalf("view %+v, want node content-node hash %s and %d entities", v, prod.Hash, len(prod.State))
+	}
+	for k, raw := range prod.State {
+		want, err := wire.ContentDigest(raw)
+		if err != nil || v.Entities[k] != want {
+			t.Fatalf("%s digest %q, want %q (%v)", k, v.Entities[k], want, err)
+		}
+	}
+	if code, body, _ := get(t, "http://"+d.proxy+"/status/config", nil); code == 200 && strings.Contains(body, "entities") {
+		t.Fatalf("the proxy port serves the content view: %d %s", code, body)
+	}
+}

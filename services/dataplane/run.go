@@ -105,7 +105,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	px.ObserveLatency(func(route string, d time.Duration) { proxySeconds.WithLabelValues(route).Observe(d.Seconds()) })
 	servers := []*http.Server{
 		{Addr: cfg.ProxyListen, Handler: px, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)},
-		{Addr: cfg.StatusListen, Handler: status.Handler(report, cons.WaitVersion, reg), ReadHeaderTimeout: 10 * time.Second},
+		{Addr: cfg.StatusListen, Handler: status.Handler(report, cons.WaitVersion, func() wire.ContentView { return cons.Snapshot().Content(nodeID) }, reg), ReadHeaderTimeout: 10 * time.Second},
 	}
 	var listeners []net.Listener
 	for _, srv := range servers {

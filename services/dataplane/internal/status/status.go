@@ -1,5 +1,5 @@
 // Package status serves a data plane's operational endpoints: /health,
-// /status (JSON), /status/ready and /metrics.
+// /status (JSON), /status/ready, /status/config (content) and /metrics.
 package status
 
 import (
@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/deltaplane/deltaplane/shared/wire"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -56,7 +57,10 @@ func FormatTime(t time.Time) string {
 // context ends): GET /status?wait_version=N[&timeout=10s] answers once
 // version N is applied, or at the timeout (at most a minute) with whatever
 // is live then, so a client can time propagation without polling.
-func Handler(report func() Status, wait func(context.Context, uint64) bool, reg *prometheus.Registry) http.Handler {
+// content renders GET /status/config: every entity the node serves with
+// its wire.ContentDigest, and the version and hash of that configuration,
+// all taken from one snapshot.
+func Handler(report func() Status, wait func(context.Context, uint64) bool, content func() wire.ContentView, reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -87,6 +91,9 @@ func Handler(report func() Status, wait func(context.Context, uint64) bool, reg 
 		// A degraded node (content skipped, see /status) still serves its
 		// last good configuration: it stays ready, and says so.
 		writeJSON(w, http.StatusOK, map[string]any{"ready": true, "version": s.Version, "degraded": s.Degraded})
+	})
+	mux.HandleFunc("GET /status/config", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, content())
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return mux

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deltaplane/deltaplane/shared/wire"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -26,7 +27,7 @@ func TestStatusWaitVersion(t *testing.T) {
 		}
 		return true
 	}
-	h := Handler(func() Status { return Status{Version: version.Load()} }, wait, prometheus.NewRegistry())
+	h := Handler(func() Status { return Status{Version: version.Load()} }, wait, nil, prometheus.NewRegistry())
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	get := func(q string) (int, Status) {
@@ -78,7 +79,7 @@ func TestReadyWhileDegraded(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := httptest.NewServer(Handler(func() Status { return tc.st }, nil, prometheus.NewRegistry()))
+			srv := httptest.NewServer(Handler(func() Status { return tc.st }, nil, nil, prometheus.NewRegistry()))
 			defer srv.Close()
 			resp, err := http.Get(srv.URL + "/status/ready")
 			if err != nil {
@@ -98,5 +99,25 @@ func TestReadyWhileDegraded(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestStatusConfig(t *testing.T) {
+	view := wire.ContentView{NodeID: "n1", Version: 4, Hash: "00000000000000ff", Entities: map[string]string{"services/a": "ab"}}
+	srv := httptest.NewServer(Handler(func() Status { return Status{} }, nil, func() wire.ContentView { return view }, prometheus.NewRegistry()))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/status/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var raw map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&raw); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%d %v", resp.StatusCode, err)
+	}
+	// The shape checkers read: wire.ContentView's field names.
+	ents, _ := raw["entities"].(map[string]any)
+	if raw["node_id"] != "n1" || raw["version"] != float64(4) || raw["hash"] != "00000000000000ff" || ents["services/a"] != "ab" || len(raw) != 4 {
+		t.Fatalf("/status/config = %v", raw)
 	}
 }
