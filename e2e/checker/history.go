@@ -88,6 +88,9 @@ func (o *Op) String() string {
 	if o.Err != "" {
 		s += " (" + o.Err + ")"
 	}
+	if !o.Start.IsZero() {
+		s += fmt.Sprintf(" [%s-%s]", o.Start.UTC().Format("15:04:05.000"), o.End.UTC().Format("15:04:05.000"))
+	}
 	return s
 }
 
