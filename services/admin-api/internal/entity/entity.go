@@ -38,7 +38,10 @@ type Field struct {
 	Enum     []string
 	Min, Max *int64
 	// Ref is the entity type a Foreign field points at; Cascade says its
-	// rows go when the referenced one is deleted (otherwise restrict).
+	// rows go when the referenced one is deleted (otherwise restrict). On
+	// an Array of ids, each element references an entity of Ref (a
+	// reference list, restrict): Postgres enforces it through the join
+	// table JoinTable names (see RefLists).
 	Ref     string
 	Cascade bool
 	// Check validates a non-null value; it returns a message or "".
@@ -88,6 +91,22 @@ func (t *Type) Foreigns() []Field {
 	}
 	return out
 }
+
+// RefLists lists the reference-list fields: arrays of ids of Ref.
+func (t *Type) RefLists() []Field {
+	var out []Field
+	for _, f := range t.Fields {
+		if f.Kind == Array && f.Ref != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// JoinTable is the table that mirrors a reference list, one row per
+// (owner_id, ref_id), with foreign keys to both (owner: cascade, ref:
+// restrict); a migration creates it.
+func JoinTable(t *Type, f Field) string { return t.Name + "_" + f.Name }
 
 // Errors maps a field name (or "@entity") to its violation message(s).
 type Errors map[string]any

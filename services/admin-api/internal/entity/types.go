@@ -110,7 +110,7 @@ var Service = &Type{
 		{Name: "client_certificate", Kind: Foreign, Ref: "certificates"},
 		{Name: "tls_verify", Kind: Boolean},
 		{Name: "tls_verify_depth", Kind: Integer, Min: i64(0), Max: i64(64)},
-		{Name: "ca_certificates", Kind: Array, Elem: &Field{Kind: String, Check: checkUUID}},
+		{Name: "ca_certificates", Kind: Array, Elem: &Field{Kind: String, Check: checkUUID}, Ref: "ca_certificates"},
 		{Name: "enabled", Kind: Boolean, Default: true, Required: true},
 	},
 	Prepare: prepareService,

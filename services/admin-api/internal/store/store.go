@@ -72,6 +72,7 @@ type op struct {
 	sql   string // with $n placeholders
 	args  []any
 	check func(pgconn.CommandTag) error // optional
+	fix   func(error) error             // optional: adjusts the translated error
 }
 
 // txConn is the gorm connection of a transaction: each statement first
@@ -143,7 +144,11 @@ func execAll(br pgx.BatchResults, ops []op) error {
 	for _, o := range ops {
 		tag, err := br.Exec()
 		if err != nil {
-			return translate(o.table, err)
+			err = translate(o.table, err)
+			if o.fix != nil {
+				err = o.fix(err)
+			}
+			return err
 		}
 		if o.check != nil {
 			if err := o.check(tag); err != nil {
@@ -467,8 +472,64 @@ func (tx *Tx) Insert(ctx context.Context, t *entity.Type, e map[string]any) ([]b
 	q := fmt.Sprintf(`INSERT INTO %s (id, body%s) VALUES ($1, $2::jsonb%s)`, t.Name, prefixed(cols), ph.String())
 	args := append([]any{e["id"], string(body)}, vals...)
 	tx.pending = append(tx.pending, op{table: t.Name, sql: q, args: args})
+	tx.pending = append(tx.pending, refListOps(t, []map[string]any{e}, false)...)
 	tx.record(wire.OpUpsert, t, e["id"].(string), body)
 	return body, nil
+}
+
+// refListOps mirror the reference lists of es (entities of t) into their
+// join tables, whose foreign keys make Postgres check (and lock) each
+// referenced entity; replace first removes the rows of an update.
+func refListOps(t *entity.Type, es []map[string]any, replace bool) []op {
+	var ops []op
+	for _, f := range t.RefLists() {
+		jt := entity.JoinTable(t, f)
+		var owners, refs, all []string
+		for _, e := range es {
+			id := e["id"].(string)
+			all = append(all, id)
+			list, _ := e[f.Name].([]any)
+			for _, r := range list {
+				if s, ok := r.(string); ok {
+					owners, refs = append(owners, id), append(refs, s)
+				}
+			}
+		}
+		if replace && len(all) > 0 {
+			ops = append(ops, op{table: jt, sql: `DELETE FROM ` + jt + ` WHERE owner_id = ANY($1::uuid[])`, args: []any{all}})
+		}
+		if len(refs) > 0 {
+			name := f.Name
+			ops = append(ops, op{table: jt,
+				sql:  `INSERT INTO ` + jt + ` (owner_id, ref_id) SELECT * FROM unnest($1::uuid[], $2::uuid[]) ON CONFLICT DO NOTHING`,
+				args: []any{owners, refs},
+				fix: func(err error) error {
+					var fe *ForeignKeyError
+					if errors.As(err, &fe) {
+						fe.Field = name
+					}
+					return err
+				}})
+		}
+	}
+	return ops
+}
+
+// ownerOf names the entity type behind a join table in a restricted
+// delete (the services behind services_ca_certificates).
+func (s *Store) ownerOf(err error) error {
+	var re *ReferencedError
+	if !errors.As(err, &re) {
+		return err
+	}
+	for _, t := range s.types {
+		for _, f := range t.RefLists() {
+			if re.Children == entity.JoinTable(t, f) {
+				re.Children = t.Name
+			}
+		}
+	}
+	return err
 }
 
 // Update replaces a stored entity; like Insert, its statement is sent
@@ -498,6 +559,7 @@ func (tx *Tx) Update(ctx context.Context, t *entity.Type, e map[string]any) ([]b
 			}
 			return nil
 		}})
+	tx.pending = append(tx.pending, refListOps(t, []map[string]any{e}, true)...)
 	tx.record(wire.OpUpsert, t, e["id"].(string), body)
 	return body, nil
 }
@@ -586,18 +648,26 @@ func (tx *Tx) Delete(ctx context.Context, t *entity.Type, id string) (bool, erro
 			}
 		}
 	}
-	if t.Name == wire.TypeCACertificate {
-		var n int64
-		if err := tx.db.WithContext(ctx).Raw(`SELECT count(*) FROM services WHERE body->'ca_certificates' @> to_jsonb(?::text)`, id).Scan(&n).Error; err != nil {
-			return false, translate(t.Name, err)
-		}
-		if n > 0 {
-			return false, &ReferencedError{Type: t.Name, Children: wire.TypeService}
+	// Reference lists: the join table's foreign key refuses the delete
+	// (also when a referencing write commits meanwhile); this check only
+	// names the referencing type first.
+	for _, ct := range tx.s.types {
+		for _, f := range ct.RefLists() {
+			if f.Ref != t.Name {
+				continue
+			}
+			var n int64
+			if err := tx.db.WithContext(ctx).Raw(`SELECT count(*) FROM (SELECT 1 FROM `+entity.JoinTable(ct, f)+` WHERE ref_id = ? LIMIT 1) x`, id).Scan(&n).Error; err != nil {
+				return false, translate(t.Name, err)
+			}
+			if n > 0 {
+				return false, &ReferencedError{Type: t.Name, Children: ct.Name}
+			}
 		}
 	}
 	r := tx.db.WithContext(ctx).Exec(fmt.Sprintf(`DELETE FROM %s WHERE id = ?`, t.Name), id)
 	if r.Error != nil {
-		return false, translate(t.Name, r.Error)
+		return false, tx.s.ownerOf(translate(t.Name, r.Error))
 	}
 	if r.RowsAffected == 0 {
 		return false, nil
@@ -789,7 +859,7 @@ func (tx *Tx) DeleteMany(ctx context.Context, t *entity.Type, ids []string) erro
 	err := tx.db.WithContext(ctx).Raw(`DELETE FROM `+t.Name+` WHERE id = ANY(?::uuid[]) RETURNING id::text`,
 		"{"+strings.Join(ids, ",")+"}").Scan(&deleted).Error
 	if err != nil {
-		return translate(t.Name, err)
+		return tx.s.ownerOf(translate(t.Name, err))
 	}
 	gone := make(map[string]bool, len(deleted))
 	for _, id := range deleted {
@@ -844,6 +914,7 @@ func (tx *Tx) InsertMany(ctx context.Context, t *entity.Type, es []map[string]an
 			tx.record(wire.OpUpsert, t, e["id"].(string), body)
 		}
 		ops = append(ops, op{table: t.Name, sql: fmt.Sprintf(`INSERT INTO %s (id, body%s) VALUES %s`, t.Name, prefixed(cols), sb.String()), args: args})
+		ops = append(ops, refListOps(t, es[start:end], false)...)
 	}
 	return tx.run(ctx, ops)
 }
@@ -898,6 +969,7 @@ func (tx *Tx) UpdateMany(ctx context.Context, t *entity.Type, es []map[string]an
 				}
 				return nil
 			}})
+		ops = append(ops, refListOps(t, part, true)...)
 	}
 	return tx.run(ctx, ops)
 }
