@@ -26,6 +26,10 @@ package wire
 // versions are no-ops; versions may jump, since bursts are coalesced). A
 // fresh data plane reads from the earliest offset to the high water mark and
 // applies the highest complete version; it never starts from "latest".
+//
+// A snapshot whose gzip stream inflates past FullMaxInflatedBytes is
+// refused (ErrFullTooLarge), whatever its compressed size: a reader never
+// inflates more than that for one snapshot.
 
 import (
 	"bytes"
@@ -42,6 +46,34 @@ import (
 // FullChunkBytes is the largest chunk value on dp.full, well under Kafka's
 // default 1 MiB record limit.
 const FullChunkBytes = 900_000
+
+// FullMaxInflatedBytes is the most a dp.full snapshot may inflate to: 256
+// MiB of JSON, about eight times the largest configuration the design
+// plans for (30k entities, 30 MB). DecodeFull stops inflating past it and
+// fails with ErrFullTooLarge, so a gzip bomb (a few hundred KB that would
+// inflate to gigabytes) costs a data plane at most this much memory. A
+// larger configuration needs incremental mode.
+const FullMaxInflatedBytes = 256 << 20
+
+// ErrFullTooLarge is returned for a snapshot that inflates past
+// FullMaxInflatedBytes.
+var ErrFullTooLarge = errors.New("full snapshot inflates past the limit")
+
+// inflateLimit fails a read once more than max bytes came through.
+type inflateLimit struct {
+	r        io.Reader
+	read     int64
+	maxBytes int64
+}
+
+func (l *inflateLimit) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	l.read += int64(n)
+	if l.read > l.maxBytes {
+		return n, fmt.Errorf("%w of %d bytes (FullMaxInflatedBytes)", ErrFullTooLarge, l.maxBytes)
+	}
+	return n, err
+}
 
 // FullConfig is one whole configuration.
 type FullConfig struct {
@@ -128,7 +160,9 @@ func EncodeFull(c FullConfig) ([][]byte, error) {
 	return append(chunks, b), nil
 }
 
-// DecodeFull is the inverse of EncodeFull; chunks are in index order.
+// DecodeFull is the inverse of EncodeFull; chunks are in index order. It
+// refuses a snapshot that inflates past FullMaxInflatedBytes
+// (ErrFullTooLarge).
 func DecodeFull(chunks [][]byte) (FullConfig, error) {
 	var c FullConfig
 	rs := make([]io.Reader, len(chunks))
@@ -139,7 +173,7 @@ func DecodeFull(chunks [][]byte) (FullConfig, error) {
 	if err != nil {
 		return c, fmt.Errorf("decompress full config: %w", err)
 	}
-	if err := json.NewDecoder(zr).Decode(&c); err != nil {
+	if err := json.NewDecoder(&inflateLimit{r: zr, maxBytes: FullMaxInflatedBytes}).Decode(&c); err != nil {
 		return c, fmt.Errorf("decode full config: %w", err)
 	}
 	if c.Schema != SchemaVersion {
