@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/deltaplane/deltaplane/shared/broker"
+	"github.com/deltaplane/deltaplane/shared/wire"
 )
 
 // Config is the sync-gateway's configuration; every value comes from an
@@ -61,9 +62,10 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	if c.Mode != "incremental" && c.Mode != "full" {
 		errs = append(errs, fmt.Errorf("SYNC_MODE: want incremental or full, have %q", c.Mode))
 	}
-	n, err := strconv.Atoi(get("SYNC_MAX_RECORD_BYTES", "1000000"))
-	if err != nil || n <= 0 || n > 1000000 {
-		errs = append(errs, fmt.Errorf("SYNC_MAX_RECORD_BYTES: want 1..1000000, have %q", get("SYNC_MAX_RECORD_BYTES", "1000000")))
+	maxRecord := strconv.Itoa(wire.MaxRecordBytes)
+	n, err := strconv.Atoi(get("SYNC_MAX_RECORD_BYTES", maxRecord))
+	if err != nil || n <= 0 || n > wire.MaxRecordBytes {
+		errs = append(errs, fmt.Errorf("SYNC_MAX_RECORD_BYTES: want 1..%d, have %q", wire.MaxRecordBytes, get("SYNC_MAX_RECORD_BYTES", maxRecord)))
 	}
 	c.MaxRecordBytes = n
 	if len(c.Brokers) == 0 {

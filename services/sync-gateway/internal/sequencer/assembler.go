@@ -360,16 +360,18 @@ type decodeReject struct {
 
 func decode(in Input, maxBytes int) (wire.ChangeEvent, *decodeReject) {
 	var ev wire.ChangeEvent
+	size := wire.RecordBytes(in.Key, in.Value, nil)
+	oversized := maxBytes > 0 && size > maxBytes
 	if err := json.Unmarshal(in.Value, &ev); err != nil {
 		reason := fmt.Sprintf("%s: %v", ReasonDecode, err)
-		if maxBytes > 0 && wire.RecordBytes(in.Key, in.Value, nil) > maxBytes {
-			reason = fmt.Sprintf("%s: %d bytes > %d", ReasonOversized, wire.RecordBytes(in.Key, in.Value, nil), maxBytes)
+		if oversized {
+			reason = fmt.Sprintf("%s: %d bytes > %d", ReasonOversized, size, maxBytes)
 		}
 		return ev, &decodeReject{Reject: Reject{Input: in, Reason: reason}}
 	}
 	positioned := ev.Tx > 0 && ev.Count >= 1 && ev.Index >= 0 && ev.Index < ev.Count
-	if maxBytes > 0 && wire.RecordBytes(in.Key, in.Value, nil) > maxBytes {
-		return ev, &decodeReject{Reject: Reject{Input: in, Reason: fmt.Sprintf("%s: %d bytes > %d", ReasonOversized, wire.RecordBytes(in.Key, in.Value, nil), maxBytes)}, positioned: positioned}
+	if oversized {
+		return ev, &decodeReject{Reject: Reject{Input: in, Reason: fmt.Sprintf("%s: %d bytes > %d", ReasonOversized, size, maxBytes)}, positioned: positioned}
 	}
 	if err := ev.Check(string(in.Key)); err != nil {
 		return ev, &decodeReject{Reject: Reject{Input: in, Reason: reasonOf(err) + ": " + err.Error()}, positioned: positioned}
