@@ -230,7 +230,7 @@ func (a *FullAssembler) Collect(key string, value []byte, h DeltaHeader) (*FullC
 		return nil, nil // tombstone of a replaced snapshot
 	}
 	v, i, err := ParseFullKey(key)
-	if err != nil || v != h.Version || i != h.Index {
+	if err != nil || v != h.Version || i != h.Index || h.Count < 1 || i < 0 || i >= h.Count {
 		return nil, fmt.Errorf("%w: key %q, header version %d index %d", ErrFullChunk, key, h.Version, h.Index)
 	}
 	if v <= a.applied {

@@ -118,3 +118,19 @@ func TestFullKeyRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// Collect checks a header's position itself, so a caller that did not run
+// DecodeDeltaHeader first gets an error instead of a panic.
+func TestFullAssemblerRefusesUncheckedHeaders(t *testing.T) {
+	for _, h := range []DeltaHeader{
+		{Schema: 1, Version: 2, Index: 0, Count: -1},
+		{Schema: 1, Version: 2, Index: 0, Count: 0},
+		{Schema: 1, Version: 2, Index: 3, Count: 2},
+	} {
+		a := NewFullAssembler(0)
+		key := FullKey(h.Version, h.Index)
+		if _, err := a.Collect(key, []byte("x"), h); err == nil {
+			t.Errorf("header %+v accepted", h)
+		}
+	}
+}
