@@ -302,7 +302,17 @@ func Check(in Input) *Report {
 			}
 		}
 		_, inBaseline := in.Baseline[k]
+		var visibleFailed []*Op // failed writes whose values Postgres holds
+		for _, f := range failedWriters[k] {
+			if fields := f.Fields; present && fields != nil && subset(fields, body) {
+				visibleFailed = append(visibleFailed, f)
+			} else if d, ok := f.Declared[k]; present && ok && subset(d, body) {
+				visibleFailed = append(visibleFailed, f)
+			}
+		}
 		switch {
+		case len(visibleFailed) > 0:
+			add("aborted read", k, "Postgres has the values of failed requests: %s; now %s", opList(visibleFailed), abbrev(body))
 		case present && !wrote && !inBaseline && len(failedWriters[k]) > 0:
 			add("aborted read", k, "in Postgres, written only by failed requests: %s", opList(failedWriters[k]))
 		case present && !wrote && !inBaseline:

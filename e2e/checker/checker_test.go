@@ -153,6 +153,16 @@ func TestCheckAbortedReadAndUnwritten(t *testing.T) {
 	wantProps(t, r, "aborted read services/"+svcA, "unwritten entity services/"+svcB)
 }
 
+func TestCheckFailedUpdateVisible(t *testing.T) {
+	created := svc(svcA, "a", "a")
+	ops := []Op{
+		op("POST", "/services", map[string]any{"id": svcA, "name": "a", "host": "a"}, OK, 0, 1, created),
+		op("PATCH", "/services/"+svcA, map[string]any{"host": "failed"}, Failed, 2, 3, nil),
+	}
+	r := Check(Input{Ops: ops, Truth: map[string][]byte{"services/" + svcA: js(svc(svcA, "a", "failed"))}})
+	wantProps(t, r, "aborted read services/"+svcA)
+}
+
 func TestCheckCascadingDelete(t *testing.T) {
 	consumer := map[string]any{"id": con, "username": "u"}
 	key := map[string]any{"id": cred, "key": "k", "consumer": map[string]any{"id": con}}
