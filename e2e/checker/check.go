@@ -380,7 +380,9 @@ func (e effect) matches(present bool, digest string, body []byte) bool {
 }
 
 // subset reports whether every field of want has the same JSON value in
-// the document body (compared canonically).
+// the document body (compared canonically); a nested object is compared
+// field by field the same way (admin-api fills defaults into objects such
+// as a plugin's config).
 func subset(want map[string]any, body []byte) bool {
 	var have map[string]json.RawMessage
 	if json.Unmarshal(body, &have) != nil {
@@ -398,6 +400,12 @@ func subset(want map[string]any, body []byte) bool {
 				continue
 			}
 			return false
+		}
+		if wm, ok := v.(map[string]any); ok {
+			if !subset(wm, h) {
+				return false
+			}
+			continue
 		}
 		hc, err2 := wire.CanonicalJSON(h)
 		if err1 != nil || err2 != nil || string(wc) != string(hc) {

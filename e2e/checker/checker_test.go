@@ -344,3 +344,21 @@ func TestClientRecordsAndConverge(t *testing.T) {
 	r := Check(Input{Ops: h.Ops(), Truth: truth})
 	wantProps(t, r)
 }
+
+// An unanswered write's nested object is compared field by field: admin-api
+// fills a plugin's config with defaults, so the stored config holds more
+// than the request sent.
+func TestCheckUnknownWriteWithNestedDefaults(t *testing.T) {
+	ops := []Op{
+		op("POST", "/services", map[string]any{"id": svcA, "name": "a", "host": "x"}, OK, 0, 1, svc(svcA, "a", "x")),
+		op("POST", "/services/"+svcA+"/plugins", map[string]any{"id": plug, "name": "rate-limiting", "config": map[string]any{"minute": 9}}, Unknown, 2, 3, nil),
+	}
+	stored := map[string]any{"id": plug, "name": "rate-limiting", "service": map[string]any{"id": svcA}, "route": nil,
+		"config": map[string]any{"minute": 9, "hour": nil, "policy": "local"}}
+	truth := map[string][]byte{"services/" + svcA: js(svc(svcA, "a", "x")), "plugins/" + plug: js(stored)}
+	wantProps(t, Check(Input{Ops: ops, Truth: truth}))
+	// A nested value nobody wrote is still found.
+	stored["config"] = map[string]any{"minute": 10, "hour": nil, "policy": "local"}
+	truth["plugins/"+plug] = js(stored)
+	wantProps(t, Check(Input{Ops: ops, Truth: truth}), "unexplained state plugins/"+plug)
+}
