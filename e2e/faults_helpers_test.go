@@ -5,7 +5,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -20,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deltaplane/deltaplane/e2e/checker"
 	"github.com/deltaplane/deltaplane/e2e/cluster"
 	"github.com/deltaplane/deltaplane/shared/broker"
 	"github.com/deltaplane/deltaplane/shared/wire"
@@ -282,72 +282,65 @@ func checkDeltaLog(msgs []kafka.Message, complete bool) (deltaLog, error) {
 	return sum, errors.Join(errs...)
 }
 
-// convergedOnPostgres waits until every data plane has the sync-gateway's
-// version and hash and holds as many entities as Postgres has services
-// and routes, and the sync-gateway holds that many too.
-func (s *system) convergedOnPostgres(t *testing.T, within time.Duration, dps ...*dataplane) map[string]any {
-	t.Helper()
-	var sg map[string]any
-	eventually(t, within, func() error {
-		var err error
-		if sg, err = getJSON(s.Sync + "/status"); err != nil {
-			return err
-		}
-		rows := s.countRows("services") + s.countRows("routes")
-		if int(num(sg, "entities")) != rows {
-			return fmt.Errorf("sync-gateway holds %v entities, Postgres %d", sg["entities"], rows)
-		}
-		for _, dp := range dps {
-			st, err := getJSON(dp.Status + "/status")
-			if err != nil {
-				return err
-			}
-			if num(st, "version") != num(sg, "version") || st["hash"] != sg["hash"] {
-				return fmt.Errorf("%s at version %v hash %v, sync-gateway at %v %v", dp.NodeID, st["version"], st["hash"], sg["version"], sg["hash"])
-			}
-			if int(num(st, "entities")) != rows {
-				return fmt.Errorf("%s holds %v entities, Postgres %d", dp.NodeID, st["entities"], rows)
-			}
-		}
-		return nil
-	})
-	return sg
-}
-
-func (w *writer) okCount() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.ok)
-}
-
-// inWriteOrder checks that the acknowledged services of a sequential
-// writer appear on dp.deltas in the order they were acknowledged.
-func inWriteOrder(msgs []kafka.Message, ok []string) error {
-	want := map[string]int{}
-	for i, n := range ok {
-		want[n] = i
-	}
-	seen := map[string]bool{}
-	last := -1
+// inWriteOrder checks that the acknowledged writes of one sequential
+// writer reach dp.deltas in the order they were acknowledged: the first
+// record of each write's effect (its key with the acknowledged content, or
+// the key's tombstone for a delete) comes after the first record of every
+// write acknowledged before it. The writer leaves distinct content with
+// each write and never re-creates a deleted id, so each effect is one
+// (key, content) on an uncompacted topic.
+func inWriteOrder(msgs []kafka.Message, ops []checker.Op) error {
+	type effect struct{ key, digest string } // digest "": tombstone
+	first := map[effect]int64{}
 	for _, m := range msgs {
-		if !strings.HasPrefix(string(m.Key), wire.TypeService+"/") || len(m.Value) == 0 {
+		e := effect{key: string(m.Key)}
+		if len(m.Value) > 0 {
+			d, err := wire.ContentDigest(m.Value)
+			if err != nil {
+				return fmt.Errorf("offset %d: %v", m.Offset, err)
+			}
+			e.digest = d
+		}
+		if _, ok := first[e]; !ok {
+			first[e] = m.Offset
+		}
+	}
+	var (
+		errs   []error
+		last   = int64(-1)
+		lastOp checker.Op
+		n      int
+	)
+	for _, op := range ops {
+		if op.Outcome != checker.OK || op.Key == "" || (op.Kind != checker.Upsert && op.Kind != checker.Delete) {
 			continue
 		}
-		name := jsonField(m.Value, "name")
-		i, mine := want[name]
-		if !mine || seen[name] {
-			continue
+		n++
+		e := effect{key: op.Key}
+		if op.Kind == checker.Upsert {
+			d, err := wire.ContentDigest(op.Response)
+			if err != nil {
+				return fmt.Errorf("%s: response %v", op.String(), err)
+			}
+			e.digest = d
 		}
-		seen[name] = true
-		if i < last {
-			return fmt.Errorf("service %s (write %d) published after write %d (%s)", name, i, last, ok[last])
+		off, ok := first[e]
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("%s: its effect on %s is not on dp.deltas", op.String(), op.Key))
+		case off < last:
+			errs = append(errs, fmt.Errorf("%s reached dp.deltas at offset %d, before %s (acknowledged earlier) at offset %d", op.String(), off, lastOp.String(), last))
+		default:
+			last, lastOp = off, op
 		}
-		last = i
 	}
-	if len(seen) != len(ok) {
-		return fmt.Errorf("%d of %d acknowledged services on dp.deltas", len(seen), len(ok))
+	if n == 0 {
+		return errors.New("no acknowledged write")
 	}
-	return nil
+	if len(errs) > 10 {
+		errs = append(errs[:10], fmt.Errorf("and %d more", len(errs)-10))
+	}
+	return errors.Join(errs...)
 }
 
 // versionsOf reads each data plane's version.
@@ -365,7 +358,7 @@ func versionsOf(t *testing.T, dps []*dataplane) []float64 {
 func advancedPast(t *testing.T, dps []*dataplane, v float64) func() error {
 	return func() error {
 		for _, dp := range dps {
-			st, err := getJSON(dp.Status + "/status")
+			st, err := getStatus(dp.Status + "/status")
 			if err != nil {
 				return err
 			}
@@ -384,16 +377,6 @@ func header(m kafka.Message, key string) string {
 		}
 	}
 	return ""
-}
-
-// jsonField is a string field of a JSON object ("" when absent).
-func jsonField(b []byte, field string) string {
-	var m map[string]any
-	if json.Unmarshal(b, &m) != nil {
-		return ""
-	}
-	s, _ := m[field].(string)
-	return s
 }
 
 // keepLogs copies every process log (and the broker's) out of the test's
@@ -522,16 +505,17 @@ func (s *system) pipelineMoved(dps []*dataplane, v float64) func() error {
 
 // writesUnderFault is the set-up both broker-fault scenarios share: a
 // private broker, the system with two data planes under a supervisor, a
-// version watch, and a writer that has got changes flowing end to end.
+// record for the checker (history and version samplers), and a writer
+// that has got changes flowing end to end.
 type writesUnderFault struct {
 	k      *privateKafka
 	s      *system
 	dps    []*dataplane
 	sv     *supervisor
 	svStop context.CancelFunc // stops the supervisor
-	vw     *versionWatch
+	c      *checked
 	w      *writer
-	stop   context.CancelFunc // stops the writer and the version watch
+	stop   context.CancelFunc // stops the writer
 	done   chan struct{}      // closed when the writer has stopped
 }
 
@@ -547,10 +531,10 @@ func startWritesUnderFault(t *testing.T, prefix string, pause time.Duration) *wr
 	ctx, stop := context.WithCancel(t.Context())
 	t.Cleanup(stop)
 	f.stop = stop
-	f.vw = watchVersions(ctx, f.dps)
-	f.w = &writer{admin: f.s.Admin}
+	f.c = f.s.checked(f.dps...)
+	f.w = f.c.writer(prefix)
 	f.done = make(chan struct{})
-	go func() { f.w.run(ctx, prefix, pause); close(f.done) }()
+	go func() { f.w.run(ctx, pause); close(f.done) }()
 	waitOK(t, f.w, 10)
 	eventually(t, propagation, advancedPast(t, f.dps, 3))
 	return f

@@ -237,8 +237,6 @@ func (s *system) countRows(tableAndWhere string) int {
 	return n
 }
 
-func stringsReader(s string) io.Reader { return strings.NewReader(s) }
-
 func decodeJSON(resp *http.Response, v any) error {
 	defer resp.Body.Close()
 	return json.NewDecoder(resp.Body).Decode(v)
@@ -251,19 +249,4 @@ func freePort(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// getJSON fetches a JSON object; unlike mustDo it reports failures as errors,
-// for use inside eventually.
-func getJSON(url string) (map[string]any, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != 200 {
-		resp.Body.Close()
-		return nil, fmt.Errorf("GET %s: %d", url, resp.StatusCode)
-	}
-	var m map[string]any
-	return m, decodeJSON(resp, &m)
 }
