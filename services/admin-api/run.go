@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/api"
+	"github.com/deltaplane/deltaplane/services/admin-api/internal/app"
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/cluster"
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/database"
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/entity"
@@ -49,7 +50,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	st := store.New(db, entity.Types)
 	relay := outbox.New(outbox.Config{
 		DSN: cfg.DatabaseURL, Brokers: cfg.Brokers, Topic: topic,
-		Retention: cfg.OutboxRetention, Tick: cfg.RelayTick, IdempotencyRetention: cfg.IdemRetention,
+		Retention: cfg.OutboxRetention, Tick: cfg.RelayTick,
 	}, db, log)
 
 	tracker := cluster.New(cfg.Brokers, cfg.TopicPrefix, cfg.ClusterPoll, log)
@@ -62,7 +63,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	e := api.New(api.Config{
 		Token: cfg.Token, MaxBodyBytes: cfg.MaxBodyBytes, MaxConfigBytes: cfg.MaxConfigBytes, ListenAddr: ln.Addr().String(),
 		NodeID: uuid.NewSHA1(uuid.NameSpaceOID, []byte(host+ln.Addr().String())).String(),
-	}, st, tracker, log)
+	}, app.New(st), tracker, log)
 	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
 
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
@@ -87,6 +88,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		_ = relay.Run(relayCtx)
 	})
 	wg.Go(func() { tracker.Run(relayCtx) })
+	wg.Go(func() { st.ExpireIdempotency(relayCtx, cfg.IdemRetention, time.Minute, log.With("component", "store")) })
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("admin api listening", "addr", ln.Addr().String())

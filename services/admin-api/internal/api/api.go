@@ -3,23 +3,20 @@ package api
 
 import (
 	"bytes"
-	"context"
 	"crypto/subtle"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/deltaplane/deltaplane/services/admin-api/internal/app"
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/entity"
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/store"
-	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 )
 
@@ -40,7 +37,7 @@ type Config struct {
 type API struct {
 	cfg     Config
 	cluster Cluster
-	store   *store.Store
+	app     *app.App
 	log     *slog.Logger
 	now     func() time.Time
 }
@@ -53,10 +50,10 @@ type endpoint struct {
 	field  string       // the foreign field scoping a nested endpoint
 }
 
-// New builds the echo server.
+// New builds the echo server over the application ap.
 // cl may be nil (no data planes are reported then).
-func New(cfg Config, st *store.Store, cl Cluster, log *slog.Logger) *echo.Echo {
-	a := &API{cfg: cfg, store: st, cluster: cl, log: log.With("component", "api"), now: time.Now}
+func New(cfg Config, ap *app.App, cl Cluster, log *slog.Logger) *echo.Echo {
+	a := &API{cfg: cfg, app: ap, cluster: cl, log: log.With("component", "api"), now: time.Now}
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
@@ -135,7 +132,7 @@ func (a *API) auth(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 func (a *API) health(c echo.Context) error {
-	if err := a.store.Ping(c.Request().Context()); err != nil {
+	if err := a.app.Ping(c.Request().Context()); err != nil {
 		return c.JSON(http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "database": map[string]any{"reachable": false}})
 	}
 	return c.JSON(http.StatusOK, map[string]any{"status": "ok", "database": map[string]any{"reachable": true}})
@@ -161,10 +158,10 @@ func (a *API) root(c echo.Context) error {
 
 func (a *API) status(c echo.Context) error {
 	ctx := c.Request().Context()
-	reachable := a.store.Ping(ctx) == nil
+	reachable := a.app.Ping(ctx) == nil
 	body := map[string]any{"database": map[string]any{"reachable": reachable}}
 	if reachable {
-		ob, err := a.store.Outbox(ctx)
+		ob, err := a.app.OutboxStatus(ctx)
 		if err == nil {
 			body["outbox"] = ob
 		}
@@ -245,16 +242,12 @@ func pageSize(c echo.Context) (int, error) {
 	return n, nil
 }
 
-// parentID resolves the parent of a nested endpoint (404 when absent).
-func (a *API) parentID(c echo.Context, ep endpoint) (string, error) {
+// scope is the parent of a nested endpoint's URL.
+func scope(c echo.Context, ep endpoint) app.Scope {
 	if ep.parent == nil {
-		return "", nil
+		return app.Scope{}
 	}
-	p, err := a.store.Get(c.Request().Context(), ep.parent, c.Param("parent"), store.Filter{})
-	if err != nil {
-		return "", err
-	}
-	return p["id"].(string), nil
+	return app.Scope{Parent: ep.parent, Field: ep.field, Key: c.Param("parent")}
 }
 
 func (a *API) list(ep endpoint) echo.HandlerFunc {
@@ -263,25 +256,15 @@ func (a *API) list(ep endpoint) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		var f store.Filter
-		if ep.parent != nil {
-			pid, err := a.parentID(c, ep)
-			if err != nil {
-				return err
-			}
-			f.Field, f.ID = ep.field, pid
-		}
+		p := app.Page{Size: size, Offset: c.QueryParam("offset")}
 		if tags := c.QueryParam("tags"); tags != "" {
 			if strings.Contains(tags, "/") {
-				f.Tags = strings.Split(tags, "/")
+				p.Tags = strings.Split(tags, "/")
 			} else {
-				f.Tags, f.And = strings.Split(tags, ","), true
-			}
-			if strings.IndexByte(tags, 0) >= 0 {
-				return schemaError(entity.Errors{"tags": entity.MsgNUL})
+				p.Tags, p.AllOf = strings.Split(tags, ","), true
 			}
 		}
-		data, next, err := a.store.List(c.Request().Context(), ep.t, f, size, c.QueryParam("offset"))
+		data, next, err := a.app.List(c.Request().Context(), ep.t, scope(c, ep), p)
 		if err != nil {
 			return err
 		}
@@ -310,25 +293,13 @@ func (a *API) list(ep endpoint) echo.HandlerFunc {
 	}
 }
 
-// scope is the filter of a nested URL's parent.
-func scope(ep endpoint, pid string) store.Filter {
-	if ep.parent == nil {
-		return store.Filter{}
-	}
-	return store.Filter{Field: ep.field, ID: pid}
-}
-
 func (a *API) get(ep endpoint) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		pid, err := a.parentID(c, ep)
+		e, err := a.app.Get(c.Request().Context(), ep.t, scope(c, ep), c.Param("id"))
 		if err != nil {
 			return err
 		}
-		e, err := a.store.Get(c.Request().Context(), ep.t, c.Param("id"), scope(ep, pid))
-		if err != nil {
-			return err
-		}
-		b, err := store.Canonical(e)
+		b, err := entity.Canonical(e)
 		if err != nil {
 			return err
 		}
@@ -336,245 +307,72 @@ func (a *API) get(ep endpoint) echo.HandlerFunc {
 	}
 }
 
-// write runs one admin transaction for a request, honouring an
-// Idempotency-Key: a retry with the same key and request gets the first
-// response and writes nothing.
-func (a *API) write(c echo.Context, t *entity.Type, fn func(ctx context.Context, tx *store.Tx, in map[string]any) (int, []byte, error)) error {
-	raw, in, err := a.readBody(c, t)
+// key is the request's Idempotency-Key with the request's fingerprint.
+func key(c echo.Context, raw []byte) app.Key {
+	r := c.Request()
+	k := r.Header.Get("Idempotency-Key")
+	if k == "" {
+		return app.Key{}
+	}
+	return app.Key{Key: k, RequestHash: store.HashRequest(r.Method, r.URL.RequestURI(), raw)}
+}
+
+// reply renders a write's answer.
+func reply(c echo.Context, r app.Reply, err error) error {
 	if err != nil {
 		return err
 	}
-	return a.writeBody(c, raw, func(ctx context.Context, tx *store.Tx, _ []byte) (int, []byte, error) {
-		return fn(ctx, tx, in)
-	})
-}
-
-// writeRaw is write for a body that is not a JSON object (/config).
-func (a *API) writeRaw(c echo.Context, max int64, fn func(ctx context.Context, tx *store.Tx, raw []byte) (int, []byte, error)) error {
-	raw, err := readRaw(c, max)
-	if err != nil {
-		return err
-	}
-	return a.writeBody(c, raw, fn)
-}
-
-func (a *API) writeBody(c echo.Context, raw []byte, fn func(ctx context.Context, tx *store.Tx, raw []byte) (int, []byte, error)) error {
-	var err error
-	ctx := c.Request().Context()
-	key := c.Request().Header.Get("Idempotency-Key")
-	hash := store.HashRequest(c.Request().Method, c.Request().URL.RequestURI(), raw)
-	replay := func(rec *store.Idempotency) error {
-		if rec.RequestHash != hash {
-			return &Error{Status: http.StatusUnprocessableEntity, Message: "Idempotency-Key was already used for a different request"}
-		}
+	if r.Replayed {
 		c.Response().Header().Set("Idempotent-Replayed", "true")
-		if len(rec.Response) == 0 {
-			return c.NoContent(rec.Status)
-		}
-		return c.JSONBlob(rec.Status, rec.Response)
 	}
-	if key != "" {
-		rec, err := a.store.FindIdempotency(ctx, key)
-		if err != nil {
-			return err
-		}
-		if rec != nil {
-			return replay(rec)
-		}
+	if len(r.Body) == 0 {
+		return c.NoContent(r.Status)
 	}
-	var status int
-	var resp []byte
-	var prior *store.Idempotency
-	_, err = a.store.Write(ctx, func(tx *store.Tx) error {
-		if key != "" {
-			// Concurrent requests with this key wait here for the first.
-			rec, err := tx.ClaimIdempotency(ctx, key)
-			if err != nil {
-				return err
-			}
-			if rec != nil {
-				prior = rec
-				return errReplay
-			}
-		}
-		var err error
-		status, resp, err = fn(ctx, tx, raw)
-		if err != nil {
-			return err
-		}
-		if key != "" {
-			tx.Idempotent(store.Idempotency{Key: key, RequestHash: hash, Status: status, Response: append([]byte{}, resp...)})
-		}
-		return nil
-	})
-	if errors.Is(err, errReplay) {
-		return replay(prior)
-	}
-	if err != nil {
-		return err
-	}
-	if resp == nil {
-		return c.NoContent(status)
-	}
-	return c.JSONBlob(status, resp)
-}
-
-// errReplay aborts a keyed write whose key a committed write already used.
-var errReplay = errors.New("idempotent replay")
-
-// resolveRefs turns foreign references given by endpoint key
-// ({"name": "svc"}) into ids.
-func resolveRefs(ctx context.Context, tx *store.Tx, t *entity.Type, in map[string]any) error {
-	for _, f := range t.Foreigns() {
-		ref, ok := in[f.Name].(map[string]any)
-		if !ok || ref["id"] != nil {
-			continue
-		}
-		rt, ok := entity.Lookup(f.Ref)
-		if !ok || rt.Endpoint == "" {
-			continue
-		}
-		name, ok := ref[rt.Endpoint].(string)
-		if !ok {
-			continue
-		}
-		e, err := tx.Get(ctx, rt, name, false)
-		if errors.Is(err, store.ErrNotFound) {
-			return &store.ForeignKeyError{Field: f.Name, Key: rt.Endpoint, Value: name, Ref: rt.Name}
-		}
-		if err != nil {
-			return err
-		}
-		in[f.Name] = map[string]any{"id": e["id"]}
-	}
-	return nil
+	return c.JSONBlob(r.Status, r.Body)
 }
 
 func (a *API) create(ep endpoint) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		return a.write(c, ep.t, func(ctx context.Context, tx *store.Tx, in map[string]any) (int, []byte, error) {
-			pid, err := parentID(ctx, tx, ep, c)
-			if err != nil {
-				return 0, nil, err
-			}
-			if pid != "" {
-				in[ep.field] = map[string]any{"id": pid}
-			}
-			if err := resolveRefs(ctx, tx, ep.t, in); err != nil {
-				return 0, nil, err
-			}
-			now := a.now().Unix()
-			e, errs := entity.Normalize(ep.t, in, nil, map[string]any{"created_at": now, "updated_at": now})
-			if errs != nil {
-				return 0, nil, errs
-			}
-			if e["id"] == nil {
-				e["id"] = uuid.NewString()
-			}
-			b, err := tx.Insert(ctx, ep.t, e)
-			return http.StatusCreated, b, err
-		})
+		raw, in, err := a.readBody(c, ep.t)
+		if err != nil {
+			return err
+		}
+		r, err := a.app.Create(c.Request().Context(), key(c, raw), ep.t, scope(c, ep), in)
+		return reply(c, r, err)
 	}
 }
 
 func (a *API) put(ep endpoint) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		return a.write(c, ep.t, func(ctx context.Context, tx *store.Tx, in map[string]any) (int, []byte, error) {
-			idOrName := c.Param("id")
-			pid, err := parentID(ctx, tx, ep, c)
-			if err != nil {
-				return 0, nil, err
-			}
-			if pid != "" {
-				in[ep.field] = map[string]any{"id": pid}
-			}
-			if err := resolveRefs(ctx, tx, ep.t, in); err != nil {
-				return 0, nil, err
-			}
-			old, err := tx.GetScoped(ctx, ep.t, idOrName, true, scope(ep, pid))
-			if err != nil && !errors.Is(err, store.ErrNotFound) {
-				return 0, nil, err
-			}
-			now := a.now().Unix()
-			keep := map[string]any{"created_at": now, "updated_at": now}
-			if old != nil {
-				keep["id"], keep["created_at"] = old["id"], old["created_at"]
-			} else if store.IsUUID(idOrName) {
-				keep["id"] = idOrName
-			} else {
-				keep["id"] = uuid.NewString()
-			}
-			if !store.IsUUID(idOrName) {
-				if ep.t.Endpoint == "" {
-					return 0, nil, store.ErrNotFound
-				}
-				in[ep.t.Endpoint] = idOrName
-			}
-			e, errs := entity.Normalize(ep.t, in, nil, keep)
-			if errs != nil {
-				return 0, nil, errs
-			}
-			if old != nil {
-				b, err := tx.Update(ctx, ep.t, e)
-				return http.StatusOK, b, err
-			}
-			b, err := tx.Insert(ctx, ep.t, e)
-			return http.StatusOK, b, err
-		})
+		raw, in, err := a.readBody(c, ep.t)
+		if err != nil {
+			return err
+		}
+		r, err := a.app.Put(c.Request().Context(), key(c, raw), ep.t, scope(c, ep), c.Param("id"), in)
+		return reply(c, r, err)
 	}
 }
 
 func (a *API) patch(ep endpoint) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		return a.write(c, ep.t, func(ctx context.Context, tx *store.Tx, in map[string]any) (int, []byte, error) {
-			pid, err := parentID(ctx, tx, ep, c)
-			if err != nil {
-				return 0, nil, err
-			}
-			old, err := tx.GetScoped(ctx, ep.t, c.Param("id"), true, scope(ep, pid))
-			if err != nil {
-				return 0, nil, err
-			}
-			if err := resolveRefs(ctx, tx, ep.t, in); err != nil {
-				return 0, nil, err
-			}
-			e, errs := entity.Normalize(ep.t, in, old, map[string]any{"updated_at": a.now().Unix()})
-			if errs != nil {
-				return 0, nil, errs
-			}
-			b, err := tx.Update(ctx, ep.t, e)
-			return http.StatusOK, b, err
-		})
+		raw, in, err := a.readBody(c, ep.t)
+		if err != nil {
+			return err
+		}
+		r, err := a.app.Patch(c.Request().Context(), key(c, raw), ep.t, scope(c, ep), c.Param("id"), in)
+		return reply(c, r, err)
 	}
 }
 
 func (a *API) delete(ep endpoint) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		return a.write(c, ep.t, func(ctx context.Context, tx *store.Tx, _ map[string]any) (int, []byte, error) {
-			pid, err := parentID(ctx, tx, ep, c)
-			if err != nil {
-				return 0, nil, err
-			}
-			old, err := tx.GetScoped(ctx, ep.t, c.Param("id"), true, scope(ep, pid))
-			if errors.Is(err, store.ErrNotFound) {
-				return http.StatusNoContent, nil, nil // Kong answers 204 for a missing entity
-			}
-			if err != nil {
-				return 0, nil, err
-			}
-			_, err = tx.Delete(ctx, ep.t, old["id"].(string))
-			return http.StatusNoContent, nil, err
-		})
+		raw, _, err := a.readBody(c, ep.t)
+		if err != nil {
+			return err
+		}
+		r, err := a.app.Delete(c.Request().Context(), key(c, raw), ep.t, scope(c, ep), c.Param("id"))
+		return reply(c, r, err)
 	}
-}
-
-func mapKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func jsonMarshal(v any) ([]byte, error) {
@@ -585,17 +383,4 @@ func jsonMarshal(v any) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimRight(buf.Bytes(), "\n"), nil
-}
-
-// parentID resolves the parent of a nested endpoint (/services/{parent}/routes)
-// to its id; "" for a top-level endpoint.
-func parentID(ctx context.Context, tx *store.Tx, ep endpoint, c echo.Context) (string, error) {
-	if ep.parent == nil {
-		return "", nil
-	}
-	p, err := tx.Get(ctx, ep.parent, c.Param("parent"), false)
-	if err != nil {
-		return "", err
-	}
-	return p["id"].(string), nil
 }

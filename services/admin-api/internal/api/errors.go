@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/deltaplane/deltaplane/services/admin-api/internal/app"
+	"github.com/deltaplane/deltaplane/services/admin-api/internal/declarative"
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/entity"
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/store"
 	"github.com/labstack/echo/v4"
@@ -74,9 +76,14 @@ func toError(err error) (*Error, bool) {
 	var fe *store.ForeignKeyError
 	var re *store.ReferencedError
 	var he *echo.HTTPError
+	var de *declarative.Error
 	switch {
 	case errors.As(err, &ae):
 		return ae, false
+	case errors.As(err, &de):
+		return &Error{Status: http.StatusBadRequest, Message: de.Error(), Code: codeDeclarative, Fields: de.Fields}, false
+	case errors.Is(err, app.ErrKeyReused):
+		return &Error{Status: http.StatusUnprocessableEntity, Message: err.Error()}, false
 	case errors.As(err, &se):
 		return schemaError(se), false
 	case errors.As(err, &ue):

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/api"
+	"github.com/deltaplane/deltaplane/services/admin-api/internal/app"
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/database"
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/entity"
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/outbox"
@@ -71,7 +72,7 @@ func setupDSN(t testing.TB, withRelay bool, dsn string) *env {
 		go func() { _ = r.Run(rctx); close(done) }()
 		t.Cleanup(func() { cancel(); <-done })
 	}
-	srv := httptest.NewServer(api.New(api.Config{MaxBodyBytes: 1 << 20, MaxConfigBytes: 128 << 20, ListenAddr: "test"}, st, nil, log))
+	srv := httptest.NewServer(api.New(api.Config{MaxBodyBytes: 1 << 20, MaxConfigBytes: 128 << 20, ListenAddr: "test"}, app.New(st), nil, log))
 	t.Cleanup(srv.Close)
 	return &env{url: srv.URL, db: db, brokers: brokers, topic: topic}
 }
@@ -366,8 +367,8 @@ func TestConcurrentWritesAreGapFreeInCommitOrder(t *testing.T) {
 		if !found {
 			t.Fatalf("no event for service %s", r.ID)
 		}
-		m, _ := store.Decode([]byte(r.Body))
-		want, _ := store.Canonical(m)
+		m, _ := entity.Decode([]byte(r.Body))
+		want, _ := entity.Canonical(m)
 		if !bytes.Equal(want, ev.Entity) {
 			t.Errorf("service %s: last event (tx %d) is not the committed state:\nevent %s\nrow   %s", r.ID, ev.Tx, ev.Entity, want)
 		}

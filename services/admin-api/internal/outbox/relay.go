@@ -30,9 +30,6 @@ type Config struct {
 	Retention time.Duration // published rows older than this are deleted
 	Tick      time.Duration // fallback poll when no NOTIFY arrives (default 5s)
 	Batch     int           // rows per publish (default 500)
-	// IdempotencyRetention is how long Idempotency-Key records are kept
-	// (0: for ever); the leader deletes older ones.
-	IdempotencyRetention time.Duration
 	// CleanEvery is how often published rows past Retention are deleted
 	// (default 1m).
 	CleanEvery time.Duration
@@ -383,13 +380,6 @@ func chunks(msgs []kafka.Message, maxCount, maxBytes int) [][]kafka.Message {
 }
 
 func (r *Relay) clean(ctx context.Context) error {
-	if r.cfg.IdempotencyRetention > 0 {
-		res := r.db.WithContext(ctx).Exec(`DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => ?)`,
-			r.cfg.IdempotencyRetention.Seconds())
-		if res.Error != nil {
-			return res.Error
-		}
-	}
 	if r.cfg.Retention <= 0 {
 		return nil
 	}

@@ -46,9 +46,6 @@ func TestOneLeaderPublishesInOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := store.New(db, entity.Types)
-	if err := db.Exec(`INSERT INTO idempotency_keys (key, request_hash, status, response) VALUES ('old', 'h', 201, '')`).Error; err != nil {
-		t.Fatal(err)
-	}
 	// Writes committed before any relay runs wait in the outbox.
 	const n = 30
 	for i := range n {
@@ -69,7 +66,7 @@ func TestOneLeaderPublishesInOrder(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 2 {
 		r := outbox.New(outbox.Config{DSN: dsn, Brokers: brokers, Topic: topic, Retention: time.Millisecond,
-			Tick: 200 * time.Millisecond, Batch: 7, CleanEvery: 100 * time.Millisecond, IdempotencyRetention: time.Millisecond}, db, log)
+			Tick: 200 * time.Millisecond, Batch: 7, CleanEvery: 100 * time.Millisecond}, db, log)
 		wg.Go(func() { _ = r.Run(rctx) })
 	}
 	defer func() { cancel(); wg.Wait() }()
@@ -80,9 +77,9 @@ func TestOneLeaderPublishesInOrder(t *testing.T) {
 			t.Fatalf("record %d has tx %d; want %d (no duplicate, no reorder)", i, ev.Tx, i+1)
 		}
 	}
-	testenv.Eventually(t, 20*time.Second, "published rows and old idempotency keys deleted after retention", func() bool {
+	testenv.Eventually(t, 20*time.Second, "published rows deleted after retention", func() bool {
 		var left int64
-		db.Raw(`SELECT (SELECT count(*) FROM outbox) + (SELECT count(*) FROM idempotency_keys)`).Scan(&left)
+		db.Raw(`SELECT count(*) FROM outbox`).Scan(&left)
 		return left == 0
 	})
 	status, err := st.Outbox(ctx)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"sort"
 	"strings"
 
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/entity"
@@ -155,4 +156,12 @@ func isConnError(err error) bool {
 	s := err.Error()
 	return strings.Contains(s, "connection refused") || strings.Contains(s, "unexpected EOF") ||
 		strings.Contains(s, "conn closed") || strings.Contains(s, "broken pipe") || strings.Contains(s, "connection reset")
+}
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

@@ -3,6 +3,7 @@
 package store_test
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/url"
@@ -262,4 +263,26 @@ func TestPipelinedStatementErrors(t *testing.T) {
 	if n != 2 {
 		t.Errorf("outbox rows = %d, want 2", n)
 	}
+}
+
+// TestExpireIdempotency: records of keyed writes older than the retention
+// are deleted, younger ones stay.
+func TestExpireIdempotency(t *testing.T) {
+	st, db := open(t)
+	if err := db.Exec(`INSERT INTO idempotency_keys (key, request_hash, status, response, created_at) VALUES
+		('old', 'h', 201, '', now() - interval '2 hours'), ('young', 'h', 201, '', now())`).Error; err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		st.ExpireIdempotency(ctx, time.Hour, 50*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
+	defer func() { cancel(); <-done }()
+	testenv.Eventually(t, 20*time.Second, "the old record deleted", func() bool {
+		var keys []string
+		db.Raw(`SELECT key FROM idempotency_keys ORDER BY key`).Scan(&keys)
+		return len(keys) == 1 && keys[0] == "young"
+	})
 }

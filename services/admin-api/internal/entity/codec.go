@@ -1,0 +1,48 @@
+package entity
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+)
+
+// Canonical encodes an entity as the Admin API returns it and stores it:
+// keys sorted, every field present, no HTML escaping.
+func Canonical(e map[string]any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(e); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+}
+
+// Decode parses stored or request JSON keeping numbers exact.
+func Decode(b []byte) (map[string]any, error) {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	var m map[string]any
+	if err := d.Decode(&m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// ID returns the id of an entity, an error when it has none (a string).
+func ID(e map[string]any) (string, error) {
+	if id, ok := e["id"].(string); ok && id != "" {
+		return id, nil
+	}
+	return "", fmt.Errorf("entity without an id: %v", e["id"])
+}
+
+// RefID returns the id a foreign field of e references ({"id": "<uuid>"}),
+// "" when it is null or not a reference.
+func RefID(e map[string]any, field string) string {
+	if m, ok := e[field].(map[string]any); ok {
+		s, _ := m["id"].(string)
+		return s
+	}
+	return ""
+}

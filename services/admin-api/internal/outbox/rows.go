@@ -1,0 +1,99 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"time"
+
+	"github.com/deltaplane/deltaplane/shared/wire"
+	"github.com/jackc/pgx/v5"
+	"gorm.io/gorm"
+)
+
+// This file holds the outbox's SQL on the writers' side: the statement a
+// write ends with, the lookup of a write's rows and the relay's progress.
+
+// Change is one changed entity of a write: one outbox row, one cp.changes
+// record.
+type Change struct {
+	Op     wire.Op
+	Type   string
+	ID     string
+	Entity []byte // canonical JSON; nil on delete
+}
+
+// appendSQL is the last statement of a write: it takes the next
+// transaction number (the counter's row lock is held until COMMIT, so
+// numbers follow commit order and a rollback gives its number back),
+// writes the transaction's outbox rows with it and wakes the relay.
+const appendSQL = `WITH c AS (UPDATE outbox_counter SET tx = tx + 1 RETURNING tx),
+	i AS (INSERT INTO outbox (batch, tx, idx, cnt, key, op, type, entity_id, entity)
+		SELECT $1::uuid, c.tx, u.n - 1, $2::int, u.key, u.op, u.type, u.entity_id, u.entity
+		FROM c, unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[])
+			WITH ORDINALITY AS u(key, op, type, entity_id, entity, n)
+		RETURNING 1)
+	SELECT c.tx, (SELECT count(*) FROM i) AS n, pg_notify('outbox', c.tx::text)::text FROM c`
+
+// QueueAppend queues on b the statement that writes cs (in order) as the
+// outbox rows of one transaction, marked with batch (a UUID) so that
+// CommittedTx can find them. ScanAppend reads its answer.
+func QueueAppend(b *pgx.Batch, batch string, cs []Change) {
+	n := len(cs)
+	keys, kinds, types, ids := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	ents := make([][]byte, n)
+	for i, c := range cs {
+		keys[i], kinds[i], types[i], ids[i], ents[i] = wire.Key(c.Type, c.ID), string(c.Op), c.Type, c.ID, c.Entity
+	}
+	b.Queue(appendSQL, batch, n, keys, kinds, types, ids, ents)
+}
+
+// ScanAppend reads the answer of QueueAppend's statement: the transaction
+// number taken and how many rows were written.
+func ScanAppend(r pgx.Row) (tx uint64, n int, err error) {
+	err = r.Scan(&tx, &n, nil)
+	return tx, n, err
+}
+
+// CommittedTx returns the transaction number of the outbox rows of batch;
+// ok is false when none are in Postgres (which proves nothing: their
+// transaction may still run).
+func CommittedTx(ctx context.Context, db *sql.DB, batch string) (tx uint64, ok bool, err error) {
+	var t sql.NullInt64
+	if err := db.QueryRowContext(ctx, `SELECT max(tx) FROM outbox WHERE batch = $1::uuid`, batch).Scan(&t); err != nil {
+		return 0, false, err
+	}
+	return uint64(t.Int64), t.Valid, nil
+}
+
+// Status is the relay's progress.
+type Status struct {
+	Backlog       int64      `json:"backlog"`
+	LastTx        uint64     `json:"last_tx"`
+	PublishedTx   uint64     `json:"last_published_tx"`
+	LastPublished *time.Time `json:"last_published_at"`
+}
+
+// ReadStatus reports the outbox backlog and the last published
+// transaction.
+func ReadStatus(ctx context.Context, db *gorm.DB) (Status, error) {
+	var st Status
+	var row struct {
+		Backlog     int64
+		LastTx      uint64
+		PublishedTx uint64
+		PublishedAt sql.NullTime
+	}
+	err := db.WithContext(ctx).Raw(`SELECT
+		(SELECT count(*) FROM outbox WHERE published_at IS NULL AND tx > 0) AS backlog,
+		(SELECT tx FROM outbox_counter) AS last_tx,
+		r.published_tx, r.published_at FROM relay_state r`).Scan(&row).Error
+	if err != nil {
+		return st, err
+	}
+	st = Status{Backlog: row.Backlog, LastTx: row.LastTx, PublishedTx: row.PublishedTx}
+	if row.PublishedAt.Valid {
+		t := row.PublishedAt.Time
+		st.LastPublished = &t
+	}
+	return st, nil
+}

@@ -1,0 +1,284 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/deltaplane/deltaplane/services/admin-api/internal/outbox"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"gorm.io/gorm"
+)
+
+// Write runs fn in one Postgres transaction. The entity rows, one outbox
+// row per change (in the order fn made them) and the idempotency record
+// commit together; the transaction number is taken by the last statement.
+//
+// The transaction runs on one pooled connection and saves round trips:
+// BEGIN and the entity writes of Insert and Update wait to be pipelined
+// with the next statement, and the end (the pending statements but an
+// Update, whose row count must be checked before COMMIT is sent, the
+// idempotency record, the statement that takes the transaction number and
+// writes the outbox rows, COMMIT) goes to Postgres in one round trip, so
+// the outbox_counter row lock (which serializes committing writers) is
+// held only for that statement and the commit's WAL flush. A single-entity
+// create is one round trip.
+//
+// When the connection fails after COMMIT was sent, Write resolves the
+// outcome (see resolve): committed is success; aborted is ErrUnavailable
+// (nothing was written); otherwise ErrOutcomeUnknown. ErrUnavailable is
+// returned only when the transaction certainly did not commit.
+func (s *Store) Write(ctx context.Context, fn func(tx *Tx) error) (Result, error) {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return Result{}, err
+	}
+	conn, err := sqlDB.Conn(ctx)
+	if err != nil {
+		return Result{}, translate("transaction", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			rollback(conn)
+		}
+		conn.Close()
+	}()
+	tx := &Tx{s: s, conn: conn, pending: []op{{table: "transaction", sql: `BEGIN`}}}
+	tx.db = s.db.Session(&gorm.Session{Context: ctx, NewDB: true})
+	tx.db.Statement.ConnPool = txConn{tx}
+	if err := fn(tx); err != nil {
+		var pe *pgconn.PgError
+		if tx.err != nil && errors.As(err, &pe) && pe.Code == "25P02" {
+			// A statement after a failed pipelined one: report the cause.
+			err = tx.err
+		}
+		return Result{}, translateTx(err)
+	}
+	// A statement whose result is checked here (an update that must hit
+	// its row) cannot share the round trip of COMMIT: send it first.
+	for _, o := range tx.pending {
+		if o.check != nil {
+			_ = tx.flush(ctx)
+			break
+		}
+	}
+	if tx.err != nil {
+		return Result{}, translateTx(tx.err)
+	}
+	var res Result
+	var pid uint32
+	err = conn.Raw(func(dc any) error {
+		pc, err := pgxConn(dc)
+		if err != nil {
+			return err
+		}
+		pid = pc.PgConn().PID()
+		res, err = commit(ctx, pc, tx)
+		if st := pc.PgConn().TxStatus(); err != nil && st != 'I' && st != 'E' && st != 'T' {
+			// The outcome is unknown (the connection failed mid-commit):
+			// never reuse the connection.
+			return errors.Join(err, driver.ErrBadConn)
+		}
+		return err
+	})
+	var lost *lostCommit
+	if errors.As(err, &lost) {
+		// COMMIT was sent and its answer did not arrive: find out.
+		res, rerr := s.resolve(ctx, tx, pid)
+		switch {
+		case rerr == nil:
+			committed = true
+			return res, nil
+		case errors.Is(rerr, errAborted):
+			return Result{}, fmt.Errorf("%w: %w (the transaction did not commit)", ErrUnavailable, lost.err)
+		default:
+			return Result{}, fmt.Errorf("%w: %v; %v", ErrOutcomeUnknown, lost.err, rerr)
+		}
+	}
+	if err != nil {
+		return Result{}, translateTx(err)
+	}
+	committed = true
+	return res, nil
+}
+
+// lostCommit is a failure of the round trip that carried COMMIT that does
+// not prove the transaction did not commit: the connection failed after
+// the batch was (maybe partly) sent.
+type lostCommit struct{ err error }
+
+func (e *lostCommit) Error() string { return "connection lost at COMMIT: " + e.err.Error() }
+func (e *lostCommit) Unwrap() error { return e.err }
+
+// settledAbort reports whether err, from the round trip that carried
+// COMMIT, proves that the transaction did not commit: nothing was sent, or
+// the connection is still up, so Postgres answered every statement of the
+// batch (an error aborts the transaction and the COMMIT that follows rolls
+// back), or the batch failed while pgx prepared its statements (before
+// sending any of them). A connection that failed after sending may have
+// committed.
+func settledAbort(conn *pgx.Conn, err error) bool {
+	var pre pgx.ErrPreprocessingBatch
+	return pgconn.SafeToRetry(err) || errors.As(err, &pre) || !conn.PgConn().IsClosed()
+}
+
+var errAborted = errors.New("the transaction aborted")
+
+// ResolveFor bounds how long Write looks for the outcome of a COMMIT whose
+// answer was lost.
+const ResolveFor = 5 * time.Second
+
+// resolve finds out, on a new connection, whether tx committed after the
+// answer to its COMMIT was lost: by its transaction id (pg_xact_status)
+// when the id arrived before the connection failed, else by its outbox
+// rows (only their presence proves anything). It returns nil (committed),
+// errAborted, or why the outcome is still unknown after ResolveFor.
+func (s *Store) resolve(ctx context.Context, tx *Tx, pid uint32) (Result, error) {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return Result{}, err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ResolveFor)
+	defer cancel()
+	n := len(tx.changes)
+	var res Result
+	var last error
+	check := func() error {
+		if tx.xid != "" {
+			var st sql.NullString
+			if err := sqlDB.QueryRowContext(ctx, `SELECT pg_xact_status($1::text::xid8)`, tx.xid).Scan(&st); err != nil {
+				last = err
+				return err
+			}
+			switch st.String {
+			case "aborted":
+				return backoff.Permanent(errAborted)
+			case "in progress":
+				// Its backend still runs it (a half-open connection, a
+				// COMMIT waiting for the WAL flush): end that backend, so
+				// the transaction commits or aborts now.
+				_, _ = sqlDB.ExecContext(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+					WHERE pid = $1 AND backend_xid::text = (($2::text::numeric) % 4294967296)::text`, int64(pid), tx.xid)
+				last = errors.New("transaction " + tx.xid + " is still in progress")
+				return last
+			case "committed":
+			default:
+				return backoff.Permanent(fmt.Errorf("transaction %s has no status", tx.xid))
+			}
+			res = Result{Changes: n}
+			if n > 0 {
+				if t, _, err := outbox.CommittedTx(ctx, sqlDB, tx.batch); err == nil {
+					res.Tx = t
+				}
+			}
+			return nil
+		}
+		if n == 0 {
+			return backoff.Permanent(errors.New("no transaction id and no outbox rows to look for"))
+		}
+		// Without the id only the outbox rows can tell, and only that it
+		// committed (absent rows may be of a transaction still running).
+		t, ok, err := outbox.CommittedTx(ctx, sqlDB, tx.batch)
+		if err != nil {
+			last = err
+			return err
+		}
+		if !ok {
+			last = errors.New("its outbox rows are not in Postgres")
+			return last
+		}
+		res = Result{Tx: t, Changes: n}
+		return nil
+	}
+	b := backoff.NewExponentialBackOff(backoff.WithInitialInterval(50*time.Millisecond), backoff.WithMaxInterval(time.Second), backoff.WithMaxElapsedTime(0))
+	err = backoff.Retry(check, backoff.WithContext(b, ctx))
+	if err != nil && ctx.Err() != nil && last != nil {
+		err = fmt.Errorf("gave up after %s: %w", ResolveFor, last)
+	}
+	return res, err
+}
+
+// commit sends the end of tx (its pending statements, the idempotency
+// record, the outbox rows with the transaction number, COMMIT) as one
+// pipelined batch.
+func commit(ctx context.Context, conn *pgx.Conn, tx *Tx) (Result, error) {
+	ops := tx.pending
+	tx.pending = nil
+	if !tx.xidAsked {
+		ops = append(ops, tx.xidOp())
+	}
+	if i := tx.idem; i != nil {
+		ops = append(ops, i.insertOp())
+	}
+	b := &pgx.Batch{}
+	ops.queue(b)
+	n := len(tx.changes)
+	if n > 0 {
+		tx.batch = uuid.NewString()
+		outbox.QueueAppend(b, tx.batch, tx.changes)
+	}
+	b.Queue(`COMMIT`)
+	br := conn.SendBatch(ctx, b)
+	var res Result
+	err := func() error {
+		if err := ops.read(br); err != nil {
+			return err
+		}
+		if n > 0 {
+			t, wrote, err := outbox.ScanAppend(br.QueryRow())
+			if err != nil {
+				return translate("outbox", err)
+			}
+			if wrote != n {
+				return fmt.Errorf("outbox: wrote %d rows, want %d", wrote, n)
+			}
+			res = Result{Tx: t, Changes: wrote}
+		}
+		tag, err := br.Exec()
+		if err != nil {
+			return translate("transaction", err)
+		}
+		if tag.String() != "COMMIT" {
+			return fmt.Errorf("%w: transaction ended with %s", ErrUnavailable, tag)
+		}
+		return nil
+	}()
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = translate("transaction", cerr)
+	}
+	if err != nil && !settledAbort(conn, err) {
+		// COMMIT may have reached Postgres: the outcome is unknown here.
+		return res, &lostCommit{err: err}
+	}
+	return res, err
+}
+
+// rollback ends a failed transaction; a connection that cannot is
+// discarded instead of going back to the pool.
+func rollback(conn *sql.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := conn.ExecContext(ctx, `ROLLBACK`); err != nil {
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
+}
+
+// translateTx translates the Postgres errors that escaped a transaction
+// (commit failures, lost connections) and passes the others through.
+func translateTx(err error) error {
+	var pe *pgconn.PgError
+	if errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if errors.As(err, &pe) || isConnError(err) {
+		return translate("transaction", err)
+	}
+	return err
+}

@@ -1,0 +1,252 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/deltaplane/deltaplane/services/admin-api/internal/entity"
+	"github.com/deltaplane/deltaplane/shared/wire"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+func column(f entity.Field) string {
+	if f.Kind == entity.Foreign {
+		return f.Name + "_id"
+	}
+	return f.Name
+}
+
+// columns returns the mirrored columns of t and their values in e.
+func columns(t *entity.Type, e map[string]any) ([]string, []any) {
+	var cols []string
+	var vals []any
+	for _, name := range t.Columns {
+		cols = append(cols, name)
+		vals = append(vals, e[name])
+	}
+	for _, f := range t.Foreigns() {
+		cols = append(cols, column(f))
+		var v any
+		if m, ok := e[f.Name].(map[string]any); ok {
+			v = m["id"]
+		}
+		vals = append(vals, v)
+	}
+	return cols, vals
+}
+
+// checkSize refuses an entity whose change would not be deliverable: its
+// cp.changes record (as the relay encodes it) or its dp.deltas record (with
+// the sync-gateway's headers) over wire.MaxRecordBytes, the limit the
+// broker and the sync-gateway apply. An acknowledged write is always
+// publishable.
+func checkSize(t *entity.Type, id string, body []byte) error {
+	ev := wire.ChangeEvent{Schema: wire.SchemaVersion, Op: wire.OpUpsert, Type: t.Name, ID: id, Entity: body}
+	n, err := wire.ChangeRecordBytes(ev)
+	if err != nil {
+		return err
+	}
+	if n > wire.MaxRecordBytes {
+		return entity.Errors{"@entity": []string{fmt.Sprintf("entity is too large: its change record takes %d bytes; the limit is %d", n, wire.MaxRecordBytes)}}
+	}
+	return nil
+}
+
+// encode returns the id and the canonical JSON of e (body, when not nil,
+// is it already), refusing an entity without an id or too large to
+// publish (checkSize).
+func encode(t *entity.Type, e map[string]any, body []byte) (string, []byte, error) {
+	id, err := entity.ID(e)
+	if err != nil {
+		return "", nil, fmt.Errorf("%s: %w", t.Name, err)
+	}
+	if body == nil {
+		if body, err = entity.Canonical(e); err != nil {
+			return "", nil, err
+		}
+	}
+	if err := checkSize(t, id, body); err != nil {
+		return "", nil, err
+	}
+	return id, body, nil
+}
+
+// Insert stores a new entity (which must carry its id). The statement is
+// sent with the transaction's next statement or its commit, so its error
+// (a unique violation, a missing reference) may come from a later call of
+// tx or from Write.
+func (tx *Tx) Insert(ctx context.Context, t *entity.Type, e map[string]any) ([]byte, error) {
+	id, body, err := encode(t, e, nil)
+	if err != nil {
+		return nil, err
+	}
+	if tx.err != nil {
+		return nil, tx.err
+	}
+	cols, vals := columns(t, e)
+	var ph strings.Builder
+	for i := range cols {
+		fmt.Fprintf(&ph, ", $%d", i+3)
+	}
+	q := fmt.Sprintf(`INSERT INTO %s (id, body%s) VALUES ($1, $2::jsonb%s)`, t.Name, prefixed(cols), ph.String())
+	args := append([]any{id, string(body)}, vals...)
+	tx.pending = append(tx.pending, op{table: t.Name, sql: q, args: args})
+	tx.pending = append(tx.pending, refListOps(t, []map[string]any{e}, false)...)
+	tx.record(wire.OpUpsert, t, id, body)
+	return body, nil
+}
+
+// refListOps mirror the reference lists of es (entities of t) into their
+// join tables, whose foreign keys make Postgres check (and lock) each
+// referenced entity; replace first removes the rows of an update.
+func refListOps(t *entity.Type, es []map[string]any, replace bool) []op {
+	var ops []op
+	for _, f := range t.RefLists() {
+		jt := entity.JoinTable(t, f)
+		var owners, refs, all []string
+		for _, e := range es {
+			id, _ := entity.ID(e) // encode checked it
+			all = append(all, id)
+			list, _ := e[f.Name].([]any)
+			for _, r := range list {
+				if s, ok := r.(string); ok {
+					owners, refs = append(owners, id), append(refs, s)
+				}
+			}
+		}
+		if replace && len(all) > 0 {
+			ops = append(ops, op{table: jt, sql: `DELETE FROM ` + jt + ` WHERE owner_id = ANY($1::uuid[])`, args: []any{all}})
+		}
+		if len(refs) > 0 {
+			name := f.Name
+			ops = append(ops, op{table: jt,
+				sql:  `INSERT INTO ` + jt + ` (owner_id, ref_id) SELECT * FROM unnest($1::uuid[], $2::uuid[]) ON CONFLICT DO NOTHING`,
+				args: []any{owners, refs},
+				fix: func(err error) error {
+					var fe *ForeignKeyError
+					if errors.As(err, &fe) {
+						fe.Field = name
+					}
+					return err
+				}})
+		}
+	}
+	return ops
+}
+
+// ownerOf names the entity type behind a join table in a restricted
+// delete (the services behind services_ca_certificates).
+func (s *Store) ownerOf(err error) error {
+	var re *ReferencedError
+	if !errors.As(err, &re) {
+		return err
+	}
+	for _, t := range s.types {
+		for _, f := range t.RefLists() {
+			if re.Children == entity.JoinTable(t, f) {
+				re.Children = t.Name
+			}
+		}
+	}
+	return err
+}
+
+// Update replaces a stored entity; like Insert, its statement is sent
+// later (ErrNotFound included).
+func (tx *Tx) Update(ctx context.Context, t *entity.Type, e map[string]any) ([]byte, error) {
+	id, body, err := encode(t, e, nil)
+	if err != nil {
+		return nil, err
+	}
+	if tx.err != nil {
+		return nil, tx.err
+	}
+	cols, vals := columns(t, e)
+	set := "body = $1::jsonb"
+	for i, c := range cols {
+		set += fmt.Sprintf(", %s = $%d", c, i+2)
+	}
+	args := append([]any{string(body)}, vals...)
+	args = append(args, id)
+	tx.pending = append(tx.pending, op{table: t.Name, sql: fmt.Sprintf(`UPDATE %s SET %s WHERE id = $%d`, t.Name, set, len(args)), args: args,
+		check: func(tag pgconn.CommandTag) error {
+			if tag.RowsAffected() == 0 {
+				return ErrNotFound
+			}
+			return nil
+		}})
+	tx.pending = append(tx.pending, refListOps(t, []map[string]any{e}, true)...)
+	tx.record(wire.OpUpsert, t, id, body)
+	return body, nil
+}
+
+func prefixed(cols []string) string {
+	if len(cols) == 0 {
+		return ""
+	}
+	return ", " + strings.Join(cols, ", ")
+}
+
+// IsUUID reports whether s addresses an entity by id.
+func IsUUID(s string) bool {
+	_, err := uuid.Parse(s)
+	return err == nil && len(s) == 36
+}
+
+// Delete removes an entity, first deleting its cascading children (each
+// with its own outbox event) and refusing when a restricting child exists.
+// It reports whether the entity existed.
+func (tx *Tx) Delete(ctx context.Context, t *entity.Type, id string) (bool, error) {
+	for _, ct := range tx.s.types {
+		for _, f := range ct.Foreigns() {
+			if f.Ref != t.Name {
+				continue
+			}
+			var ids []string
+			q := fmt.Sprintf(`SELECT id::text FROM %s WHERE %s = ? ORDER BY id`, ct.Name, column(f))
+			if !f.Cascade {
+				q += " LIMIT 1"
+			}
+			if err := tx.db.WithContext(ctx).Raw(q, id).Scan(&ids).Error; err != nil {
+				return false, translate(ct.Name, err)
+			}
+			if len(ids) > 0 && !f.Cascade {
+				return false, &ReferencedError{Type: t.Name, Children: ct.Name}
+			}
+			for _, cid := range ids {
+				if _, err := tx.Delete(ctx, ct, cid); err != nil {
+					return false, err
+				}
+			}
+		}
+	}
+	// Reference lists: the join table's foreign key refuses the delete
+	// (also when a referencing write commits meanwhile); this check only
+	// names the referencing type first.
+	for _, ct := range tx.s.types {
+		for _, f := range ct.RefLists() {
+			if f.Ref != t.Name {
+				continue
+			}
+			var n int64
+			if err := tx.db.WithContext(ctx).Raw(`SELECT count(*) FROM (SELECT 1 FROM `+entity.JoinTable(ct, f)+` WHERE ref_id = ? LIMIT 1) x`, id).Scan(&n).Error; err != nil {
+				return false, translate(t.Name, err)
+			}
+			if n > 0 {
+				return false, &ReferencedError{Type: t.Name, Children: ct.Name}
+			}
+		}
+	}
+	r := tx.db.WithContext(ctx).Exec(fmt.Sprintf(`DELETE FROM %s WHERE id = ?`, t.Name), id)
+	if r.Error != nil {
+		return false, tx.s.ownerOf(translate(t.Name, r.Error))
+	}
+	if r.RowsAffected == 0 {
+		return false, nil
+	}
+	tx.record(wire.OpDelete, t, id, nil)
+	return true, nil
+}

@@ -1,0 +1,158 @@
+package store
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/deltaplane/deltaplane/services/admin-api/internal/entity"
+	"gorm.io/gorm"
+)
+
+// Get returns the entity addressed by id or endpoint key; with lock it is
+// locked for the rest of the transaction.
+func (tx *Tx) Get(ctx context.Context, t *entity.Type, idOrName string, lock bool) (map[string]any, error) {
+	return get(ctx, tx.db, t, idOrName, lock, Filter{})
+}
+
+// GetScoped is Get within a parent (a nested URL): the entity's foreign
+// field f.Field must reference f.ID.
+func (tx *Tx) GetScoped(ctx context.Context, t *entity.Type, idOrName string, lock bool, f Filter) (map[string]any, error) {
+	return get(ctx, tx.db, t, idOrName, lock, f)
+}
+
+// Get reads one entity outside a write.
+func (s *Store) Get(ctx context.Context, t *entity.Type, idOrName string, f Filter) (map[string]any, error) {
+	return get(ctx, s.db, t, idOrName, false, f)
+}
+
+func get(ctx context.Context, db *gorm.DB, t *entity.Type, idOrName string, lock bool, f Filter) (map[string]any, error) {
+	where := "id = ?"
+	if !IsUUID(idOrName) {
+		if t.Endpoint == "" {
+			return nil, ErrNotFound
+		}
+		where = t.Endpoint + " = ?"
+	}
+	args := []any{idOrName}
+	if f.Field != "" {
+		where += " AND " + f.Field + "_id = ?"
+		args = append(args, f.ID)
+	}
+	q := fmt.Sprintf(`SELECT body::text FROM %s WHERE %s`, t.Name, where)
+	if lock {
+		q += " FOR UPDATE"
+	}
+	var bodies []string
+	if err := db.WithContext(ctx).Raw(q, args...).Scan(&bodies).Error; err != nil {
+		return nil, translate(t.Name, err)
+	}
+	if len(bodies) == 0 {
+		return nil, ErrNotFound
+	}
+	return entity.Decode([]byte(bodies[0]))
+}
+
+// Filter narrows a list.
+type Filter struct {
+	Field string // foreign field scoping a nested list ("service")
+	ID    string
+	// Tags: every tag (and=true) or any tag.
+	Tags []string
+	And  bool
+}
+
+// ErrOffset is an offset token that this store did not issue.
+var ErrOffset = errors.New("invalid offset")
+
+// List returns up to size entities after the offset token, ordered by id,
+// and the token of the next page ("" when none).
+func (s *Store) List(ctx context.Context, t *entity.Type, f Filter, size int, offset string) ([]json.RawMessage, string, error) {
+	var where []string
+	var args []any
+	if offset != "" {
+		b, err := base64.RawURLEncoding.DecodeString(offset)
+		if err != nil || !IsUUID(string(b)) {
+			return nil, "", ErrOffset
+		}
+		where = append(where, "id > ?")
+		args = append(args, string(b))
+	}
+	if f.Field != "" {
+		where = append(where, f.Field+"_id = ?")
+		args = append(args, f.ID)
+	}
+	if len(f.Tags) > 0 {
+		var tw []string
+		for _, tag := range f.Tags {
+			b, _ := json.Marshal([]string{tag})
+			tw = append(tw, "body->'tags' @> ?::jsonb")
+			args = append(args, string(b))
+		}
+		op := " OR "
+		if f.And {
+			op = " AND "
+		}
+		where = append(where, "("+strings.Join(tw, op)+")")
+	}
+	q := `SELECT id::text AS id, body::text AS body FROM ` + t.Name
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY id LIMIT ?"
+	args = append(args, size+1)
+	var rows []struct {
+		ID   string
+		Body string
+	}
+	if err := s.db.WithContext(ctx).Raw(q, args...).Scan(&rows).Error; err != nil {
+		return nil, "", translate(t.Name, err)
+	}
+	next := ""
+	if len(rows) > size {
+		rows = rows[:size]
+		next = base64.RawURLEncoding.EncodeToString([]byte(rows[size-1].ID))
+	}
+	out := make([]json.RawMessage, len(rows))
+	for i, r := range rows {
+		m, err := entity.Decode([]byte(r.Body))
+		if err != nil {
+			return nil, "", fmt.Errorf("decode %s/%s: %w", t.Name, r.ID, err)
+		}
+		b, err := entity.Canonical(m)
+		if err != nil {
+			return nil, "", err
+		}
+		out[i] = b
+	}
+	return out, next, nil
+}
+
+// All returns every entity of t ordered by id.
+func (tx *Tx) All(ctx context.Context, t *entity.Type) ([]map[string]any, error) {
+	return all(ctx, tx.db, t)
+}
+
+// All reads every entity of t ordered by id.
+func (s *Store) All(ctx context.Context, t *entity.Type) ([]map[string]any, error) {
+	return all(ctx, s.db, t)
+}
+
+func all(ctx context.Context, db *gorm.DB, t *entity.Type) ([]map[string]any, error) {
+	var bodies []string
+	if err := db.WithContext(ctx).Raw(`SELECT body::text FROM ` + t.Name + ` ORDER BY id`).Scan(&bodies).Error; err != nil {
+		return nil, translate(t.Name, err)
+	}
+	out := make([]map[string]any, len(bodies))
+	for i, b := range bodies {
+		m, err := entity.Decode([]byte(b))
+		if err != nil {
+			return nil, fmt.Errorf("decode %s: %w", t.Name, err)
+		}
+		out[i] = m
+	}
+	return out, nil
+}
