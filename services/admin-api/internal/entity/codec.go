@@ -46,3 +46,9 @@ func RefID(e map[string]any, field string) string {
 	}
 	return ""
 }
+
+// stringField returns the string field f of e, "" when it is not a string.
+func stringField(e map[string]any, f string) string {
+	s, _ := e[f].(string)
+	return s
+}

@@ -219,7 +219,7 @@ func Normalize(t *Type, in map[string]any, base map[string]any, keep map[string]
 	for k, v := range keep {
 		e[k] = v
 	}
-	in = cloneJSON(in).(map[string]any)
+	in, _ = cloneJSON(in).(map[string]any)
 	for k, v := range in {
 		if hasNUL(k) || hasNUL(v) {
 			errs.Add(k, MsgNUL)

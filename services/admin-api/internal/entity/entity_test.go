@@ -169,3 +169,16 @@ func TestErrorsMessage(t *testing.T) {
 		t.Errorf("nested = %q", got)
 	}
 }
+
+// TestRedisPolicyWithoutRedis: a rate-limiting plugin with policy redis and
+// "redis": null is a schema violation (config.redis.host missing), not a
+// panic in the plugin check.
+func TestRedisPolicyWithoutRedis(t *testing.T) {
+	in := obj(t, `{"name":"rate-limiting","config":{"minute":1,"policy":"redis","redis":null}}`)
+	_, errs := Normalize(Plugin, in, nil, map[string]any{"id": "11111111-2222-4333-8444-555555555555", "created_at": int64(1), "updated_at": int64(1)})
+	cfg, _ := errs["config"].(Errors)
+	redis, _ := cfg["redis"].(Errors)
+	if redis["host"] != "required field missing" {
+		t.Fatalf("errors = %v, want config.redis.host required", errs)
+	}
+}

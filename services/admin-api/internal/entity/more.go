@@ -113,7 +113,7 @@ var Plugin = &Type{
 	},
 	Check: func(e map[string]any) Errors {
 		errs := Errors{}
-		name := e["name"].(string)
+		name, _ := e["name"].(string)
 		schema, ok := PluginSchemas[name]
 		if !ok {
 			errs.Add("name", "plugin '"+name+"' not enabled; add it to the 'plugins' configuration property")
@@ -126,7 +126,7 @@ var Plugin = &Type{
 		}
 		e["config"] = cfg
 		if name == "rate-limiting" {
-			c := cfg.(map[string]any)
+			c, _ := cfg.(map[string]any)
 			set := false
 			for _, k := range []string{"second", "minute", "hour", "day", "month", "year"} {
 				if c[k] != nil {
@@ -136,7 +136,8 @@ var Plugin = &Type{
 			if !set {
 				errs.Add("@entity", "at least one of these fields must be non-empty: 'config.second', 'config.minute', 'config.hour', 'config.day', 'config.month', 'config.year'")
 			}
-			if c["policy"] == "redis" && c["redis"].(map[string]any)["host"] == nil {
+			redis, _ := c["redis"].(map[string]any)
+			if c["policy"] == "redis" && redis["host"] == nil {
 				errs.Add("@entity", "failed conditional validation given value of field 'config.policy'")
 				errs["config"] = Errors{"redis": Errors{"host": "required field missing"}}
 			}
@@ -201,7 +202,8 @@ var Target = &Type{
 	},
 	Check: func(e map[string]any) Errors {
 		errs := Errors{}
-		t, err := NormalizeTarget(e["target"].(string))
+		target, _ := e["target"].(string)
+		t, err := NormalizeTarget(target)
 		if err != "" {
 			errs.Add("target", err)
 			return errs
@@ -263,13 +265,13 @@ var Certificate = &Type{
 	},
 	Check: func(e map[string]any) Errors {
 		errs := Errors{}
-		if _, err := tls.X509KeyPair([]byte(e["cert"].(string)), []byte(e["key"].(string))); err != nil {
+		if _, err := tls.X509KeyPair([]byte(stringField(e, "cert")), []byte(stringField(e, "key"))); err != nil {
 			errs.Add("@entity", "certificate does not match key")
 		}
 		if (e["cert_alt"] == nil) != (e["key_alt"] == nil) {
 			errs.Add("@entity", "all or none of these fields must be set: 'cert_alt', 'key_alt'")
 		} else if e["cert_alt"] != nil {
-			if _, err := tls.X509KeyPair([]byte(e["cert_alt"].(string)), []byte(e["key_alt"].(string))); err != nil {
+			if _, err := tls.X509KeyPair([]byte(stringField(e, "cert_alt")), []byte(stringField(e, "key_alt"))); err != nil {
 				errs.Add("@entity", "alternative certificate does not match key")
 			}
 		}

@@ -27,7 +27,7 @@ func checkUUID(v any) string {
 }
 
 func checkHost(v any) string {
-	s := v.(string)
+	s, _ := v.(string)
 	if net.ParseIP(strings.Trim(s, "[]")) != nil {
 		return ""
 	}
@@ -38,7 +38,7 @@ func checkHost(v any) string {
 }
 
 func checkPath(v any) string {
-	s := v.(string)
+	s, _ := v.(string)
 	if !strings.HasPrefix(s, "/") {
 		return "should start with: /"
 	}
@@ -49,7 +49,7 @@ func checkPath(v any) string {
 }
 
 func checkRoutePath(v any) string {
-	s := v.(string)
+	s, _ := v.(string)
 	if strings.HasPrefix(s, "~") {
 		if _, err := regexp.Compile(s[1:]); err != nil {
 			return "invalid regex: '" + s[1:] + "'"
@@ -63,7 +63,7 @@ func checkRoutePath(v any) string {
 }
 
 func checkMethod(v any) string {
-	s := v.(string)
+	s, _ := v.(string)
 	for _, r := range s {
 		if r < 'A' || r > 'Z' {
 			return "invalid value: " + s
@@ -73,7 +73,7 @@ func checkMethod(v any) string {
 }
 
 func checkTag(v any) string {
-	s := v.(string)
+	s, _ := v.(string)
 	if strings.ContainsAny(s, ",/") {
 		return "invalid tag '" + s + "': expected printable ascii (except `,` and `/`) or valid utf-8 sequences"
 	}
@@ -177,7 +177,7 @@ func prepareService(in, e map[string]any, creating bool) Errors {
 
 var cidrPort = Field{Kind: Record, Fields: []Field{
 	{Name: "ip", Kind: String, Check: func(v any) string {
-		s := v.(string)
+		s, _ := v.(string)
 		if net.ParseIP(s) != nil {
 			return ""
 		}
@@ -239,7 +239,8 @@ func checkRoute(e map[string]any) Errors {
 	}
 	has := map[string]bool{}
 	for _, p := range protos {
-		has[p.(string)] = true
+		s, _ := p.(string)
+		has[s] = true
 	}
 	if has["http"] || has["https"] {
 		matchers := []string{"methods", "hosts", "headers", "paths"}
