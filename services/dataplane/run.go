@@ -58,10 +58,14 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		Help: "Time from producing a batch's last record to the configuration being live here.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18)})
 	quarantined := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "deltaplane", Subsystem: "dataplane", Name: "quarantined_total",
 		Help: "Records written to the DLQ topic, by reason kind."}, []string{"reason"})
+	mode := consumer.Delta()
+	if cfg.SyncMode == ModeFull {
+		mode = consumer.Full()
+	}
 	cons, err := consumer.New(consumer.Config{
 		Brokers:       cfg.Brokers,
 		Topic:         cfg.configTopic(),
-		Full:          cfg.SyncMode == ModeFull,
+		Mode:          mode,
 		DLQTopic:      cfg.dlqTopic(),
 		NodeID:        nodeID,
 		Quarantined:   func(kind string) { quarantined.WithLabelValues(kind).Inc() },

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deltaplane/deltaplane/services/dataplane/internal/delta"
 	dt "github.com/deltaplane/deltaplane/services/dataplane/internal/deltatest"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/store"
 	"github.com/deltaplane/deltaplane/shared/broker"
@@ -32,8 +31,21 @@ type fixture struct {
 	prod    *dt.Producer
 	// dlqTopic, when set, replaces the default quarantine topic.
 	dlqTopic string
-	// hook, when set, becomes the next started consumer's testHook.
-	hook func(batch []delta.Record)
+	// hook, when set, is called by the next started consumer's store
+	// before it applies a batch of the version given (it may panic to play
+	// a store, or anything under the handler, that fails on one batch).
+	hook func(version uint64)
+}
+
+// hookedStore is the bbolt store with a hook before each batch is applied.
+type hookedStore struct {
+	*store.Bolt
+	hook func(version uint64)
+}
+
+func (s hookedStore) Apply(changes []store.Change, m store.Meta) error {
+	s.hook(m.Version)
+	return s.Bolt.Apply(changes, m)
 }
 
 func newFixture(t *testing.T, extra map[string]string) *fixture {
@@ -69,11 +81,14 @@ func (f *fixture) start() *running {
 	if os.Getenv("DP_TEST_LOG") != "" {
 		log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	c, err := New(Config{Brokers: f.brokers, Topic: f.topic, Group: f.group, ProbeInterval: 200 * time.Millisecond, Logger: log, NodeID: f.node, DLQTopic: f.dlqTopic}, st)
+	var cst Store = st
+	if f.hook != nil {
+		cst = hookedStore{Bolt: st, hook: f.hook}
+	}
+	c, err := New(Config{Brokers: f.brokers, Topic: f.topic, Group: f.group, ProbeInterval: 200 * time.Millisecond, Logger: log, NodeID: f.node, DLQTopic: f.dlqTopic}, cst)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	c.testHook = f.hook
 	ctx, cancel := context.WithCancel(f.t.Context())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()

@@ -76,7 +76,7 @@ func runFullConsumer(t *testing.T, brokers []string, topic, prefix string) (*Con
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := New(Config{Brokers: brokers, Topic: topic, Group: prefix + "g", ProbeInterval: 200 * time.Millisecond, Full: true,
+	c, err := New(Config{Brokers: brokers, Topic: topic, Group: prefix + "g", ProbeInterval: 200 * time.Millisecond, Mode: Full(),
 		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}, st)
 	if err != nil {
 		st.Close()

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/deltaplane/deltaplane/services/dataplane/internal/delta"
 	dt "github.com/deltaplane/deltaplane/services/dataplane/internal/deltatest"
 	"github.com/deltaplane/deltaplane/shared/wire"
 	"github.com/segmentio/kafka-go"
@@ -120,8 +119,8 @@ func TestPoisonBatchIsQuarantinedAfterThreeAttempts(t *testing.T) {
 	blocked, release := make(chan struct{}), make(chan struct{})
 	// First process: the batch of version 2 panics, and on its second
 	// attempt the process goes away while handling it.
-	f.hook = func(batch []delta.Record) {
-		if batch[0].Header.Version != 2 {
+	f.hook = func(version uint64) {
+		if version != 2 {
 			return
 		}
 		mu.Lock()
@@ -155,8 +154,8 @@ func TestPoisonBatchIsQuarantinedAfterThreeAttempts(t *testing.T) {
 	// Second process: the batch still panics; the attempts of the first
 	// process count, so it is tried once more and then quarantined.
 	calls2 := 0
-	f.hook = func(batch []delta.Record) {
-		if batch[0].Header.Version == 2 {
+	f.hook = func(version uint64) {
+		if version == 2 {
 			mu.Lock()
 			calls2++
 			mu.Unlock()

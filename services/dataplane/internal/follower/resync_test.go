@@ -1,4 +1,4 @@
-package consumer
+package follower
 
 import (
 	"strings"
@@ -36,7 +36,7 @@ func TestResyncReason(t *testing.T) {
 			if c.meta != nil {
 				m = c.meta(m)
 			}
-			got := resyncReason(m, c.first, c.hwm, c.committed, c.retention, now)
+			got := ResyncReason(m, c.first, c.hwm, c.committed, c.retention, now)
 			if (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
 				t.Fatalf("reason %q, want %q", got, c.want)
 			}
@@ -49,22 +49,22 @@ func TestResyncVerdict(t *testing.T) {
 		name             string
 		got, held        uint64
 		ready, recreated bool
-		want             verdict
+		want             Verdict
 	}{
-		{"new node takes what the topic has", 3, 0, false, false, adopt},
-		{"untrusted store takes what the topic has, even older", 3, 7, false, false, adopt},
-		{"newer version", 8, 7, true, false, adopt},
-		{"same version", 7, 7, true, false, adopt},
-		{"older version is refused", 3, 7, true, false, keep},
-		{"empty topic does not wipe a held configuration", 0, 7, true, false, keep},
-		{"recreated topic with a complete version: a new history", 2, 7, true, true, adopt},
-		{"recreated empty topic: hold the last good configuration", 0, 7, true, true, hold},
-		{"recreated empty topic, nothing held", 0, 0, true, true, adopt},
+		{"new node takes what the topic has", 3, 0, false, false, Adopt},
+		{"untrusted store takes what the topic has, even older", 3, 7, false, false, Adopt},
+		{"newer version", 8, 7, true, false, Adopt},
+		{"same version", 7, 7, true, false, Adopt},
+		{"older version is refused", 3, 7, true, false, Keep},
+		{"empty topic does not wipe a held configuration", 0, 7, true, false, Keep},
+		{"recreated topic with a complete version: a new history", 2, 7, true, true, Adopt},
+		{"recreated empty topic: hold the last good configuration", 0, 7, true, true, Hold},
+		{"recreated empty topic, nothing held", 0, 0, true, true, Adopt},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if got := resyncVerdict(c.got, c.held, c.ready, c.recreated); got != c.want {
-				t.Fatalf("verdict %d, want %d", got, c.want)
+			if got := verdict(c.got, c.held, c.ready, c.recreated); got != c.want {
+				t.Fatalf("verdict %s, want %s", got, c.want)
 			}
 		})
 	}

@@ -1,0 +1,284 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/deltaplane/deltaplane/services/dataplane/internal/follower"
+	"github.com/deltaplane/deltaplane/services/dataplane/internal/snapshot"
+	"github.com/deltaplane/deltaplane/services/dataplane/internal/store"
+	"github.com/deltaplane/deltaplane/shared/broker"
+	"github.com/segmentio/kafka-go"
+)
+
+// seeker moves the reader: a resync rewinds it, the end of a resync may
+// send it back to the first record of an unfinished batch.
+type seeker interface {
+	SetOffset(offset int64) error
+}
+
+// Run follows the topic until ctx ends. A panic while handling a batch or
+// ending a resync is recovered (Recoverer): the consumer goes back to the
+// durable state (as a restart would) and reads on from the stored
+// position after a pause; the attempt counters (Poison) bound how often
+// one batch is tried.
+func (c *Consumer) Run(ctx context.Context) error {
+	defer c.dlq.Close()
+	for streak := 0; ; streak++ {
+		err := c.runOnce(ctx)
+		var pe *PanicError
+		if !errors.As(err, &pe) {
+			return err
+		}
+		c.Stats.Panics.Add(1)
+		msg := fmt.Sprint(pe.Value)
+		c.lastPanic.Store(&msg)
+		c.setErr("recovered panic: %s", msg)
+		c.log.Error("recovered a panic while handling records; going back to the stored position", "panic", msg, "stack", string(pe.Stack))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(min(100*time.Millisecond<<min(streak, 6), 5*time.Second)):
+		}
+		if err := c.reload(); err != nil {
+			return err
+		}
+	}
+}
+
+// reload puts the in-memory state back to what the store holds, as after a
+// restart: the snapshot (rebuilt when it differs), the mode's state and the
+// position. The quarantine marks are kept, so records already quarantined
+// are not written again.
+func (c *Consumer) reload() error {
+	meta, err := c.store.Meta()
+	if err != nil {
+		return err
+	}
+	c.loadProblem = ""
+	cur := c.current.Load()
+	if meta.Version != cur.Version || meta.Hash != cur.Hash {
+		ents, err := c.loadEntities()
+		if err != nil {
+			return err
+		}
+		snap, _ := snapshot.Build(meta.Version, ents)
+		switch {
+		case snap.Hash != meta.Hash:
+			c.loadProblem = "stored configuration does not match its hash"
+		case meta.Complete:
+			if err := Recover(func() error { c.publish(snap, meta, nil, true); return nil }); err != nil {
+				c.log.Error("listener panicked on the reloaded configuration", "panic", fmt.Sprint(err.(*PanicError).Value))
+			}
+		}
+	}
+	c.mode.reset(meta.Version)
+	c.next.Store(meta.NextOffset)
+	return nil
+}
+
+// runOnce follows the topic from the stored position until ctx ends, a
+// fatal error, or a recovered panic (a *PanicError).
+func (c *Consumer) runOnce(ctx context.Context) error {
+	var (
+		first, hwm, committed int64
+		retention             time.Duration
+	)
+	err := broker.Retry(ctx, 0, func() error {
+		var err error
+		if first, hwm, err = partitionBounds(ctx, c.client, c.cfg.Topic); err != nil {
+			c.log.Warn("waiting for kafka", "err", err)
+			return err
+		}
+		if committed, err = committedOffset(ctx, c.client, c.cfg.Group, c.cfg.Topic); err != nil {
+			c.log.Warn("waiting for kafka", "err", err)
+			return err
+		}
+		if retention, err = deleteRetention(ctx, c.client, c.cfg.Topic); err != nil {
+			c.log.Warn("waiting for kafka", "err", err)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return ctxErr(ctx, err)
+	}
+	c.touch()
+	c.hwm.Store(hwm)
+	c.committed.Store(committed)
+	meta, err := c.store.Meta()
+	if err != nil {
+		return err
+	}
+	if meta.Topic != c.cfg.Topic {
+		meta.Complete = false
+	}
+
+	reader := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:   c.cfg.Brokers,
+		Topic:     c.cfg.Topic,
+		Partition: 0,
+		MinBytes:  1,
+		MaxBytes:  16 << 20,
+		MaxWait:   500 * time.Millisecond,
+		// kafka-go reports retriable fetch errors through this logger.
+		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+			c.log.Debug(fmt.Sprintf(msg, args...))
+		}),
+	})
+	defer reader.Close()
+
+	reason := follower.ResyncReason(meta, first, hwm, committed, retention, time.Now())
+	if reason == "" && c.loadProblem != "" {
+		reason = c.loadProblem
+	}
+	if reason != "" {
+		// A stored position beyond the end of the log: the topic was
+		// recreated (or truncated) and holds another history.
+		newHistory := meta.Complete && meta.NextOffset > hwm
+		if err := c.startResync(ctx, reader, reason, newHistory); err != nil {
+			return ctxErr(ctx, err)
+		}
+	} else {
+		c.log.Info("resuming", "offset", meta.NextOffset, "version", meta.Version, "high_water_mark", hwm)
+		if err := reader.SetOffset(meta.NextOffset); err != nil {
+			return err
+		}
+	}
+
+	probeCtx, stopProbe := context.WithCancel(ctx)
+	var helpers sync.WaitGroup
+	defer helpers.Wait()
+	defer stopProbe()
+	helpers.Go(func() { c.probe(probeCtx) })
+	helpers.Go(func() { c.committer(probeCtx) })
+
+	for {
+		msg, err := reader.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, io.EOF) {
+				return nil
+			}
+			c.log.Warn("fetch", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(200 * time.Millisecond):
+			}
+			continue
+		}
+		c.touch()
+		c.Stats.RecordsConsumed.Add(1)
+		c.Stats.BytesConsumed.Add(recordBytes(msg))
+		if msg.HighWaterMark > 0 {
+			c.hwm.Store(msg.HighWaterMark)
+		}
+		if len(msg.Value) == 0 {
+			msg.Value = nil // a record without a value is a tombstone
+		}
+		if err := c.mode.handle(ctx, reader, msg); err != nil {
+			return ctxErr(ctx, err)
+		}
+	}
+}
+
+// startResync reads the topic again from its first offset (the mode says
+// what that yields); newHistory says the topic was recreated.
+func (c *Consumer) startResync(ctx context.Context, seek seeker, reason string, newHistory bool) error {
+	level := slog.LevelWarn
+	if !c.ready.Load() {
+		level = slog.LevelInfo // first start: nothing to distrust
+	}
+	c.log.Log(ctx, level, "resync", "reason", reason)
+	c.lastResync.Store(&reason)
+	var first, hwm int64
+	err := broker.Retry(ctx, 0, func() error {
+		var err error
+		first, hwm, err = partitionBounds(ctx, c.client, c.cfg.Topic)
+		return err
+	})
+	if err != nil {
+		return ctxErr(ctx, err)
+	}
+	c.touch()
+	c.hwm.Store(hwm)
+	return c.mode.resync(ctx, seek, reason, first, hwm, newHistory)
+}
+
+// recordBytes is what a record costs on the wire, near enough: its key,
+// value and headers.
+func recordBytes(msg kafka.Message) uint64 {
+	n := len(msg.Key) + len(msg.Value)
+	for _, h := range msg.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return uint64(n)
+}
+
+func ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// committer commits the applied position to the group, coalescing bursts.
+func (c *Consumer) committer(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.commitReq:
+		}
+		next := c.next.Load()
+		if next == c.committed.Load() {
+			continue
+		}
+		err := broker.Retry(ctx, time.Minute, func() error {
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			return commitOffset(cctx, c.client, c.cfg.Group, c.cfg.Topic, next)
+		})
+		if err != nil {
+			if ctx.Err() == nil {
+				c.log.Warn("offset commit failed; the store keeps the position", "offset", next, "err", err)
+			}
+			continue
+		}
+		c.committed.Store(next)
+	}
+}
+
+// probe refreshes the topic bounds: lag, contact time, caught-up time.
+func (c *Consumer) probe(ctx context.Context) {
+	t := time.NewTicker(c.cfg.ProbeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, c.cfg.ProbeInterval)
+		_, hwm, err := partitionBounds(pctx, c.client, c.cfg.Topic)
+		cancel()
+		if err != nil {
+			continue
+		}
+		c.touch()
+		c.hwm.Store(hwm)
+		if c.next.Load() >= hwm && c.ready.Load() {
+			now := time.Now().UTC()
+			if err := c.store.SetMeta(func(m *store.Meta) { m.CaughtUp = now }); err != nil {
+				c.log.Warn("record caught-up time", "err", err)
+			}
+		}
+		// Re-commit if an earlier commit failed.
+		c.requestCommit()
+	}
+}
