@@ -25,6 +25,7 @@ type Config struct {
 	Coalesce       time.Duration // SYNC_FULL_COALESCE: full mode waits this long for quiet input
 	CoalesceMax    time.Duration // SYNC_FULL_COALESCE_MAX: and defers a snapshot at most this long
 	IdleCheck      time.Duration // SYNC_IDLE_CHECK: while idle, the active instance checks dp.deltas' end offset this often
+	CompactionLag  time.Duration // SYNC_COMPACTION_LAG: dp.deltas' min.compaction.lag.ms, the time to repair a late write
 	StartTimeout   time.Duration // SYNC_START_TIMEOUT: how long to wait for Kafka at start
 	InstanceID     string        // SYNC_INSTANCE_ID: Kafka client id (default hostname-pid)
 	LogLevel       slog.Level    // LOG_LEVEL
@@ -56,6 +57,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		Coalesce:       dur("SYNC_FULL_COALESCE", "50ms"),
 		CoalesceMax:    dur("SYNC_FULL_COALESCE_MAX", "1s"),
 		IdleCheck:      dur("SYNC_IDLE_CHECK", "1s"),
+		CompactionLag:  dur("SYNC_COMPACTION_LAG", broker.DefaultCompactionLag.String()),
 		StartTimeout:   dur("SYNC_START_TIMEOUT", "2m"),
 		InstanceID:     get("SYNC_INSTANCE_ID", fmt.Sprintf("%s-%d", host, os.Getpid())),
 	}
@@ -87,7 +89,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Any("brokers", c.Brokers), slog.String("topic_prefix", c.TopicPrefix),
 		slog.Int("max_record_bytes", c.MaxRecordBytes), slog.Duration("session_timeout", c.SessionTimeout),
 		slog.Duration("full_coalesce", c.Coalesce), slog.Duration("full_coalesce_max", c.CoalesceMax),
-		slog.Duration("idle_check", c.IdleCheck),
+		slog.Duration("idle_check", c.IdleCheck), slog.Duration("compaction_lag", c.CompactionLag),
 		slog.String("instance_id", c.InstanceID), slog.String("log_level", c.LogLevel.String()),
 	)
 }

@@ -27,19 +27,20 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	}
 	log.Info("starting", "config", cfg)
 
-	topics := []broker.TopicSpec{
-		broker.Compacted(cfg.TopicPrefix+wire.TopicChanges, nil),
-		broker.Compacted(cfg.TopicPrefix+wire.TopicDeltas, nil),
-		broker.Log(cfg.TopicPrefix + wire.TopicChanges + wire.DLQSuffix),
-	}
-	if cfg.Mode == pipeline.ModeFull {
-		topics = append(topics, broker.Compacted(cfg.TopicPrefix+wire.TopicFull, nil))
-	}
-	if err := broker.EnsureTopics(ctx, cfg.Brokers, cfg.StartTimeout, topics...); err != nil {
+	if err := broker.EnsureTopics(ctx, cfg.Brokers, cfg.StartTimeout, topics(cfg)...); err != nil {
 		if errors.Is(err, broker.ErrTopicMismatch) {
 			return fmt.Errorf("refusing to start: %w", err)
 		}
 		return fmt.Errorf("ensure topics: %w", err)
+	}
+	// A dp.deltas created by another service (or before the lag existed)
+	// lacks it: reported, not refused (see README, Late writes).
+	if devs, err := broker.Deviations(ctx, cfg.Brokers, topics(cfg)...); err != nil {
+		log.Warn("check advised topic configs", "err", err)
+	} else {
+		for _, d := range devs {
+			log.Error("topic config below what the late-write repair needs; alter the topic", "component", "topics", "deviation", d)
+		}
 	}
 
 	reg := prometheus.NewRegistry()
@@ -85,4 +86,20 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	srv.Shutdown(shutCtx)
 	log.Info("stopped")
 	return result
+}
+
+// topics is what the sync-gateway requires of its topics. dp.deltas keeps
+// every record from the cleaner for CompactionLag (the late-write repair's
+// time); cp.changes and dp.full do not need it: nothing repairs them from
+// their own history.
+func topics(cfg Config) []broker.TopicSpec {
+	specs := []broker.TopicSpec{
+		broker.Compacted(cfg.TopicPrefix+wire.TopicChanges, nil),
+		broker.Compacted(cfg.TopicPrefix+wire.TopicDeltas, nil).WithCompactionLag(cfg.CompactionLag),
+		broker.Log(cfg.TopicPrefix + wire.TopicChanges + wire.DLQSuffix),
+	}
+	if cfg.Mode == pipeline.ModeFull {
+		specs = append(specs, broker.Compacted(cfg.TopicPrefix+wire.TopicFull, nil))
+	}
+	return specs
 }

@@ -7,7 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +36,34 @@ type TopicSpec struct {
 	// existing topic (for example cleanup.policy).
 	Configs map[string]string
 	Verify  []string
+	// Advise lists configs (in Configs) that an existing topic should have
+	// but may lack without being refused: Deviations reports them. A
+	// numeric value is met by a larger one.
+	Advise []string
+}
+
+// DefaultCompactionLag is how long dp.deltas keeps a record from the
+// cleaner (see WithCompactionLag).
+const DefaultCompactionLag = 10 * time.Minute
+
+// WithCompactionLag returns the spec with min.compaction.lag.ms = lag and
+// broker append timestamps (message.timestamp.type=LogAppendTime): the
+// cleaner leaves every record alone until lag after the broker appended
+// it, whatever the writer's clock or a pause between its stamp and its
+// send. On dp.deltas this is the time the sync-gateway has to repair a
+// late write of a fenced-out instance before compaction could make the
+// late copy the only record of its keys. Both are advised, not verified:
+// another service may create the topic with a spec without them.
+func (s TopicSpec) WithCompactionLag(lag time.Duration) TopicSpec {
+	cfg := make(map[string]string, len(s.Configs)+2)
+	for k, v := range s.Configs {
+		cfg[k] = v
+	}
+	cfg["min.compaction.lag.ms"] = strconv.FormatInt(lag.Milliseconds(), 10)
+	cfg["message.timestamp.type"] = "LogAppendTime"
+	s.Configs = cfg
+	s.Advise = append(slices.Clip(s.Advise), "min.compaction.lag.ms", "message.timestamp.type")
+	return s
 }
 
 // Compacted is the spec of a one-partition compacted config topic, created
@@ -140,18 +170,8 @@ func verify(ctx context.Context, c *kafka.Client, specs []TopicSpec) error {
 	}
 	got := map[string]map[string]string{}
 	if len(dreq.Resources) > 0 {
-		dresp, err := c.DescribeConfigs(ctx, dreq)
-		if err != nil {
-			return fmt.Errorf("describe topic configs: %w", err)
-		}
-		for _, r := range dresp.Resources {
-			if r.Error != nil {
-				return fmt.Errorf("describe topic %s: %w", r.ResourceName, r.Error)
-			}
-			got[r.ResourceName] = map[string]string{}
-			for _, e := range r.ConfigEntries {
-				got[r.ResourceName][e.ConfigName] = e.ConfigValue
-			}
+		if got, err = describe(ctx, c, dreq); err != nil {
+			return err
 		}
 	}
 	var errs []error
@@ -166,4 +186,63 @@ func verify(ctx context.Context, c *kafka.Client, specs []TopicSpec) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Deviations describes, for every existing topic of specs, each advised
+// config whose value falls short of the spec's (another value, or a lower
+// number). The caller reports them; they do not stop a service.
+func Deviations(ctx context.Context, brokers []string, specs ...TopicSpec) ([]string, error) {
+	dreq := &kafka.DescribeConfigsRequest{}
+	for _, s := range specs {
+		if len(s.Advise) > 0 {
+			dreq.Resources = append(dreq.Resources, kafka.DescribeConfigRequestResource{
+				ResourceType: kafka.ResourceTypeTopic, ResourceName: s.Name, ConfigNames: s.Advise,
+			})
+		}
+	}
+	if len(dreq.Resources) == 0 {
+		return nil, nil
+	}
+	got, err := describe(ctx, Client(brokers), dreq)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, s := range specs {
+		for _, k := range s.Advise {
+			if have, want := got[s.Name][k], s.Configs[k]; !meets(have, want) {
+				out = append(out, fmt.Sprintf("%s has %s=%q, deltaplane advises %q", s.Name, k, have, want))
+			}
+		}
+	}
+	return out, nil
+}
+
+// meets reports whether a config value meets the wanted one: equal, or
+// for numbers at least as large.
+func meets(have, want string) bool {
+	h, err1 := strconv.ParseInt(have, 10, 64)
+	w, err2 := strconv.ParseInt(want, 10, 64)
+	if err1 == nil && err2 == nil {
+		return h >= w
+	}
+	return have == want
+}
+
+func describe(ctx context.Context, c *kafka.Client, req *kafka.DescribeConfigsRequest) (map[string]map[string]string, error) {
+	resp, err := c.DescribeConfigs(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("describe topic configs: %w", err)
+	}
+	got := map[string]map[string]string{}
+	for _, r := range resp.Resources {
+		if r.Error != nil {
+			return nil, fmt.Errorf("describe topic %s: %w", r.ResourceName, r.Error)
+		}
+		got[r.ResourceName] = map[string]string{}
+		for _, e := range r.ConfigEntries {
+			got[r.ResourceName][e.ConfigName] = e.ConfigValue
+		}
+	}
+	return got, nil
 }

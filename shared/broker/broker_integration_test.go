@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -80,5 +81,36 @@ func TestEnsureTopicsRefusesDrift(t *testing.T) {
 				t.Fatalf("EnsureTopics = %v, want ErrTopicMismatch mentioning %q", err, c.want)
 			}
 		})
+	}
+}
+
+// A topic created by a spec without the compaction lag (another service's,
+// or an older deployment's) is accepted and its shortfall reported; one
+// created with it, or with a longer lag, is not reported.
+func TestDeviationsReportsAMissingCompactionLag(t *testing.T) {
+	brokers := testBrokers(t)
+	plain, held, longer := uniqueTopic(t, "dp.deltas"), uniqueTopic(t, "dp.deltas"), uniqueTopic(t, "dp.deltas")
+	if err := EnsureTopics(t.Context(), brokers, 30*time.Second, Compacted(plain, nil), Compacted(held, nil).WithCompactionLag(time.Minute),
+		Compacted(longer, nil).WithCompactionLag(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	specs := []TopicSpec{
+		Compacted(plain, nil).WithCompactionLag(time.Minute),
+		Compacted(held, nil).WithCompactionLag(time.Minute),
+		Compacted(longer, nil).WithCompactionLag(time.Minute),
+	}
+	if err := EnsureTopics(t.Context(), brokers, 30*time.Second, specs...); err != nil {
+		t.Fatalf("an existing topic without the lag was refused: %v", err)
+	}
+	got, err := Deviations(t.Context(), brokers, specs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		plain + ` has min.compaction.lag.ms="0", deltaplane advises "60000"`,
+		plain + ` has message.timestamp.type="CreateTime", deltaplane advises "LogAppendTime"`,
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("deviations %q, want %q", got, want)
 	}
 }
