@@ -1,4 +1,6 @@
-// Package api is deltaplane's Kong-compatible Admin API over HTTP.
+// Package api is deltaplane's Kong-compatible Admin API over HTTP: its
+// handlers parse a request, call the application (package app) and render
+// the answer; errors become responses in one place (errorHandler).
 package api
 
 import (

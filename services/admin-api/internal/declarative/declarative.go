@@ -1,7 +1,10 @@
 // Package declarative reads and writes Kong's declarative configuration
 // format (_format_version "3.0", JSON or YAML, children nested under their
 // parents) and computes the changes that turn the stored configuration into
-// the declared one.
+// the declared one: Parse, Flatten (the declared entities, parents first),
+// Resolve (ids and references, against the stored configuration), Plan
+// (inserts, updates, deletes; pure). Applying them is the caller's
+// (app.App.ReplaceConfig).
 package declarative
 
 import (

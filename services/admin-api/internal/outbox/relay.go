@@ -1,5 +1,7 @@
-// Package outbox relays committed outbox rows to cp.changes: one leader at a
-// time across admin-api replicas, in commit order, at least once.
+// Package outbox owns the outbox table: the statement that writes a
+// transaction's rows with its commit (rows.go, used by the store), and the
+// relay that publishes committed rows to cp.changes: one leader at a time
+// across admin-api replicas, in commit order, at least once.
 package outbox
 
 import (

@@ -1,5 +1,13 @@
 // Package store keeps admin-api's entities in Postgres and writes, in the
-// same transaction, one outbox row per changed entity.
+// same transaction, one outbox row per changed entity (the rows' SQL is the
+// outbox package's). Postgres errors are translated here (errors.go).
+//
+// Files: commit.go (Write: one transaction, its commit in one round trip,
+// the outcome of a lost COMMIT), tx.go (a transaction's deferred
+// statements), pipeline.go (statements sent in one round trip),
+// entities.go (Insert, Update, Delete with cascades, reference lists),
+// bulk.go (the many-row writes of a configuration replace), read.go (Get,
+// List, All), idempotency.go (Idempotency-Key records and their expiry).
 package store
 
 import (
