@@ -40,7 +40,7 @@ type Status struct {
 	Quarantined       uint64   `json:"quarantined"`      // records written to the DLQ topic
 	PanicsRecovered   uint64   `json:"panics_recovered"` // panics recovered while handling records
 	PoisonBatches     uint64   `json:"poison_batches"`   // batches quarantined after repeated failures
-	Degraded          bool     `json:"degraded"`         // content was skipped (see errors); still serving
+	Degraded          bool     `json:"degraded"`         // content skipped, or a recreated empty topic (see errors); still serving
 	Errors            []string `json:"errors"`
 }
 
@@ -125,7 +125,7 @@ func Register(reg *prometheus.Registry, report func() Status) {
 	gauge("entities", "Entities in the applied configuration.", func(s Status) float64 { return float64(s.Entities) })
 	gauge("lag_records", "Records between the applied offset and the high-water mark.", func(s Status) float64 { return float64(s.Lag) })
 	gauge("ready", "1 once a complete configuration is applied.", func(s Status) float64 { return b(s.Ready) })
-	gauge("degraded", "1 once a poison batch was skipped (the node serves on; see /status errors).", func(s Status) float64 { return b(s.Degraded) })
+	gauge("degraded", "1 while degraded: a poison batch was skipped, or the recreated topic holds no complete configuration (the node serves on; see /status errors).", func(s Status) float64 { return b(s.Degraded) })
 	gauge("stale", "1 when Kafka has not answered for 3 heartbeat intervals.", func(s Status) float64 { return b(s.Stale) })
 	counter("records_consumed_total", "dp.deltas records fetched.", func(s Status) float64 { return float64(s.RecordsConsumed) })
 	counter("bytes_consumed_total", "Bytes of the records fetched (keys, values, headers).", func(s Status) float64 { return float64(s.BytesConsumed) })
