@@ -45,10 +45,13 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mode := pipeline.Delta()
+	if cfg.Mode == pipeline.ModeFull {
+		mode = pipeline.Full(cfg.Coalesce, cfg.CoalesceMax)
+	}
 	p := pipeline.New(pipeline.Config{
 		Brokers: cfg.Brokers, Prefix: cfg.TopicPrefix, Group: cfg.Group, ClientID: cfg.InstanceID,
-		Mode: cfg.Mode, MaxRecordBytes: cfg.MaxRecordBytes, SessionTimeout: cfg.SessionTimeout,
-		Coalesce: cfg.Coalesce, CoalesceMax: cfg.CoalesceMax, IdleCheck: cfg.IdleCheck,
+		Sync: mode, MaxRecordBytes: cfg.MaxRecordBytes, SessionTimeout: cfg.SessionTimeout, IdleCheck: cfg.IdleCheck,
 	}, log, pipeline.NewMetrics(reg))
 
 	ln, err := net.Listen("tcp", cfg.Listen)

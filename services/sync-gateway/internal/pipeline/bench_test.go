@@ -49,7 +49,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	}
 	e.writer = &kafka.Writer{Addr: kafka.TCP(e.brokers...), Topic: topics[0], RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, BatchSize: 1000}
 	e.cfg = Config{Brokers: e.brokers, Prefix: e.prefix, Group: e.prefix + "sync", ClientID: e.prefix + "bench",
-		Mode: ModeIncremental, MaxRecordBytes: 1000000, SessionTimeout: 6 * time.Second}
+		Sync: Delta(), MaxRecordBytes: 1000000, SessionTimeout: 6 * time.Second}
 	b.Cleanup(func() {
 		e.writer.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -145,9 +145,8 @@ func BenchmarkAddedLatency(b *testing.B) {
 
 func benchLatency(b *testing.B, mode string, size int, coalesce time.Duration) {
 	e := newBenchEnv(b)
-	e.cfg.Mode = mode
 	if mode == ModeFull {
-		e.cfg.Coalesce, e.cfg.CoalesceMax = coalesce, time.Second
+		e.cfg.Sync = Full(coalesce, time.Second)
 		if err := broker.EnsureTopics(context.Background(), e.brokers, 30*time.Second, broker.Compacted(e.prefix+wire.TopicFull, nil)); err != nil {
 			b.Fatal(err)
 		}

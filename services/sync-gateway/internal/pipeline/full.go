@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -12,55 +11,95 @@ import (
 	"github.com/deltaplane/deltaplane/shared/wire"
 )
 
-// fullState is full mode's bookkeeping: the configuration advances per
-// transaction in memory (same versions as incremental mode) and is
-// published as a whole snapshot once the input goes quiet.
-type fullState struct {
-	dirty  bool      // the state changed since the last published snapshot
-	since  time.Time // when it first changed
-	commit int64     // input offset to commit once the snapshot is out
+// full is the full mode (the baseline): the configuration advances per
+// transaction in memory (same versions as the delta mode) and is published
+// as a whole snapshot on dp.full once the input goes quiet.
+type full struct {
+	p *Pipeline
+	// coalesce is how long to wait for the input to go quiet before
+	// publishing a snapshot, and coalesceMax the longest a snapshot waits.
+	coalesce, coalesceMax time.Duration
+	dirty                 bool      // the table changed since the last published snapshot
+	since                 time.Time // when it first changed
 	// published snapshot
 	version uint64
 	hash    wire.Hash
 	keys    []string // live chunk keys of older snapshots, tombstoned after the next one
 }
 
-// errRestartInput asks Run to re-read the input from the committed offset:
-// full mode's in-memory state is ahead of what is published and had to be
-// dropped.
-var errRestartInput = errors.New("restart input from the committed offset")
+// Full is the full mode (SYNC_MODE=full): a snapshot once the input was
+// quiet for coalesce, deferred at most coalesceMax.
+func Full(coalesce, coalesceMax time.Duration) Mode {
+	return &full{coalesce: coalesce, coalesceMax: coalesceMax}
+}
 
-// fullDeadline is how long to wait for more input before publishing the
-// pending snapshot.
-func (p *Pipeline) fullDeadline() (time.Duration, bool) {
-	if p.cfg.Mode != ModeFull || !p.full.dirty {
+var _ Mode = (*full)(nil)
+
+func (f *full) name() string                   { return ModeFull }
+func (f *full) output() string                 { return wire.TopicFull }
+func (f *full) bind(p *Pipeline)               { f.p = p }
+func (f *full) due(bool) bool                  { return false } // published when the input goes quiet
+func (f *full) unpublished() bool              { return f.dirty }
+func (f *full) discard() bool                  { return true } // the table is ahead of dp.full
+func (f *full) idle(ctx context.Context) error { return f.flush(ctx) }
+
+// wait is how long to wait for more input before publishing the pending
+// snapshot.
+func (f *full) wait() (time.Duration, bool) {
+	if !f.dirty {
 		return 0, false
 	}
-	wait := p.cfg.Coalesce
-	if left := p.cfg.CoalesceMax - time.Since(p.full.since); left < wait {
+	wait := f.coalesce
+	if left := f.coalesceMax - time.Since(f.since); left < wait {
 		wait = left
 	}
 	return max(wait, time.Millisecond), true
 }
 
-// flushFull publishes the current configuration as a snapshot on dp.full
-// unless its hash equals the last published one. It returns the input
-// offset that may now be committed (-1: none).
-func (p *Pipeline) flushFull(ctx context.Context) (int64, error) {
-	if !p.full.dirty {
-		return -1, nil
+// stage advances the table in memory. Any failure restarts the input: the
+// table is ahead of dp.full and is rebuilt from there.
+func (f *full) stage(ctx context.Context, tx *sequencer.Tx) error {
+	p := f.p
+	if p.needRebuild {
+		if err := p.rebuild(ctx); err != nil {
+			p.needRebuild = true
+			return fmt.Errorf("%w: %v", errRestartInput, err)
+		}
 	}
-	if p.st.Hash() == p.full.hash && p.full.version != 0 {
-		p.full.dirty, p.full.since = false, time.Time{}
-		return p.full.commit, nil
+	if tx.ID <= p.st.LastTx() {
+		p.log.Debug("transaction already sequenced", "tx", tx.ID, "version", p.st.Version())
+		return nil
+	}
+	b := p.st.Prepare(tx)
+	if err := p.st.Apply(b); err != nil {
+		p.needRebuild = true
+		return fmt.Errorf("%w: %v", errRestartInput, err)
+	}
+	if len(b.Records) > 0 && !f.dirty {
+		f.dirty, f.since = true, time.Now()
+	}
+	p.publishState()
+	return nil
+}
+
+// flush publishes the current configuration as a snapshot on dp.full
+// unless its hash equals the last published one.
+func (f *full) flush(ctx context.Context) error {
+	p := f.p
+	if !f.dirty {
+		return nil
+	}
+	if p.st.Hash() == f.hash && f.version != 0 {
+		f.dirty, f.since = false, time.Time{}
+		return nil
 	}
 	moved, err := p.outputMoved(ctx)
 	if err != nil {
 		p.needRebuild = true
-		return -1, fmt.Errorf("%w: %v", errRestartInput, err)
+		return fmt.Errorf("%w: %v", errRestartInput, err)
 	}
 	if moved {
-		return -1, errRestartInput
+		return errRestartInput
 	}
 	start := time.Now()
 	chunks, err := wire.EncodeFull(wire.FullConfig{
@@ -68,7 +107,7 @@ func (p *Pipeline) flushFull(ctx context.Context) (int64, error) {
 		Hash: p.st.Hash().String(), Config: p.st.Snapshot(),
 	})
 	if err != nil {
-		return -1, err
+		return err
 	}
 	h := wire.DeltaHeader{Schema: wire.SchemaVersion, Version: p.st.Version(), Count: len(chunks), Hash: p.st.Hash(), Tx: p.st.LastTx()}
 	keys := make([]string, len(chunks))
@@ -80,15 +119,15 @@ func (p *Pipeline) flushFull(ctx context.Context) (int64, error) {
 			p.needRebuild = true
 			p.m.errors.Inc()
 			p.log.Warn("publish snapshot", "topic", p.topicOut, "version", h.Version, "err", err)
-			return -1, fmt.Errorf("%w: publish snapshot %d: %v", errRestartInput, h.Version, err)
+			return fmt.Errorf("%w: publish snapshot %d: %v", errRestartInput, h.Version, err)
 		}
 	}
 	p.expectEnd += int64(len(chunks))
 	// Tombstones let compaction forget the replaced snapshots.
-	if len(p.full.keys) > 0 {
-		old := wire.DeltaHeader{Schema: wire.SchemaVersion, Version: p.full.version, Count: 1, Hash: p.full.hash, Tx: p.st.LastTx()}
-		msgs := make([]kafka.Message, len(p.full.keys))
-		for i, k := range p.full.keys {
+	if len(f.keys) > 0 {
+		old := wire.DeltaHeader{Schema: wire.SchemaVersion, Version: f.version, Count: 1, Hash: f.hash, Tx: p.st.LastTx()}
+		msgs := make([]kafka.Message, len(f.keys))
+		for i, k := range f.keys {
 			msgs[i] = kafka.Message{Key: []byte(k), Headers: old.Headers()}
 		}
 		if err := p.out.WriteMessages(ctx, msgs...); err != nil {
@@ -98,9 +137,9 @@ func (p *Pipeline) flushFull(ctx context.Context) (int64, error) {
 			p.expectEnd += int64(len(msgs))
 		}
 	}
-	p.full.keys = keys
-	p.full.version, p.full.hash = h.Version, h.Hash
-	p.full.dirty, p.full.since = false, time.Time{}
+	f.keys = keys
+	f.version, f.hash = h.Version, h.Hash
+	f.dirty, f.since = false, time.Time{}
 	acked := time.Now()
 	p.m.publishSecs.Observe(acked.Sub(start).Seconds())
 	if p.cfg.Observe != nil {
@@ -110,11 +149,12 @@ func (p *Pipeline) flushFull(ctx context.Context) (int64, error) {
 	p.m.snapshots.Inc()
 	p.update(func(s *Status) { s.PublishedRecords += uint64(len(chunks)) })
 	p.log.Info("snapshot published", "topic", p.topicOut, "version", h.Version, "hash", h.Hash.String(), "chunks", len(chunks), "entities", p.st.Len())
-	return p.full.commit, nil
+	return nil
 }
 
-// rebuildFull loads the newest complete snapshot from dp.full.
-func (p *Pipeline) rebuildFull(ctx context.Context) error {
+// load rebuilds the table from the newest complete snapshot on dp.full.
+func (f *full) load(ctx context.Context) error {
+	p := f.p
 	fa := wire.NewFullAssembler(0)
 	var latest *wire.FullConfig
 	live := map[string]uint64{}
@@ -143,7 +183,7 @@ func (p *Pipeline) rebuildFull(ctx context.Context) error {
 		return err
 	}
 	st := sequencer.NewState(true)
-	p.full = fullState{commit: -1}
+	f.dirty, f.since, f.version, f.hash, f.keys = false, time.Time{}, 0, 0, nil
 	if latest != nil {
 		ents, err := latest.Entities()
 		if err != nil {
@@ -153,10 +193,10 @@ func (p *Pipeline) rebuildFull(ctx context.Context) error {
 		if st.Hash().String() != latest.Hash {
 			p.log.Error("dp.full: snapshot hash differs from the hash of its entities", "version", latest.Version)
 		}
-		p.full.version, p.full.hash = latest.Version, st.Hash()
+		f.version, f.hash = latest.Version, st.Hash()
 	}
 	for k := range live {
-		p.full.keys = append(p.full.keys, k)
+		f.keys = append(f.keys, k)
 	}
 	p.st, p.expectEnd = st, end
 	return nil

@@ -26,8 +26,9 @@ import (
 // publish the same repair batch under the same version.
 
 // planRepair prepares the repair batch after a rebuild.
-func (p *Pipeline) planRepair(ctx context.Context, rp *sequencer.Replayer) error {
-	p.repair, p.repairLater = nil, false
+func (d *delta) planRepair(ctx context.Context, rp *sequencer.Replayer) error {
+	p := d.p
+	d.repair, d.repairLater = nil, false
 	regs := rp.Regressions()
 	if len(regs) == 0 {
 		return nil
@@ -37,7 +38,7 @@ func (p *Pipeline) planRepair(ctx context.Context, rp *sequencer.Replayer) error
 	if rp.Incomplete() && !rp.TrailingRepair() {
 		// The trailing batch takes the next version when its transaction
 		// is published again; the repair follows it.
-		p.repairLater = true
+		d.repairLater = true
 		return nil
 	}
 	recs, err := loadRepair(ctx, p.cfg.Brokers, p.topicOut, regs)
@@ -50,7 +51,7 @@ func (p *Pipeline) planRepair(ctx context.Context, rp *sequencer.Replayer) error
 		p.log.Error("cannot repair dp.deltas", "topic", p.topicOut, "err", err)
 		return nil
 	}
-	p.repair = &b
+	d.repair = &b
 	return nil
 }
 
@@ -59,8 +60,9 @@ var errOutputBusy = errors.New("output topic keeps moving")
 
 // repairNow publishes the pending repair batch, fenced like any batch: if
 // the output moved, the state is rebuilt (which plans the repair again).
-func (p *Pipeline) repairNow(ctx context.Context) error {
-	for try := 0; p.repair != nil; try++ {
+func (d *delta) repairNow(ctx context.Context) error {
+	p := d.p
+	for try := 0; d.repair != nil; try++ {
 		if try == 5 {
 			return errOutputBusy
 		}
@@ -69,7 +71,7 @@ func (p *Pipeline) repairNow(ctx context.Context) error {
 		} else if moved {
 			continue
 		}
-		b := *p.repair
+		b := *d.repair
 		start := time.Now()
 		n, err := p.publishBatches(ctx, b)
 		if err != nil {
@@ -77,11 +79,12 @@ func (p *Pipeline) repairNow(ctx context.Context) error {
 			return fmt.Errorf("publish repair version %d: %w", b.Version, err)
 		}
 		p.expectEnd += int64(n)
-		p.repair = nil
+		d.repair = nil
 		if err := p.st.Apply(b); err != nil {
 			p.needRebuild = true
 			return err
 		}
+		p.gen++
 		p.m.publishSecs.Observe(time.Since(start).Seconds())
 		p.m.published.Add(float64(n))
 		p.m.versions.Inc()
@@ -93,11 +96,11 @@ func (p *Pipeline) repairNow(ctx context.Context) error {
 	return nil
 }
 
-// afterPublish runs after a transaction's batch was acknowledged.
-func (p *Pipeline) afterPublish() {
-	if p.repairLater {
+// afterPublish runs after transactions' batches were acknowledged.
+func (d *delta) afterPublish() {
+	if d.repairLater {
 		// The trailing batch is whole again: rebuild, find the repair.
-		p.repairLater, p.needRebuild = false, true
+		d.repairLater, d.p.needRebuild = false, true
 	}
 }
 
@@ -105,7 +108,8 @@ func (p *Pipeline) afterPublish() {
 // instance checks that dp.deltas did not move under it (a late write of a
 // paused instance, for one), rebuilds if it did, and publishes a pending
 // repair.
-func (p *Pipeline) idleCheck(ctx context.Context) {
+func (d *delta) idleCheck(ctx context.Context) {
+	p := d.p
 	p.lastCheck = time.Now()
 	if !p.Status().Active {
 		return
@@ -118,8 +122,8 @@ func (p *Pipeline) idleCheck(ctx context.Context) {
 	} else {
 		_, err = p.outputMoved(ctx)
 	}
-	if err == nil && p.repair != nil {
-		if err = p.repairNow(ctx); err != nil {
+	if err == nil && d.repair != nil {
+		if err = d.repairNow(ctx); err != nil {
 			p.m.errors.Inc()
 		}
 	}
