@@ -97,10 +97,13 @@ func TestComposeFile(t *testing.T) {
 	}
 }
 
-var getenvCall = regexp.MustCompile(`\w+\("([A-Z][A-Z0-9_]+)"`)
+// envTag is how a service's config.go declares a variable: shared/config
+// reads a Config field tagged `env:"NAME"`. (A call like get("NAME", ...)
+// counts too.)
+var envTag = regexp.MustCompile(`(?:env:"|\w+\(")([A-Z][A-Z0-9_]+)"`)
 
 // envRead lists the environment variables a service's config.go reads: the
-// upper-case string literals that are a call's first argument.
+// env tags of its Config fields.
 func envRead(t *testing.T, path string) map[string]bool {
 	t.Helper()
 	src, err := os.ReadFile(path)
@@ -108,11 +111,11 @@ func envRead(t *testing.T, path string) map[string]bool {
 		t.Fatal(err)
 	}
 	out := map[string]bool{}
-	for _, m := range getenvCall.FindAllStringSubmatch(string(src), -1) {
+	for _, m := range envTag.FindAllStringSubmatch(string(src), -1) {
 		out[m[1]] = true
 	}
 	if len(out) == 0 {
-		t.Fatalf("%s reads no environment variable (no call like get(\"NAME\", ...))", path)
+		t.Fatalf("%s reads no environment variable (no field tagged env:\"NAME\")", path)
 	}
 	return out
 }

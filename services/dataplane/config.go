@@ -8,23 +8,25 @@ import (
 	"strings"
 	"time"
 
-	"github.com/deltaplane/deltaplane/shared/broker"
+	"github.com/deltaplane/deltaplane/shared/config"
 	"github.com/deltaplane/deltaplane/shared/wire"
 )
 
 // Config is the data plane's whole configuration, read once from the
-// environment.
+// environment: each field's variable and default are its env and envDefault
+// tags, read by shared/config's rules (trimmed, blank means the default,
+// durations positive, errors naming the variable).
 type Config struct {
-	NodeID            string        // DP_NODE_ID; "" = generated and kept in DataDir/node-id
-	DataDir           string        // DP_DATA_DIR
-	ProxyListen       string        // DP_PROXY_LISTEN
-	StatusListen      string        // DP_STATUS_LISTEN
-	SyncMode          string        // SYNC_MODE: incremental | full
-	Brokers           []string      // KAFKA_BROKERS
-	TopicPrefix       string        // TOPIC_PREFIX
-	GroupPrefix       string        // DP_GROUP_PREFIX
-	HeartbeatInterval time.Duration // DP_HEARTBEAT_INTERVAL
-	LogLevel          slog.Level    // LOG_LEVEL
+	NodeID            string        `env:"DP_NODE_ID"` // "" = generated and kept in DataDir/node-id
+	DataDir           string        `env:"DP_DATA_DIR" envDefault:"./.local/dataplane"`
+	ProxyListen       string        `env:"DP_PROXY_LISTEN" envDefault:"127.0.0.1:8000"`
+	StatusListen      string        `env:"DP_STATUS_LISTEN" envDefault:"127.0.0.1:8100"`
+	SyncMode          string        `env:"SYNC_MODE" envDefault:"incremental"` // ModeIncremental | ModeFull
+	Brokers           []string      `env:"KAFKA_BROKERS" envDefault:"127.0.0.1:9092"`
+	TopicPrefix       string        `env:"TOPIC_PREFIX"`
+	GroupPrefix       string        `env:"DP_GROUP_PREFIX" envDefault:"deltaplane-dp-"`
+	HeartbeatInterval time.Duration `env:"DP_HEARTBEAT_INTERVAL" envDefault:"5s"`
+	LogLevel          slog.Level    `env:"LOG_LEVEL" envDefault:"info"`
 }
 
 // Sync modes.
@@ -34,34 +36,8 @@ const (
 )
 
 func loadConfig(getenv func(string) string) (Config, error) {
-	get := func(k, def string) string {
-		if v := strings.TrimSpace(getenv(k)); v != "" {
-			return v
-		}
-		return def
-	}
-	var errs []error
-	cfg := Config{
-		NodeID:       get("DP_NODE_ID", ""),
-		DataDir:      get("DP_DATA_DIR", "./.local/dataplane"),
-		ProxyListen:  get("DP_PROXY_LISTEN", "127.0.0.1:8000"),
-		StatusListen: get("DP_STATUS_LISTEN", "127.0.0.1:8100"),
-		SyncMode:     get("SYNC_MODE", ModeIncremental),
-		Brokers:      broker.Brokers(get("KAFKA_BROKERS", "127.0.0.1:9092")),
-		TopicPrefix:  getenv("TOPIC_PREFIX"),
-		GroupPrefix:  get("DP_GROUP_PREFIX", "deltaplane-dp-"),
-	}
-	hb, err := time.ParseDuration(get("DP_HEARTBEAT_INTERVAL", "5s"))
-	switch {
-	case err != nil:
-		errs = append(errs, fmt.Errorf("DP_HEARTBEAT_INTERVAL: %w", err))
-	case hb <= 0:
-		errs = append(errs, fmt.Errorf("DP_HEARTBEAT_INTERVAL: %s must be positive", hb))
-	}
-	cfg.HeartbeatInterval = hb
-	if err := cfg.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL", "info"))); err != nil {
-		errs = append(errs, fmt.Errorf("LOG_LEVEL: %w", err))
-	}
+	var cfg Config
+	errs := []error{config.Load(&cfg, getenv)}
 	switch cfg.SyncMode {
 	case ModeIncremental, ModeFull:
 	default:
@@ -70,9 +46,9 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	if len(cfg.Brokers) == 0 {
 		errs = append(errs, errors.New("KAFKA_BROKERS: empty"))
 	}
-	for name, addr := range map[string]string{"DP_PROXY_LISTEN": cfg.ProxyListen, "DP_STATUS_LISTEN": cfg.StatusListen} {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+	for _, l := range []struct{ name, addr string }{{"DP_PROXY_LISTEN", cfg.ProxyListen}, {"DP_STATUS_LISTEN", cfg.StatusListen}} {
+		if _, _, err := net.SplitHostPort(l.addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", l.name, err))
 		}
 	}
 	return cfg, errors.Join(errs...)
