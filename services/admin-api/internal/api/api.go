@@ -19,6 +19,7 @@ import (
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/app"
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/entity"
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/store"
+	"github.com/deltaplane/deltaplane/shared/schema"
 	"github.com/labstack/echo/v4"
 )
 
@@ -80,25 +81,21 @@ func New(cfg Config, ap *app.App, cl Cluster, log *slog.Logger) *echo.Echo {
 	return e
 }
 
+// endpoints are the collection URLs: one per entity type at its path in
+// the entity graph, and one per nested endpoint there
+// (/services/:parent/routes), scoped by the child's reference field.
 func endpoints() []endpoint {
 	var out []endpoint
-	for _, t := range entity.Types {
-		path := "/" + t.Name
-		if t == entity.KeyAuth {
-			path = "/key-auths"
-		}
-		out = append(out, endpoint{path: path, t: t})
+	for _, st := range schema.Types() {
+		t, _ := entity.Lookup(st.Name)
+		out = append(out, endpoint{path: "/" + st.Path, t: t})
 	}
-	nest := func(parent *entity.Type, path string, t *entity.Type, field string) {
-		out = append(out, endpoint{path: "/" + parent.Name + "/:parent/" + path, t: t, parent: parent, field: field})
+	for _, r := range schema.Nested() {
+		t, _ := entity.Lookup(r.From)
+		parent, _ := entity.Lookup(r.To)
+		pt, _ := schema.Lookup(r.To)
+		out = append(out, endpoint{path: "/" + pt.Path + "/:parent/" + r.Endpoint, t: t, parent: parent, field: r.Field})
 	}
-	nest(entity.Service, "routes", entity.Route, "service")
-	nest(entity.Service, "plugins", entity.Plugin, "service")
-	nest(entity.Route, "plugins", entity.Plugin, "route")
-	nest(entity.Consumer, "plugins", entity.Plugin, "consumer")
-	nest(entity.Upstream, "targets", entity.Target, "upstream")
-	nest(entity.Certificate, "snis", entity.SNI, "certificate")
-	nest(entity.Consumer, "key-auth", entity.KeyAuth, "consumer")
 	return out
 }
 

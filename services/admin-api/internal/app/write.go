@@ -102,7 +102,7 @@ func resolveRefs(ctx context.Context, tx Tx, t *entity.Type, in map[string]any) 
 		if !ok || ref["id"] != nil {
 			continue
 		}
-		rt, ok := entity.Lookup(f.Ref)
+		rt, ok := entity.Lookup(f.Ref.To)
 		if !ok || rt.Endpoint == "" {
 			continue
 		}

@@ -1,6 +1,6 @@
 // Package declarative reads and writes Kong's declarative configuration
 // format (_format_version "3.0", JSON or YAML, children nested under their
-// parents) and computes the changes that turn the stored configuration into
+// parents by the child keys of the entity graph, shared/schema) and computes the changes that turn the stored configuration into
 // the declared one: Parse, Flatten (the declared entities, parents first),
 // Resolve (ids and references, against the stored configuration), Plan
 // (inserts, updates, deletes; pure). Applying them is the caller's
@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/entity"
+	"github.com/deltaplane/deltaplane/shared/schema"
 	"github.com/google/uuid"
 	"gopkg.in/yaml.v3"
 )
@@ -93,21 +94,6 @@ func Parse(raw []byte) (map[string]any, error) {
 	return m, nil
 }
 
-// child is a collection nested under a parent type.
-type child struct {
-	key   string // key in the file
-	t     *entity.Type
-	field string // foreign field of the child pointing at the parent
-}
-
-var children = map[string][]child{
-	"services":     {{"routes", entity.Route, "service"}, {"plugins", entity.Plugin, "service"}},
-	"routes":       {{"plugins", entity.Plugin, "route"}},
-	"consumers":    {{"plugins", entity.Plugin, "consumer"}, {"keyauth_credentials", entity.KeyAuth, "consumer"}},
-	"upstreams":    {{"targets", entity.Target, "upstream"}},
-	"certificates": {{"snis", entity.SNI, "certificate"}},
-}
-
 // Item is one declared entity.
 type Item struct {
 	Type   *entity.Type
@@ -149,10 +135,11 @@ func Flatten(doc map[string]any) ([]*Item, error) {
 			}
 			it := &Item{Type: t, In: m, Path: p, parent: parent, field: field}
 			byType[t.Name] = append(byType[t.Name], it)
-			for _, c := range children[t.Name] {
-				if sub, ok := m[c.key]; ok {
-					delete(m, c.key)
-					walk(c.t, sub, p+"."+c.key, it, c.field)
+			for _, r := range schema.Children(t.Name) {
+				if sub, ok := m[r.Child]; ok {
+					delete(m, r.Child)
+					ct, _ := entity.Lookup(r.From)
+					walk(ct, sub, p+"."+r.Child, it, r.Field)
 				}
 			}
 		}
@@ -251,7 +238,7 @@ func Resolve(items []*Item, cur Current, now int64) error {
 			if !ok || v == nil {
 				continue
 			}
-			rt, _ := entity.Lookup(f.Ref)
+			rt, _ := entity.Lookup(f.Ref.To)
 			var target *Item
 			switch r := v.(type) {
 			case string:

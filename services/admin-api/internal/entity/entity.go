@@ -1,13 +1,16 @@
 // Package entity describes deltaplane's Admin API entities the way Kong's
-// schemas do: one descriptor per entity type (fields, defaults, validation,
-// foreign keys), and one generic mechanism that turns a request body into a
-// complete, checked entity.
+// schemas do: one descriptor per entity type (fields, defaults, validation;
+// its reference fields and the order of the types come from the entity
+// graph, package shared/schema), and one generic mechanism that turns a
+// request body into a complete, checked entity.
 package entity
 
 import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/deltaplane/deltaplane/shared/schema"
 )
 
 // Kind is the JSON type of a field.
@@ -36,13 +39,12 @@ type Field struct {
 	Required bool
 	Enum     []string
 	Min, Max *int64
-	// Ref is the entity type a Foreign field points at; Cascade says its
-	// rows go when the referenced one is deleted (otherwise restrict). On
-	// an Array of ids, each element references an entity of Ref (a
-	// reference list, restrict): Postgres enforces it through the join
+	// Ref is the reference a Foreign field (or an Array of ids, a
+	// reference list) is in the entity graph; nil on other fields. The
+	// descriptors take their reference fields from package schema
+	// (withRefs). Postgres enforces a reference list through the join
 	// table JoinTable names (see RefLists).
-	Ref     string
-	Cascade bool
+	Ref *schema.Ref
 	// Check validates a non-null value; it returns a message or "".
 	Check func(v any) string
 	// ReadOnly fields are set by the server (id, created_at, updated_at).
@@ -91,11 +93,11 @@ func (t *Type) Foreigns() []Field {
 	return out
 }
 
-// RefLists lists the reference-list fields: arrays of ids of Ref.
+// RefLists lists the reference-list fields: arrays of ids of Ref.To.
 func (t *Type) RefLists() []Field {
 	var out []Field
 	for _, f := range t.Fields {
-		if f.Kind == Array && f.Ref != "" {
+		if f.Ref != nil && f.Ref.List {
 			out = append(out, f)
 		}
 	}

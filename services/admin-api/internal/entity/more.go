@@ -11,6 +11,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+
+	"github.com/deltaplane/deltaplane/shared/wire"
 )
 
 func jsonDefault(s string) any {
@@ -24,8 +26,8 @@ func jsonDefault(s string) any {
 }
 
 // Consumer is Kong's consumers entity.
-var Consumer = &Type{
-	Name:     "consumers",
+var Consumer = withRefs(&Type{
+	Name:     wire.TypeConsumer,
 	Endpoint: "username",
 	Columns:  []string{"username", "custom_id"},
 	Fields: []Field{
@@ -41,7 +43,7 @@ var Consumer = &Type{
 		}
 		return errs
 	},
-}
+})
 
 // PluginSchemas are the config schemas of the plugins deltaplane knows.
 var PluginSchemas = map[string][]Field{
@@ -94,8 +96,8 @@ func positive(v any) string {
 }
 
 // Plugin is Kong's plugins entity.
-var Plugin = &Type{
-	Name:     "plugins",
+var Plugin = withRefs(&Type{
+	Name:     wire.TypePlugin,
 	Endpoint: "instance_name",
 	Columns:  []string{"name", "instance_name"},
 	Fields: []Field{
@@ -107,9 +109,6 @@ var Plugin = &Type{
 		{Name: "enabled", Kind: Boolean, Default: true},
 		{Name: "ordering", Kind: JSON},
 		tagsF,
-		{Name: "route", Kind: Foreign, Ref: "routes", Cascade: true},
-		{Name: "service", Kind: Foreign, Ref: "services", Cascade: true},
-		{Name: "consumer", Kind: Foreign, Ref: "consumers", Cascade: true},
 	},
 	Check: func(e map[string]any) Errors {
 		errs := Errors{}
@@ -144,15 +143,15 @@ var Plugin = &Type{
 		}
 		return errs
 	},
-}
+})
 
 var healthchecksDefault = jsonDefault(`{"active":{"concurrency":10,"headers":null,"healthy":{"http_statuses":[200,302],"interval":0,"successes":0},"http_path":"/","https_sni":null,"https_verify_certificate":true,"timeout":1,"type":"http","unhealthy":{"http_failures":0,"http_statuses":[429,404,500,501,502,503,504,505],"interval":0,"tcp_failures":0,"timeouts":0}},"passive":{"healthy":{"http_statuses":[200,201,202,203,204,205,206,207,208,226,300,301,302,303,304,305,306,307,308],"successes":0},"type":"http","unhealthy":{"http_failures":0,"http_statuses":[429,500,503],"tcp_failures":0,"timeouts":0}},"threshold":0}`)
 
 var hashOn = []string{"none", "consumer", "ip", "header", "cookie", "path", "query_arg", "uri_capture"}
 
 // Upstream is Kong's upstreams entity.
-var Upstream = &Type{
-	Name:     "upstreams",
+var Upstream = withRefs(&Type{
+	Name:     wire.TypeUpstream,
 	Endpoint: "name",
 	Columns:  []string{"name"},
 	Fields: []Field{
@@ -174,7 +173,6 @@ var Upstream = &Type{
 		{Name: "host_header", Kind: String, Check: checkHost},
 		{Name: "use_srv_name", Kind: Boolean, Default: false},
 		tagsF,
-		{Name: "client_certificate", Kind: Foreign, Ref: "certificates"},
 	},
 	Check: func(e map[string]any) Errors {
 		errs := Errors{}
@@ -186,11 +184,11 @@ var Upstream = &Type{
 		}
 		return errs
 	},
-}
+})
 
 // Target is Kong's targets entity.
-var Target = &Type{
-	Name:     "targets",
+var Target = withRefs(&Type{
+	Name:     wire.TypeTarget,
 	Endpoint: "target",
 	Columns:  []string{"target"},
 	Fields: []Field{
@@ -198,7 +196,6 @@ var Target = &Type{
 		{Name: "target", Kind: String, Required: true},
 		{Name: "weight", Kind: Integer, Default: int64(100), Min: i64(0), Max: i64(65535)},
 		tagsF,
-		{Name: "upstream", Kind: Foreign, Ref: "upstreams", Cascade: true, Required: true},
 	},
 	Check: func(e map[string]any) Errors {
 		errs := Errors{}
@@ -211,7 +208,7 @@ var Target = &Type{
 		e["target"] = t
 		return errs
 	},
-}
+})
 
 // NormalizeTarget appends Kong's default target port 8000.
 func NormalizeTarget(s string) (string, string) {
@@ -253,8 +250,8 @@ func checkKey(v any) string {
 }
 
 // Certificate is Kong's certificates entity.
-var Certificate = &Type{
-	Name: "certificates",
+var Certificate = withRefs(&Type{
+	Name: wire.TypeCertificate,
 	Fields: []Field{
 		idF, created, updated,
 		{Name: "cert", Kind: String, Required: true, Check: checkCert},
@@ -277,24 +274,23 @@ var Certificate = &Type{
 		}
 		return errs
 	},
-}
+})
 
 // SNI is Kong's snis entity.
-var SNI = &Type{
-	Name:     "snis",
+var SNI = withRefs(&Type{
+	Name:     wire.TypeSNI,
 	Endpoint: "name",
 	Columns:  []string{"name"},
 	Fields: []Field{
 		idF, created, updated,
 		{Name: "name", Kind: String, Required: true, Check: checkHost},
 		tagsF,
-		{Name: "certificate", Kind: Foreign, Ref: "certificates", Required: true},
 	},
-}
+})
 
 // CACertificate is Kong's ca_certificates entity.
-var CACertificate = &Type{
-	Name:    "ca_certificates",
+var CACertificate = withRefs(&Type{
+	Name:    wire.TypeCACertificate,
 	Columns: []string{"cert_digest"},
 	Fields: []Field{
 		idF, created, updated,
@@ -323,11 +319,11 @@ var CACertificate = &Type{
 		e["cert_digest"] = digest
 		return errs
 	},
-}
+})
 
 // KeyAuth is Kong's keyauth_credentials entity.
-var KeyAuth = &Type{
-	Name:     "keyauth_credentials",
+var KeyAuth = withRefs(&Type{
+	Name:     wire.TypeKeyAuth,
 	Endpoint: "key",
 	Columns:  []string{"key"},
 	Fields: []Field{
@@ -335,7 +331,6 @@ var KeyAuth = &Type{
 		{Name: "key", Kind: String},
 		{Name: "ttl", Kind: Integer, Min: i64(0), Max: i64(100000000)},
 		tagsF,
-		{Name: "consumer", Kind: Foreign, Ref: "consumers", Cascade: true, Required: true},
 	},
 	Fill: func(e map[string]any) {
 		if e["key"] == nil {
@@ -344,4 +339,4 @@ var KeyAuth = &Type{
 			e["key"] = hex.EncodeToString(b)
 		}
 	},
-}
+})

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/deltaplane/deltaplane/shared/schema"
+	"github.com/deltaplane/deltaplane/shared/wire"
 	"github.com/google/uuid"
 )
 
@@ -93,8 +95,8 @@ var (
 )
 
 // Service is Kong's services entity.
-var Service = &Type{
-	Name:     "services",
+var Service = withRefs(&Type{
+	Name:     wire.TypeService,
 	Endpoint: "name",
 	Columns:  []string{"name"},
 	Fields: []Field{
@@ -107,10 +109,8 @@ var Service = &Type{
 		{Name: "path", Kind: String, Check: checkPath},
 		timeout("connect_timeout"), timeout("write_timeout"), timeout("read_timeout"),
 		tagsF,
-		{Name: "client_certificate", Kind: Foreign, Ref: "certificates"},
 		{Name: "tls_verify", Kind: Boolean},
 		{Name: "tls_verify_depth", Kind: Integer, Min: i64(0), Max: i64(64)},
-		{Name: "ca_certificates", Kind: Array, Elem: &Field{Kind: String, Check: checkUUID}, Ref: "ca_certificates"},
 		{Name: "enabled", Kind: Boolean, Default: true, Required: true},
 	},
 	Prepare: prepareService,
@@ -127,7 +127,7 @@ var Service = &Type{
 		}
 		return errs
 	},
-}
+})
 
 func prepareService(in, e map[string]any, creating bool) Errors {
 	errs := Errors{}
@@ -190,8 +190,8 @@ var cidrPort = Field{Kind: Record, Fields: []Field{
 }}
 
 // Route is Kong's routes entity.
-var Route = &Type{
-	Name:     "routes",
+var Route = withRefs(&Type{
+	Name:     wire.TypeRoute,
 	Endpoint: "name",
 	Columns:  []string{"name"},
 	Fields: []Field{
@@ -213,10 +213,9 @@ var Route = &Type{
 		{Name: "sources", Kind: Set, Elem: &cidrPort},
 		{Name: "destinations", Kind: Set, Elem: &cidrPort},
 		tagsF,
-		{Name: "service", Kind: Foreign, Ref: "services"},
 	},
 	Check: checkRoute,
-}
+})
 
 func nonEmpty(v any) bool {
 	switch x := v.(type) {
@@ -278,8 +277,9 @@ func checkRoute(e map[string]any) Errors {
 	return errs
 }
 
-// Types lists every entity type with a descriptor, parents before children.
-var Types = []*Type{Certificate, CACertificate, Service, Route, Consumer, Upstream, Target, SNI, KeyAuth, Plugin}
+// Types lists every entity type with a descriptor, in the graph's order:
+// parents before children.
+var Types = inGraphOrder(Certificate, CACertificate, Service, Route, Consumer, Upstream, Target, SNI, KeyAuth, Plugin)
 
 // Lookup returns the descriptor of a collection name.
 func Lookup(name string) (*Type, bool) {
@@ -289,4 +289,41 @@ func Lookup(name string) (*Type, bool) {
 		}
 	}
 	return nil, false
+}
+
+// withRefs appends t's reference fields, as the entity graph declares
+// them: {"id": ...} or null (Foreign), or a list of ids.
+func withRefs(t *Type) *Type {
+	st, ok := schema.Lookup(t.Name)
+	if !ok {
+		panic("entity: " + t.Name + " is not in the entity graph")
+	}
+	for _, r := range st.Refs {
+		f := Field{Name: r.Field, Kind: Foreign, Required: r.Required, Ref: &r}
+		if r.List {
+			f.Kind, f.Elem = Array, &Field{Kind: String, Check: checkUUID}
+		}
+		t.Fields = append(t.Fields, f)
+	}
+	return t
+}
+
+// inGraphOrder orders the descriptors as schema.Types; each type of the
+// graph must have exactly one.
+func inGraphOrder(ds ...*Type) []*Type {
+	var out []*Type
+	for _, st := range schema.Types() {
+		for _, d := range ds {
+			if d.Name == st.Name {
+				out = append(out, d)
+			}
+		}
+		if len(out) == 0 || out[len(out)-1].Name != st.Name {
+			panic("entity: no descriptor of " + st.Name)
+		}
+	}
+	if len(out) != len(ds) {
+		panic("entity: a descriptor twice or outside the entity graph")
+	}
+	return out
 }

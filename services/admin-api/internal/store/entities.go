@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/entity"
+	"github.com/deltaplane/deltaplane/shared/schema"
 	"github.com/deltaplane/deltaplane/shared/wire"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -137,6 +138,18 @@ func refListOps(t *entity.Type, es []map[string]any, replace bool) []op {
 	return ops
 }
 
+// field returns the store's type that r is from and its field r; false
+// when the store does not keep that type.
+func (s *Store) field(r schema.Ref) (*entity.Type, entity.Field, bool) {
+	for _, t := range s.types {
+		if t.Name == r.From {
+			f, ok := t.Field(r.Field)
+			return t, f, ok
+		}
+	}
+	return nil, entity.Field{}, false
+}
+
 // ownerOf names the entity type behind a join table in a restricted
 // delete (the services behind services_ca_certificates).
 func (s *Store) ownerOf(err error) error {
@@ -197,47 +210,49 @@ func IsUUID(s string) bool {
 }
 
 // Delete removes an entity, first deleting its cascading children (each
-// with its own outbox event) and refusing when a restricting child exists.
+// with its own outbox event) and refusing when a restricting child exists:
+// the references to t.Name of the entity graph (schema.RefsTo), in its
+// order, among the store's types.
 // It reports whether the entity existed.
 func (tx *Tx) Delete(ctx context.Context, t *entity.Type, id string) (bool, error) {
-	for _, ct := range tx.s.types {
-		for _, f := range ct.Foreigns() {
-			if f.Ref != t.Name {
-				continue
-			}
-			var ids []string
-			q := fmt.Sprintf(`SELECT id::text FROM %s WHERE %s = ? ORDER BY id`, ct.Name, column(f))
-			if !f.Cascade {
-				q += " LIMIT 1"
-			}
-			if err := tx.db.WithContext(ctx).Raw(q, id).Scan(&ids).Error; err != nil {
-				return false, translate(ct.Name, err)
-			}
-			if len(ids) > 0 && !f.Cascade {
-				return false, &ReferencedError{Type: t.Name, Children: ct.Name}
-			}
-			for _, cid := range ids {
-				if _, err := tx.Delete(ctx, ct, cid); err != nil {
-					return false, err
-				}
+	refs := schema.RefsTo(t.Name)
+	for _, r := range refs {
+		ct, f, ok := tx.s.field(r)
+		if !ok || r.List {
+			continue
+		}
+		cascade := r.OnDelete == schema.Cascade
+		var ids []string
+		q := fmt.Sprintf(`SELECT id::text FROM %s WHERE %s = ? ORDER BY id`, ct.Name, column(f))
+		if !cascade {
+			q += " LIMIT 1"
+		}
+		if err := tx.db.WithContext(ctx).Raw(q, id).Scan(&ids).Error; err != nil {
+			return false, translate(ct.Name, err)
+		}
+		if len(ids) > 0 && !cascade {
+			return false, &ReferencedError{Type: t.Name, Children: ct.Name}
+		}
+		for _, cid := range ids {
+			if _, err := tx.Delete(ctx, ct, cid); err != nil {
+				return false, err
 			}
 		}
 	}
 	// Reference lists: the join table's foreign key refuses the delete
 	// (also when a referencing write commits meanwhile); this check only
 	// names the referencing type first.
-	for _, ct := range tx.s.types {
-		for _, f := range ct.RefLists() {
-			if f.Ref != t.Name {
-				continue
-			}
-			var n int64
-			if err := tx.db.WithContext(ctx).Raw(`SELECT count(*) FROM (SELECT 1 FROM `+entity.JoinTable(ct, f)+` WHERE ref_id = ? LIMIT 1) x`, id).Scan(&n).Error; err != nil {
-				return false, translate(t.Name, err)
-			}
-			if n > 0 {
-				return false, &ReferencedError{Type: t.Name, Children: ct.Name}
-			}
+	for _, r := range refs {
+		ct, f, ok := tx.s.field(r)
+		if !ok || !r.List {
+			continue
+		}
+		var n int64
+		if err := tx.db.WithContext(ctx).Raw(`SELECT count(*) FROM (SELECT 1 FROM `+entity.JoinTable(ct, f)+` WHERE ref_id = ? LIMIT 1) x`, id).Scan(&n).Error; err != nil {
+			return false, translate(t.Name, err)
+		}
+		if n > 0 {
+			return false, &ReferencedError{Type: t.Name, Children: ct.Name}
 		}
 	}
 	r := tx.db.WithContext(ctx).Exec(fmt.Sprintf(`DELETE FROM %s WHERE id = ?`, t.Name), id)

@@ -1,0 +1,41 @@
+package api
+
+import (
+	"slices"
+	"testing"
+)
+
+// TestEndpoints: the collection URLs the entity graph gives, each with the
+// type it serves and, when nested, the parent type and the scoping field.
+func TestEndpoints(t *testing.T) {
+	want := []string{
+		"/certificates certificates",
+		"/ca_certificates ca_certificates",
+		"/services services",
+		"/routes routes",
+		"/consumers consumers",
+		"/upstreams upstreams",
+		"/targets targets",
+		"/snis snis",
+		"/key-auths keyauth_credentials",
+		"/plugins plugins",
+		"/services/:parent/routes routes services.service",
+		"/upstreams/:parent/targets targets upstreams.upstream",
+		"/certificates/:parent/snis snis certificates.certificate",
+		"/consumers/:parent/key-auth keyauth_credentials consumers.consumer",
+		"/routes/:parent/plugins plugins routes.route",
+		"/services/:parent/plugins plugins services.service",
+		"/consumers/:parent/plugins plugins consumers.consumer",
+	}
+	var got []string
+	for _, ep := range endpoints() {
+		s := ep.path + " " + ep.t.Name
+		if ep.parent != nil {
+			s += " " + ep.parent.Name + "." + ep.field
+		}
+		got = append(got, s)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("endpoints:\n got %q\nwant %q", got, want)
+	}
+}
