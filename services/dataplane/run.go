@@ -137,8 +137,14 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	wg.Go(func() {
 		// Topics may not exist yet: keep serving the stored configuration
 		// while waiting; a topic of the wrong shape stops the data plane.
+		config := broker.Compacted(cfg.configTopic(), nil)
+		if cfg.configTopic() == cfg.deltasTopic() {
+			// Created as the sync-gateway creates it, whoever comes first:
+			// the compaction lag keeps late writes repairable.
+			config = config.WithCompactionLag(broker.DefaultCompactionLag)
+		}
 		err := broker.EnsureTopics(ctx, cfg.Brokers, 0,
-			broker.Compacted(cfg.configTopic(), nil),
+			config,
 			broker.Compacted(cfg.statusTopic(), nil),
 			broker.Log(cfg.dlqTopic()))
 		if err != nil {
