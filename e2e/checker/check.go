@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/deltaplane/deltaplane/shared/schema"
 	"github.com/deltaplane/deltaplane/shared/wire"
 )
 
@@ -60,14 +62,6 @@ func (r *Report) String() string {
 		b.WriteString(" " + v.Detail)
 	}
 	return b.String()
-}
-
-// cascades lists, per child type, the fields by which it is deleted with
-// its parent (ON DELETE CASCADE in admin-api's schema) and the parent type.
-var cascades = map[string]map[string]string{
-	wire.TypePlugin:  {"route": wire.TypeRoute, "service": wire.TypeService, "consumer": wire.TypeConsumer},
-	wire.TypeTarget:  {"upstream": wire.TypeUpstream},
-	wire.TypeKeyAuth: {"consumer": wire.TypeConsumer},
 }
 
 // effect is what one request may have done to one key.
@@ -137,7 +131,9 @@ func Check(in Input) *Report {
 		truthDigest[k] = d
 	}
 
-	// Every key anyone knows of, and the cascade children of each parent.
+	// Every key anyone knows of, and the cascade children of each parent:
+	// the entities a delete of it deletes (the entity graph's cascading
+	// references, as admin-api's store walks them).
 	universe := map[string]bool{}
 	children := map[string]map[string]bool{}
 	link := func(child string, body map[string]any, parent string) {
@@ -145,20 +141,22 @@ func Check(in Input) *Report {
 		if err != nil {
 			return
 		}
-		fields, ok := cascades[t]
-		if !ok {
+		st, _ := schema.Lookup(t)
+		cascades := st.Cascades()
+		if len(cascades) == 0 {
 			return
 		}
 		refs := []string{}
 		if parent != "" {
-			if pt, _, _ := wire.SplitKey(parent); slicesContains(fields, pt) {
+			pt, _, _ := wire.SplitKey(parent)
+			if slices.ContainsFunc(cascades, func(r schema.Ref) bool { return r.To == pt }) {
 				refs = append(refs, parent)
 			}
 		}
-		for f, pt := range fields {
-			if ref, ok := body[f].(map[string]any); ok {
+		for _, r := range cascades {
+			if ref, ok := body[r.Field].(map[string]any); ok {
 				if id, _ := ref["id"].(string); id != "" {
-					refs = append(refs, wire.Key(pt, id))
+					refs = append(refs, wire.Key(r.To, id))
 				}
 			}
 		}
@@ -428,15 +426,6 @@ func opList(ops []*Op) string {
 		s = append(s, o.String())
 	}
 	return strings.Join(s, ", ")
-}
-
-func slicesContains(m map[string]string, v string) bool {
-	for _, x := range m {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // Diff compares data planes with the truth only (properties 3 and 6): nil

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/deltaplane/deltaplane/shared/schema"
 	"github.com/deltaplane/deltaplane/shared/wire"
 )
 
@@ -214,12 +215,12 @@ func (c *Client) Do(ctx context.Context, method, path string, body map[string]an
 	return op
 }
 
-// collections maps an Admin API path segment to its entity type.
-var collections = map[string]string{
-	"services": wire.TypeService, "routes": wire.TypeRoute, "consumers": wire.TypeConsumer,
-	"plugins": wire.TypePlugin, "upstreams": wire.TypeUpstream, "targets": wire.TypeTarget,
-	"certificates": wire.TypeCertificate, "snis": wire.TypeSNI, "ca_certificates": wire.TypeCACertificate,
-	"key-auth": wire.TypeKeyAuth, "key-auths": wire.TypeKeyAuth,
+// collection is the entity type an Admin API path segment names ("" when
+// none): /key-auths and /consumers/{c}/key-auth both name
+// keyauth_credentials.
+func collection(segment string) string {
+	t, _ := schema.Collection(segment)
+	return t
 }
 
 // Describe says what a request writes: its kind, the key of the entity
@@ -237,15 +238,15 @@ func Describe(method, path string, body map[string]any) (kind Kind, key, parent 
 	}
 	var id, typ string
 	if method == http.MethodPost {
-		typ = collections[seg[len(seg)-1]]
+		typ = collection(seg[len(seg)-1])
 		id, _ = body["id"].(string)
 		if len(seg) == 3 {
-			parent = wire.Key(collections[seg[0]], seg[1])
+			parent = wire.Key(collection(seg[0]), seg[1])
 		}
 	} else if len(seg) >= 2 {
-		typ, id = collections[seg[len(seg)-2]], seg[len(seg)-1]
+		typ, id = collection(seg[len(seg)-2]), seg[len(seg)-1]
 		if len(seg) == 4 {
-			parent = wire.Key(collections[seg[0]], seg[1])
+			parent = wire.Key(collection(seg[0]), seg[1])
 		}
 	}
 	if typ != "" && id != "" {
