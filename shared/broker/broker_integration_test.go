@@ -114,3 +114,38 @@ func TestDeviationsReportsAMissingCompactionLag(t *testing.T) {
 		t.Fatalf("deviations %q, want %q", got, want)
 	}
 }
+
+// TestPartitionBounds: an empty topic, after writes, and a missing topic.
+// (A first offset above 0 needs DeleteRecords or the cleaner; kafka-go's
+// client offers no DeleteRecords.)
+func TestPartitionBounds(t *testing.T) {
+	brokers := testBrokers(t)
+	topic := uniqueTopic(t, "bounds")
+	if err := EnsureTopics(t.Context(), brokers, 30*time.Second, Log(topic)); err != nil {
+		t.Fatal(err)
+	}
+	c := Client(brokers)
+	bounds := func() (int64, int64) {
+		t.Helper()
+		first, end, err := PartitionBounds(t.Context(), c, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return first, end
+	}
+	if first, end := bounds(); first != 0 || end != 0 {
+		t.Fatalf("empty topic: bounds %d..%d, want 0..0", first, end)
+	}
+	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, RequiredAcks: kafka.RequireAll}
+	defer w.Close()
+	if err := w.WriteMessages(t.Context(), kafka.Message{Value: []byte("a")}, kafka.Message{Value: []byte("b")}, kafka.Message{Value: []byte("c")}); err != nil {
+		t.Fatal(err)
+	}
+	if first, end := bounds(); first != 0 || end != 3 {
+		t.Fatalf("after 3 records: bounds %d..%d, want 0..3", first, end)
+	}
+	_, _, err := PartitionBounds(t.Context(), c, topic+".missing")
+	if !errors.Is(err, kafka.UnknownTopicOrPartition) {
+		t.Fatalf("missing topic: err = %v, want UnknownTopicOrPartition", err)
+	}
+}

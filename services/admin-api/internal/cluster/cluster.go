@@ -6,7 +6,6 @@ package cluster
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -127,20 +126,10 @@ func (t *Tracker) pollHead(ctx context.Context) error {
 }
 
 func (t *Tracker) readHead(ctx context.Context, c *kafka.Client) error {
-	resp, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{
-		Topics: map[string][]kafka.OffsetRequest{t.deltasTopic: {kafka.LastOffsetOf(0)}},
-	})
+	_, end, err := broker.PartitionBounds(ctx, c, t.deltasTopic)
 	if err != nil {
-		return fmt.Errorf("list offsets: %w", err)
+		return err
 	}
-	parts := resp.Topics[t.deltasTopic]
-	if len(parts) == 0 {
-		return errors.New("no partition")
-	}
-	if parts[0].Error != nil {
-		return parts[0].Error
-	}
-	end := parts[0].LastOffset
 	if end <= 0 {
 		return nil
 	}

@@ -10,27 +10,6 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-// partitionBounds returns the first offset and the high-water mark of
-// partition 0 of the topic.
-func partitionBounds(ctx context.Context, c *kafka.Client, topic string) (first, hwm int64, err error) {
-	resp, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{
-		Topics: map[string][]kafka.OffsetRequest{topic: {kafka.FirstOffsetOf(0), kafka.LastOffsetOf(0)}},
-	})
-	if err != nil {
-		return 0, 0, fmt.Errorf("list offsets %s: %w", topic, err)
-	}
-	for _, p := range resp.Topics[topic] {
-		if p.Partition != 0 {
-			continue
-		}
-		if p.Error != nil {
-			return 0, 0, fmt.Errorf("list offsets %s: %w", topic, p.Error)
-		}
-		return p.FirstOffset, p.LastOffset, nil
-	}
-	return 0, 0, fmt.Errorf("list offsets %s: no partition 0", topic)
-}
-
 // committedOffset is the group's committed offset of partition 0, -1 when
 // the group has none.
 func committedOffset(ctx context.Context, c *kafka.Client, group, topic string) (int64, error) {

@@ -91,7 +91,7 @@ func (c *Consumer) runOnce(ctx context.Context) error {
 	)
 	err := broker.Retry(ctx, 0, func() error {
 		var err error
-		if first, hwm, err = partitionBounds(ctx, c.client, c.cfg.Topic); err != nil {
+		if first, hwm, err = broker.PartitionBounds(ctx, c.client, c.cfg.Topic); err != nil {
 			c.log.Warn("waiting for kafka", "err", err)
 			return err
 		}
@@ -199,7 +199,7 @@ func (c *Consumer) startResync(ctx context.Context, seek seeker, reason string, 
 	var first, hwm int64
 	err := broker.Retry(ctx, 0, func() error {
 		var err error
-		first, hwm, err = partitionBounds(ctx, c.client, c.cfg.Topic)
+		first, hwm, err = broker.PartitionBounds(ctx, c.client, c.cfg.Topic)
 		return err
 	})
 	if err != nil {
@@ -265,7 +265,7 @@ func (c *Consumer) probe(ctx context.Context) {
 		case <-t.C:
 		}
 		pctx, cancel := context.WithTimeout(ctx, c.cfg.ProbeInterval)
-		_, hwm, err := partitionBounds(pctx, c.client, c.cfg.Topic)
+		_, hwm, err := broker.PartitionBounds(pctx, c.client, c.cfg.Topic)
 		cancel()
 		if err != nil {
 			continue
