@@ -21,7 +21,7 @@ type Config struct {
 	DataDir           string        `env:"DP_DATA_DIR" envDefault:"./.local/dataplane"`
 	ProxyListen       string        `env:"DP_PROXY_LISTEN" envDefault:"127.0.0.1:8000"`
 	StatusListen      string        `env:"DP_STATUS_LISTEN" envDefault:"127.0.0.1:8100"`
-	SyncMode          string        `env:"SYNC_MODE" envDefault:"incremental"` // ModeIncremental | ModeFull
+	SyncMode          string        `env:"SYNC_MODE" envDefault:"incremental"` // wire.ModeIncremental | wire.ModeFull
 	Brokers           []string      `env:"KAFKA_BROKERS" envDefault:"127.0.0.1:9092"`
 	TopicPrefix       string        `env:"TOPIC_PREFIX"`
 	GroupPrefix       string        `env:"DP_GROUP_PREFIX" envDefault:"deltaplane-dp-"`
@@ -29,19 +29,13 @@ type Config struct {
 	LogLevel          slog.Level    `env:"LOG_LEVEL" envDefault:"info"`
 }
 
-// Sync modes.
-const (
-	ModeIncremental = "incremental"
-	ModeFull        = "full"
-)
-
 func loadConfig(getenv func(string) string) (Config, error) {
 	var cfg Config
 	errs := []error{config.Load(&cfg, getenv)}
 	switch cfg.SyncMode {
-	case ModeIncremental, ModeFull:
+	case wire.ModeIncremental, wire.ModeFull:
 	default:
-		errs = append(errs, fmt.Errorf("SYNC_MODE: %q is neither %q nor %q", cfg.SyncMode, ModeIncremental, ModeFull))
+		errs = append(errs, fmt.Errorf("SYNC_MODE: %q is neither %q nor %q", cfg.SyncMode, wire.ModeIncremental, wire.ModeFull))
 	}
 	if len(cfg.Brokers) == 0 {
 		errs = append(errs, errors.New("KAFKA_BROKERS: empty"))
@@ -60,7 +54,7 @@ func (c Config) fullTopic() string   { return c.TopicPrefix + wire.TopicFull }
 
 // configTopic is the topic the configuration comes from in the sync mode.
 func (c Config) configTopic() string {
-	if c.SyncMode == ModeFull {
+	if c.SyncMode == wire.ModeFull {
 		return c.fullTopic()
 	}
 	return c.deltasTopic()

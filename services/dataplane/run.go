@@ -59,7 +59,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	quarantined := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "deltaplane", Subsystem: "dataplane", Name: "quarantined_total",
 		Help: "Records written to the DLQ topic, by reason kind."}, []string{"reason"})
 	mode := consumer.Delta()
-	if cfg.SyncMode == ModeFull {
+	if cfg.SyncMode == wire.ModeFull {
 		mode = consumer.Full()
 	}
 	cons, err := consumer.New(consumer.Config{

@@ -9,7 +9,7 @@ type Heartbeat struct {
 	NodeID      string    `json:"node_id"`
 	Hostname    string    `json:"hostname"`
 	IP          string    `json:"ip"`
-	Mode        string    `json:"mode"` // "incremental" or "full"
+	Mode        string    `json:"mode"` // ModeIncremental or ModeFull
 	Version     uint64    `json:"version"`
 	Hash        string    `json:"config_hash"`
 	LastApply   time.Time `json:"last_apply"`

@@ -46,6 +46,14 @@ const (
 	DLQSuffix = ".dlq"
 )
 
+// Sync modes: the SYNC_MODE of the sync-gateway and of a data plane, and a
+// Heartbeat's Mode. Incremental publishes and follows dp.deltas; full
+// publishes and follows whole snapshots on dp.full.
+const (
+	ModeIncremental = "incremental"
+	ModeFull        = "full"
+)
+
 // SchemaVersion is the schema of every record this package describes. A
 // consumer that meets a higher schema quarantines the record.
 const SchemaVersion = 1
