@@ -227,20 +227,16 @@ func readTopic(t testing.TB, brokers []string, c *kafka.Client, topic string) []
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	resp, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: {kafka.FirstOffsetOf(0), kafka.LastOffsetOf(0)}}})
+	first, end, err := broker.PartitionBounds(ctx, c, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := resp.Topics[topic][0]
-	if p.Error != nil {
-		t.Fatal(p.Error)
-	}
-	if p.LastOffset <= p.FirstOffset {
+	if end <= first {
 		return nil
 	}
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, MaxWait: 100 * time.Millisecond, MaxBytes: 16 << 20})
 	defer r.Close()
-	r.SetOffset(p.FirstOffset)
+	r.SetOffset(first)
 	var out []kafka.Message
 	for {
 		m, err := r.ReadMessage(ctx)
@@ -248,7 +244,7 @@ func readTopic(t testing.TB, brokers []string, c *kafka.Client, topic string) []
 			t.Fatalf("read %s: %v", topic, err)
 		}
 		out = append(out, m)
-		if m.Offset+1 >= p.LastOffset {
+		if m.Offset+1 >= end {
 			return out
 		}
 	}

@@ -8,32 +8,15 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/deltaplane/deltaplane/services/sync-gateway/internal/sequencer"
+	"github.com/deltaplane/deltaplane/shared/broker"
 	"github.com/deltaplane/deltaplane/shared/wire"
 )
-
-// highWater returns the log end offset of partition 0 of a topic.
-func highWater(ctx context.Context, c *kafka.Client, topic string) (first, end int64, err error) {
-	resp, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{
-		Topics: map[string][]kafka.OffsetRequest{topic: {kafka.FirstOffsetOf(0), kafka.LastOffsetOf(0)}},
-	})
-	if err != nil {
-		return 0, 0, fmt.Errorf("list offsets %s: %w", topic, err)
-	}
-	ps := resp.Topics[topic]
-	if len(ps) != 1 {
-		return 0, 0, fmt.Errorf("list offsets %s: %d partitions in answer", topic, len(ps))
-	}
-	if ps[0].Error != nil {
-		return 0, 0, fmt.Errorf("list offsets %s: %w", topic, ps[0].Error)
-	}
-	return ps[0].FirstOffset, ps[0].LastOffset, nil
-}
 
 // readLog reads partition 0 of a topic from its first offset to its high
 // water mark and calls fn for every record. It returns the high water mark
 // it read up to.
 func readLog(ctx context.Context, brokers []string, c *kafka.Client, topic string, fn func(kafka.Message) error) (int64, error) {
-	first, end, err := highWater(ctx, c, topic)
+	first, end, err := broker.PartitionBounds(ctx, c, topic)
 	if err != nil {
 		return 0, err
 	}

@@ -17,7 +17,7 @@ import (
 // inputStart is the offset the group reader started from: the group's
 // committed offset, or the log start when nothing (valid) is committed.
 func (p *Pipeline) inputStart(ctx context.Context) (int64, error) {
-	first, _, err := highWater(ctx, p.client, p.topicChanges)
+	first, _, err := broker.PartitionBounds(ctx, p.client, p.topicChanges)
 	if err != nil {
 		return 0, err
 	}

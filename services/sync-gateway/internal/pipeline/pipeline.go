@@ -393,7 +393,7 @@ func (p *Pipeline) retry(ctx context.Context, what string, op func(context.Conte
 // outputMoved reports whether someone else wrote to the output topic since
 // this instance's last write; if so the state is rebuilt from it.
 func (p *Pipeline) outputMoved(ctx context.Context) (bool, error) {
-	_, end, err := highWater(ctx, p.client, p.topicOut)
+	_, end, err := broker.PartitionBounds(ctx, p.client, p.topicOut)
 	if err != nil {
 		return false, err
 	}
