@@ -3,15 +3,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"io"
-	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,45 +18,17 @@ import (
 	"github.com/deltaplane/deltaplane/shared/wire"
 )
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// syncBuffer collects the JSON log lines of run().
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestRunServesAndRelays(t *testing.T) {
 	dsn := testenv.Database(t)
 	brokers := testenv.Kafka(t)
 	prefix := testenv.TopicPrefix(t)
-	addr := freeAddr(t)
+	addr := testsupport.FreeAddr(t)
 	env := map[string]string{
 		"ADMIN_LISTEN": addr, "DATABASE_URL": dsn, "KAFKA_BROKERS": strings.Join(brokers, ","),
 		"TOPIC_PREFIX": prefix, "ADMIN_TOKEN": "s3cret", "LOG_LEVEL": "debug", "OUTBOX_POLL_INTERVAL": "1s",
 	}
 	ctx, cancel := context.WithCancel(t.Context())
-	var logs syncBuffer
+	var logs testsupport.LogBuffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, func(k string) string { return env[k] }, &logs) }()
 	t.Cleanup(func() {
@@ -140,7 +110,7 @@ func TestRunRefusesMismatchedTopic(t *testing.T) {
 	if err := broker.EnsureTopics(t.Context(), brokers, 30*time.Second, broker.Log(prefix+wire.TopicChanges)); err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{"ADMIN_LISTEN": freeAddr(t), "DATABASE_URL": dsn, "KAFKA_BROKERS": strings.Join(brokers, ","), "TOPIC_PREFIX": prefix}
+	env := map[string]string{"ADMIN_LISTEN": testsupport.FreeAddr(t), "DATABASE_URL": dsn, "KAFKA_BROKERS": strings.Join(brokers, ","), "TOPIC_PREFIX": prefix}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	err := run(ctx, func(k string) string { return env[k] }, io.Discard)
@@ -157,7 +127,7 @@ func TestWritesQueueWhileKafkaIsAway(t *testing.T) {
 	brokers := testenv.Kafka(t)
 	prefix := testenv.TopicPrefix(t)
 	start := func(kafkaAddr string) (string, func()) {
-		addr := freeAddr(t)
+		addr := testsupport.FreeAddr(t)
 		env := map[string]string{"ADMIN_LISTEN": addr, "DATABASE_URL": dsn, "KAFKA_BROKERS": kafkaAddr, "TOPIC_PREFIX": prefix, "OUTBOX_POLL_INTERVAL": "500ms"}
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
@@ -178,7 +148,7 @@ func TestWritesQueueWhileKafkaIsAway(t *testing.T) {
 			}
 		}
 	}
-	away, stopAway := start(freeAddr(t)) // nothing listens there
+	away, stopAway := start(testsupport.FreeAddr(t)) // nothing listens there
 	defer stopAway()
 	const n = 5
 	for i := range n {

@@ -3,11 +3,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"io"
 	"net"
 	"net/http"
@@ -26,45 +26,17 @@ import (
 
 const wait = 30 * time.Second
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// syncBuffer collects the process log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type dataplane struct {
 	proxy, status string
 	env           map[string]string
-	logs          *syncBuffer
+	logs          *testsupport.LogBuffer
 	stop          func() error
 }
 
 // startDP runs run() in-process with env on top of fresh addresses.
 func startDP(t *testing.T, env map[string]string) *dataplane {
 	t.Helper()
-	d := &dataplane{proxy: freeAddr(t), status: freeAddr(t), env: env, logs: &syncBuffer{}}
+	d := &dataplane{proxy: testsupport.FreeAddr(t), status: testsupport.FreeAddr(t), env: env, logs: &testsupport.LogBuffer{}}
 	full := map[string]string{"DP_PROXY_LISTEN": d.proxy, "DP_STATUS_LISTEN": d.status, "DP_HEARTBEAT_INTERVAL": "300ms"}
 	for k, v := range env {
 		full[k] = v
@@ -169,7 +141,7 @@ func TestComponentProxyAndStatus(t *testing.T) {
 		fmt.Fprintf(w, "upstream path=%s host=%s", r.URL.Path, r.Host)
 	}))
 	defer upstream.Close()
-	dead := freeAddr(t) // nothing listens there
+	dead := testsupport.FreeAddr(t) // nothing listens there
 
 	d := startDP(t, env)
 	// Ready only after a complete config: the empty topic is one.
@@ -298,7 +270,7 @@ func TestComponentProxyAndStatus(t *testing.T) {
 	for k, v := range env {
 		env2[k] = v
 	}
-	env2["KAFKA_BROKERS"] = freeAddr(t)
+	env2["KAFKA_BROKERS"] = testsupport.FreeAddr(t)
 	d2 := startDP(t, env2)
 	if code, body, _ := get(t, "http://"+d2.proxy+"/v2/users", nil); code != 200 || !strings.Contains(body, "path=/base/users") {
 		t.Fatalf("restart without Kafka: %d %s", code, body)
@@ -313,7 +285,7 @@ func TestComponentProxyAndStatus(t *testing.T) {
 
 func TestComponentNotReadyWithoutConfig(t *testing.T) {
 	dt.Brokers(t) // the suite needs the variable even though this test cuts Kafka off
-	d := startDP(t, map[string]string{"KAFKA_BROKERS": freeAddr(t), "DP_DATA_DIR": t.TempDir()})
+	d := startDP(t, map[string]string{"KAFKA_BROKERS": testsupport.FreeAddr(t), "DP_DATA_DIR": t.TempDir()})
 	code, body, _ := get(t, "http://"+d.status+"/status/ready", nil)
 	if code != 503 {
 		t.Fatalf("/status/ready = %d %s, want 503 before any configuration", code, body)
@@ -339,7 +311,7 @@ func TestComponentRefusesMisconfiguredTopic(t *testing.T) {
 		dt.DeleteTopics(brokers, prefix+wire.TopicDeltas, prefix+wire.TopicStatus, prefix+wire.TopicDeltas+wire.DLQSuffix)
 	})
 	env := map[string]string{"KAFKA_BROKERS": strings.Join(brokers, ","), "TOPIC_PREFIX": prefix, "DP_DATA_DIR": t.TempDir(),
-		"DP_PROXY_LISTEN": freeAddr(t), "DP_STATUS_LISTEN": freeAddr(t)}
+		"DP_PROXY_LISTEN": testsupport.FreeAddr(t), "DP_STATUS_LISTEN": testsupport.FreeAddr(t)}
 	err := run(ctx, func(k string) string { return env[k] }, io.Discard)
 	if !errors.Is(err, broker.ErrTopicMismatch) {
 		t.Fatalf("run = %v, want ErrTopicMismatch", err)

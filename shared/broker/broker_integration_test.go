@@ -5,7 +5,7 @@ package broker
 import (
 	"errors"
 	"fmt"
-	"os"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"slices"
 	"strings"
 	"testing"
@@ -14,26 +14,17 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-func testBrokers(t *testing.T) []string {
-	t.Helper()
-	b := os.Getenv("DELTAPLANE_TEST_KAFKA")
-	if b == "" {
-		t.Fatal("DELTAPLANE_TEST_KAFKA is not set; run with make test")
-	}
-	return Brokers(b)
-}
-
 func uniqueTopic(t *testing.T, name string) string {
 	t.Helper()
 	topic := fmt.Sprintf("t-broker-%d.%s", time.Now().UnixNano(), name)
 	t.Cleanup(func() {
-		Client(testBrokers(t)).DeleteTopics(t.Context(), &kafka.DeleteTopicsRequest{Topics: []string{topic}})
+		Client(testsupport.Kafka(t)).DeleteTopics(t.Context(), &kafka.DeleteTopicsRequest{Topics: []string{topic}})
 	})
 	return topic
 }
 
 func TestEnsureTopicsCreatesThenAccepts(t *testing.T) {
-	brokers := testBrokers(t)
+	brokers := testsupport.Kafka(t)
 	deltas, dlq := uniqueTopic(t, "dp.deltas"), uniqueTopic(t, "cp.changes.dlq")
 	specs := []TopicSpec{Compacted(deltas, map[string]string{"min.cleanable.dirty.ratio": "0.2"}), Log(dlq)}
 	for range 2 { // the second call finds them and verifies them
@@ -57,7 +48,7 @@ func TestEnsureTopicsCreatesThenAccepts(t *testing.T) {
 }
 
 func TestEnsureTopicsRefusesDrift(t *testing.T) {
-	brokers := testBrokers(t)
+	brokers := testsupport.Kafka(t)
 	cases := []struct {
 		name     string
 		existing kafka.TopicConfig
@@ -88,7 +79,7 @@ func TestEnsureTopicsRefusesDrift(t *testing.T) {
 // or an older deployment's) is accepted and its shortfall reported; one
 // created with it, or with a longer lag, is not reported.
 func TestDeviationsReportsAMissingCompactionLag(t *testing.T) {
-	brokers := testBrokers(t)
+	brokers := testsupport.Kafka(t)
 	plain, held, longer := uniqueTopic(t, "dp.deltas"), uniqueTopic(t, "dp.deltas"), uniqueTopic(t, "dp.deltas")
 	if err := EnsureTopics(t.Context(), brokers, 30*time.Second, Compacted(plain, nil), Compacted(held, nil).WithCompactionLag(time.Minute),
 		Compacted(longer, nil).WithCompactionLag(time.Hour)); err != nil {
@@ -119,7 +110,7 @@ func TestDeviationsReportsAMissingCompactionLag(t *testing.T) {
 // (A first offset above 0 needs DeleteRecords or the cleaner; kafka-go's
 // client offers no DeleteRecords.)
 func TestPartitionBounds(t *testing.T) {
-	brokers := testBrokers(t)
+	brokers := testsupport.Kafka(t)
 	topic := uniqueTopic(t, "bounds")
 	if err := EnsureTopics(t.Context(), brokers, 30*time.Second, Log(topic)); err != nil {
 		t.Fatal(err)

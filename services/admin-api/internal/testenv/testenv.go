@@ -5,10 +5,9 @@ package testenv
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"net/url"
 	"os"
 	"strings"
@@ -21,47 +20,17 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-// Postgres returns the admin DSN, failing the test when it is not set.
-func Postgres(t testing.TB) string {
-	t.Helper()
-	dsn := os.Getenv("DELTAPLANE_TEST_POSTGRES")
-	if dsn == "" {
-		t.Fatal("DELTAPLANE_TEST_POSTGRES is not set (e.g. postgres://postgres@127.0.0.1:55432/postgres?sslmode=disable)")
-	}
-	return dsn
-}
+// Postgres returns the admin DSN (DELTAPLANE_TEST_POSTGRES).
+func Postgres(t testing.TB) string { t.Helper(); return testsupport.Postgres(t) }
 
-// Kafka returns the broker list, failing the test when it is not set.
-func Kafka(t testing.TB) []string {
-	t.Helper()
-	b := os.Getenv("DELTAPLANE_TEST_KAFKA")
-	if b == "" {
-		t.Fatal("DELTAPLANE_TEST_KAFKA is not set (e.g. 127.0.0.1:9092)")
-	}
-	return broker.Brokers(b)
-}
+// Kafka returns the broker list (DELTAPLANE_TEST_KAFKA).
+func Kafka(t testing.TB) []string { t.Helper(); return testsupport.Kafka(t) }
 
 // Random returns n random hex bytes.
-func Random(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
+func Random(n int) string { return testsupport.Random(n) }
 
 // Name is a unique lower-case name for a test's resources.
-func Name(t testing.TB) string {
-	s := strings.ToLower(t.Name())
-	s = strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
-			return r
-		}
-		return '_'
-	}, s)
-	if len(s) > 30 {
-		s = s[:30]
-	}
-	return s + "_" + Random(4)
-}
+func Name(t testing.TB) string { return testsupport.Name(t) }
 
 // Database creates a fresh database for the test, dropped at cleanup, and
 // returns its DSN.

@@ -8,7 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"os"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"sort"
 	"testing"
 	"time"
@@ -18,15 +18,9 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-// Brokers returns the test Kafka's brokers; the test fails without them.
-func Brokers(t testing.TB) []string {
-	t.Helper()
-	v := os.Getenv("DELTAPLANE_TEST_KAFKA")
-	if v == "" {
-		t.Fatal("DELTAPLANE_TEST_KAFKA is not set (e.g. 127.0.0.1:9092)")
-	}
-	return broker.Brokers(v)
-}
+// Brokers returns the test Kafka's brokers (DELTAPLANE_TEST_KAFKA); the
+// test fails without them.
+func Brokers(t testing.TB) []string { t.Helper(); return testsupport.Kafka(t) }
 
 // Prefix returns a unique topic prefix for the test.
 func Prefix(t testing.TB) string {

@@ -1,0 +1,135 @@
+// Package testsupport is what the tests of every deltaplane module share:
+// the addresses of the real Kafka, Postgres and Redis (DELTAPLANE_TEST_*),
+// unique names for a test's topics and databases, free ports, a
+// goroutine-safe log buffer and polling with a deadline. Only tests import
+// it.
+package testsupport
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Kafka returns the brokers of DELTAPLANE_TEST_KAFKA, failing the test when
+// it is not set.
+func Kafka(t testing.TB) []string {
+	t.Helper()
+	var out []string
+	for b := range strings.SplitSeq(must(t, "DELTAPLANE_TEST_KAFKA", "127.0.0.1:9092"), ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// Postgres returns the admin DSN of DELTAPLANE_TEST_POSTGRES, failing the
+// test when it is not set.
+func Postgres(t testing.TB) string {
+	t.Helper()
+	return must(t, "DELTAPLANE_TEST_POSTGRES", "postgres://postgres@127.0.0.1:55432/postgres?sslmode=disable")
+}
+
+// Redis returns the address of DELTAPLANE_TEST_REDIS, failing the test when
+// it is not set.
+func Redis(t testing.TB) string {
+	t.Helper()
+	return must(t, "DELTAPLANE_TEST_REDIS", "127.0.0.1:56379")
+}
+
+func must(t testing.TB, name, example string) string {
+	t.Helper()
+	v := strings.TrimSpace(os.Getenv(name))
+	if v == "" {
+		t.Fatalf("%s is not set (e.g. %s); run the tests with make test", name, example)
+	}
+	return v
+}
+
+// Random returns n random bytes in hex.
+func Random(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Name is a unique lower-case name for a test's resources: the test's name
+// (letters and digits, the rest as '_', at most 30 characters) and 8 random
+// hex digits.
+func Name(t testing.TB) string {
+	s := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '_'
+	}, strings.ToLower(t.Name()))
+	if len(s) > 30 {
+		s = s[:30]
+	}
+	return s + "_" + Random(4)
+}
+
+// FreeAddr returns a 127.0.0.1 address with a port that was free a moment
+// ago.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// FreePort is FreeAddr's port.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	addr := FreeAddr(t)
+	a, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.Port
+}
+
+// LogBuffer collects a process's log lines; safe for concurrent use.
+type LogBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Eventually polls f every 50ms until it returns nil, failing the test with
+// f's last error when within has passed.
+func Eventually(t testing.TB, within time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %v", within, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
