@@ -42,7 +42,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		InstanceID:     fmt.Sprintf("%s-%d", host, os.Getpid()),
 	}
 	errs := []error{config.Load(&c, getenv)}
-	if c.Mode != "incremental" && c.Mode != "full" {
+	if c.Mode != wire.ModeIncremental && c.Mode != wire.ModeFull {
 		errs = append(errs, fmt.Errorf("SYNC_MODE: want incremental or full, have %q", c.Mode))
 	}
 	if c.MaxRecordBytes > wire.MaxRecordBytes {

@@ -46,7 +46,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mode := pipeline.Delta()
-	if cfg.Mode == pipeline.ModeFull {
+	if cfg.Mode == wire.ModeFull {
 		mode = pipeline.Full(cfg.Coalesce, cfg.CoalesceMax)
 	}
 	p := pipeline.New(pipeline.Config{
@@ -101,7 +101,7 @@ func topics(cfg Config) []broker.TopicSpec {
 		broker.Compacted(cfg.TopicPrefix+wire.TopicDeltas, nil).WithCompactionLag(cfg.CompactionLag),
 		broker.Log(cfg.TopicPrefix + wire.TopicChanges + wire.DLQSuffix),
 	}
-	if cfg.Mode == pipeline.ModeFull {
+	if cfg.Mode == wire.ModeFull {
 		specs = append(specs, broker.Compacted(cfg.TopicPrefix+wire.TopicFull, nil))
 	}
 	return specs

@@ -103,7 +103,7 @@ func Poison(begin func(first int64) (int, error), max int, quarantine func(conte
 				reason += "; last panic: " + p
 			}
 			for _, r := range b.Records {
-				q := follower.Quarantine{Key: r.Key, Value: r.Value, Headers: r.Headers, Offset: r.Offset, Kind: "poison", Detail: reason}
+				q := follower.Quarantine{Key: r.Key, Value: r.Value, Headers: r.Headers, Offset: r.Offset, Kind: wire.ReasonPoison, Detail: reason}
 				if err := quarantine(ctx, q); err != nil {
 					return err
 				}

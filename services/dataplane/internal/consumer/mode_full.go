@@ -89,7 +89,7 @@ func (m *fullMode) handle(ctx context.Context, _ seeker, msg kafka.Message) erro
 	}
 	done, err := m.asm.Collect(string(msg.Key), msg.Value, hdr)
 	if err != nil {
-		return m.bad(ctx, msg, fresh, "decode", err)
+		return m.bad(ctx, msg, fresh, wire.ReasonDecode, err)
 	}
 	if done != nil {
 		m.pending = &pendingFull{chunks: done, msg: msg, hdr: hdr, fresh: fresh}
@@ -105,14 +105,14 @@ func (m *fullMode) handle(ctx context.Context, _ seeker, msg kafka.Message) erro
 	m.pending = nil
 	full, err := m.asm.Decode(pf.chunks)
 	if err != nil {
-		return m.bad(ctx, pf.msg, pf.fresh, "decode", err)
+		return m.bad(ctx, pf.msg, pf.fresh, wire.ReasonDecode, err)
 	}
 	if full == nil {
 		return nil
 	}
 	ents, err := full.Entities()
 	if err != nil {
-		return m.bad(ctx, pf.msg, pf.fresh, "entity", fmt.Errorf("full snapshot %d: %w", full.Version, err))
+		return m.bad(ctx, pf.msg, pf.fresh, wire.ReasonEntity, fmt.Errorf("full snapshot %d: %w", full.Version, err))
 	}
 	rec := delta.Record{Key: string(pf.msg.Key), Value: pf.msg.Value, Header: pf.hdr, Offset: pf.msg.Offset, Time: pf.msg.Time, Headers: pf.msg.Headers}
 	err = m.apply(ctx, Batch{Version: full.Version, Records: []delta.Record{rec}, Entities: ents, Hash: pf.hdr.Hash,

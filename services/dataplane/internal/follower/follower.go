@@ -196,11 +196,11 @@ func HeaderKind(err error) string {
 	msg := err.Error()
 	switch {
 	case errors.Is(err, wire.ErrSchema):
-		return "schema"
+		return wire.ReasonSchema
 	case strings.Contains(msg, " index ") && strings.Contains(msg, " count "):
-		return "batch"
+		return wire.ReasonBatch
 	}
-	return "decode"
+	return wire.ReasonDecode
 }
 
 // entityProblems are the records of rs whose key or entity the proxy
@@ -214,7 +214,7 @@ func entityProblems(rs []delta.Record) []Quarantine {
 		if err == nil {
 			continue
 		}
-		kind := "entity"
+		kind := wire.ReasonEntity
 		var ce *snapshot.CheckError
 		if errors.As(err, &ce) {
 			kind = ce.Kind

@@ -378,20 +378,20 @@ func (t *txn) rebuildUpstream(id string) {
 func Check(key string, value []byte) error {
 	typ, _, err := wire.SplitKey(key)
 	if err != nil {
-		return &CheckError{Kind: "key", Err: err}
+		return &CheckError{Kind: wire.ReasonKey, Err: err}
 	}
 	if !wire.KnownType(typ) {
-		return &CheckError{Kind: "type", Err: fmt.Errorf("%q is not an entity type of schema %d", typ, wire.SchemaVersion)}
+		return &CheckError{Kind: wire.ReasonType, Err: fmt.Errorf("%q is not an entity type of schema %d", typ, wire.SchemaVersion)}
 	}
 	if value == nil {
 		return nil
 	}
 	if !json.Valid(value) {
-		return &CheckError{Kind: "entity", Err: fmt.Errorf("%s: not valid JSON", key)}
+		return &CheckError{Kind: wire.ReasonEntity, Err: fmt.Errorf("%s: not valid JSON", key)}
 	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(value, &obj); err != nil {
-		return &CheckError{Kind: "entity", Err: fmt.Errorf("%s: not a JSON object", key)}
+		return &CheckError{Kind: wire.ReasonEntity, Err: fmt.Errorf("%s: not a JSON object", key)}
 	}
 	var dec error
 	switch typ {
@@ -414,7 +414,7 @@ func Check(key string, value []byte) error {
 		dec = json.Unmarshal(value, &j)
 	}
 	if dec != nil {
-		return &CheckError{Kind: "entity", Err: fmt.Errorf("%s: %w", key, dec)}
+		return &CheckError{Kind: wire.ReasonEntity, Err: fmt.Errorf("%s: %w", key, dec)}
 	}
 	return nil
 }

@@ -131,12 +131,12 @@ func BenchmarkAddedLatency(b *testing.B) {
 		size     int
 		coalesce time.Duration
 	}{
-		{ModeIncremental, 0, 0}, {ModeIncremental, 10000, 0},
-		{ModeFull, 0, 50 * time.Millisecond}, {ModeFull, 10000, 50 * time.Millisecond},
-		{ModeFull, 10000, time.Millisecond},
+		{wire.ModeIncremental, 0, 0}, {wire.ModeIncremental, 10000, 0},
+		{wire.ModeFull, 0, 50 * time.Millisecond}, {wire.ModeFull, 10000, 50 * time.Millisecond},
+		{wire.ModeFull, 10000, time.Millisecond},
 	} {
 		name := fmt.Sprintf("mode=%s/entities=%d", c.mode, c.size)
-		if c.mode == ModeFull {
+		if c.mode == wire.ModeFull {
 			name += "/coalesce=" + c.coalesce.String()
 		}
 		b.Run(name, func(b *testing.B) { benchLatency(b, c.mode, c.size, c.coalesce) })
@@ -145,7 +145,7 @@ func BenchmarkAddedLatency(b *testing.B) {
 
 func benchLatency(b *testing.B, mode string, size int, coalesce time.Duration) {
 	e := newBenchEnv(b)
-	if mode == ModeFull {
+	if mode == wire.ModeFull {
 		e.cfg.Sync = Full(coalesce, time.Second)
 		if err := broker.EnsureTopics(context.Background(), e.brokers, 30*time.Second, broker.Compacted(e.prefix+wire.TopicFull, nil)); err != nil {
 			b.Fatal(err)

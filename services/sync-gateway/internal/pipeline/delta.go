@@ -42,7 +42,7 @@ var _ Mode = (*delta)(nil)
 // stageMaxRecords bounds what is staged before a publish.
 const stageMaxRecords = 5 * chunkRecords
 
-func (d *delta) name() string     { return ModeIncremental }
+func (d *delta) name() string     { return wire.ModeIncremental }
 func (d *delta) output() string   { return wire.TopicDeltas }
 func (d *delta) bind(p *Pipeline) { d.p = p }
 

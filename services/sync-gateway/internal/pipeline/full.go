@@ -35,7 +35,7 @@ func Full(coalesce, coalesceMax time.Duration) Mode {
 
 var _ Mode = (*full)(nil)
 
-func (f *full) name() string                   { return ModeFull }
+func (f *full) name() string                   { return wire.ModeFull }
 func (f *full) output() string                 { return wire.TopicFull }
 func (f *full) bind(p *Pipeline)               { f.p = p }
 func (f *full) due(bool) bool                  { return false } // published when the input goes quiet

@@ -3,7 +3,7 @@ package pipeline
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/deltaplane/deltaplane/services/sync-gateway/internal/sequencer"
+	"github.com/deltaplane/deltaplane/shared/wire"
 )
 
 // Metrics are the sync-gateway's Prometheus series.
@@ -56,8 +56,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.addedLatency, m.consumed, m.duplicates, m.quarantined, m.published, m.versions, m.snapshots,
 		m.rebuilds, m.repairs, m.errors, m.version, m.lastTx, m.entities, m.active, m.publishSecs, m.waitingForTx, m.compacted)
 	// Every reason starts at zero, so dashboards and alerts see the series.
-	for _, r := range []string{sequencer.ReasonDecode, sequencer.ReasonSchema, sequencer.ReasonType, sequencer.ReasonKey,
-		sequencer.ReasonOp, sequencer.ReasonBatch, sequencer.ReasonEntity, sequencer.ReasonOversized} {
+	for _, r := range []string{wire.ReasonDecode, wire.ReasonSchema, wire.ReasonType, wire.ReasonKey,
+		wire.ReasonOp, wire.ReasonBatch, wire.ReasonEntity, wire.ReasonOversized} {
 		m.quarantined.WithLabelValues(r)
 	}
 	m.compacted.WithLabelValues("missing")

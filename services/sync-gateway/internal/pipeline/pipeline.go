@@ -24,12 +24,6 @@ import (
 	"github.com/deltaplane/deltaplane/shared/wire"
 )
 
-// Modes.
-const (
-	ModeIncremental = "incremental"
-	ModeFull        = "full"
-)
-
 // Config is what the pipeline needs.
 type Config struct {
 	Brokers        []string

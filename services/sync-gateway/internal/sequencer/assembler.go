@@ -29,18 +29,6 @@ type Reject struct {
 	Reason string
 }
 
-// Reasons a record is quarantined. Each Reject.Reason starts with one of them.
-const (
-	ReasonDecode    = "decode"    // not JSON, or not a change event
-	ReasonSchema    = "schema"    // newer or unknown schema version
-	ReasonType      = "type"      // unknown entity type
-	ReasonKey       = "key"       // record key does not match the event
-	ReasonOp        = "op"        // unknown op
-	ReasonBatch     = "batch"     // bad tx/index/count
-	ReasonEntity    = "entity"    // entity body invalid
-	ReasonOversized = "oversized" // record bigger than the configured maximum
-)
-
 // Event is an accepted change event with its record.
 type Event struct {
 	Input  Input
@@ -363,15 +351,15 @@ func decode(in Input, maxBytes int) (wire.ChangeEvent, *decodeReject) {
 	size := wire.RecordBytes(in.Key, in.Value, nil)
 	oversized := maxBytes > 0 && size > maxBytes
 	if err := json.Unmarshal(in.Value, &ev); err != nil {
-		reason := fmt.Sprintf("%s: %v", ReasonDecode, err)
+		reason := fmt.Sprintf("%s: %v", wire.ReasonDecode, err)
 		if oversized {
-			reason = fmt.Sprintf("%s: %d bytes > %d", ReasonOversized, size, maxBytes)
+			reason = fmt.Sprintf("%s: %d bytes > %d", wire.ReasonOversized, size, maxBytes)
 		}
 		return ev, &decodeReject{Reject: Reject{Input: in, Reason: reason}}
 	}
 	positioned := ev.Tx > 0 && ev.Count >= 1 && ev.Index >= 0 && ev.Index < ev.Count
 	if oversized {
-		return ev, &decodeReject{Reject: Reject{Input: in, Reason: fmt.Sprintf("%s: %d bytes > %d", ReasonOversized, size, maxBytes)}, positioned: positioned}
+		return ev, &decodeReject{Reject: Reject{Input: in, Reason: fmt.Sprintf("%s: %d bytes > %d", wire.ReasonOversized, size, maxBytes)}, positioned: positioned}
 	}
 	if err := ev.Check(string(in.Key)); err != nil {
 		return ev, &decodeReject{Reject: Reject{Input: in, Reason: reasonOf(err) + ": " + err.Error()}, positioned: positioned}
@@ -382,16 +370,16 @@ func decode(in Input, maxBytes int) (wire.ChangeEvent, *decodeReject) {
 func reasonOf(err error) string {
 	switch {
 	case errors.Is(err, wire.ErrSchema):
-		return ReasonSchema
+		return wire.ReasonSchema
 	case errors.Is(err, wire.ErrEntityType):
-		return ReasonType
+		return wire.ReasonType
 	case errors.Is(err, wire.ErrKey):
-		return ReasonKey
+		return wire.ReasonKey
 	case errors.Is(err, wire.ErrOp):
-		return ReasonOp
+		return wire.ReasonOp
 	case errors.Is(err, wire.ErrBatch):
-		return ReasonBatch
+		return wire.ReasonBatch
 	default:
-		return ReasonEntity
+		return wire.ReasonEntity
 	}
 }

@@ -121,12 +121,12 @@ func TestQuarantine(t *testing.T) {
 		value  string
 		reason string
 	}{
-		{"bad json", "services/x", `{not json`, ReasonDecode},
-		{"unknown type", "widgets/x", `{"schema":1,"tx":1,"index":0,"count":1,"op":"upsert","type":"widgets","id":"x","entity":{"id":"x"}}`, ReasonType},
-		{"wrong key", "services/y", `{"schema":1,"tx":1,"index":0,"count":1,"op":"upsert","type":"services","id":"x","entity":{"id":"x"}}`, ReasonKey},
-		{"newer schema", "services/x", `{"schema":2,"tx":1,"index":0,"count":1,"op":"upsert","type":"services","id":"x","entity":{"id":"x"}}`, ReasonSchema},
-		{"oversized", "services/x", `{"schema":1,"tx":1,"index":0,"count":1,"op":"upsert","type":"services","id":"x","entity":` + big + `}`, ReasonOversized},
-		{"bad position", "services/x", `{"schema":1,"tx":1,"index":1,"count":1,"op":"upsert","type":"services","id":"x","entity":{"id":"x"}}`, ReasonBatch},
+		{"bad json", "services/x", `{not json`, wire.ReasonDecode},
+		{"unknown type", "widgets/x", `{"schema":1,"tx":1,"index":0,"count":1,"op":"upsert","type":"widgets","id":"x","entity":{"id":"x"}}`, wire.ReasonType},
+		{"wrong key", "services/y", `{"schema":1,"tx":1,"index":0,"count":1,"op":"upsert","type":"services","id":"x","entity":{"id":"x"}}`, wire.ReasonKey},
+		{"newer schema", "services/x", `{"schema":2,"tx":1,"index":0,"count":1,"op":"upsert","type":"services","id":"x","entity":{"id":"x"}}`, wire.ReasonSchema},
+		{"oversized", "services/x", `{"schema":1,"tx":1,"index":0,"count":1,"op":"upsert","type":"services","id":"x","entity":` + big + `}`, wire.ReasonOversized},
+		{"bad position", "services/x", `{"schema":1,"tx":1,"index":1,"count":1,"op":"upsert","type":"services","id":"x","entity":{"id":"x"}}`, wire.ReasonBatch},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
