@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"fmt"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -34,7 +35,7 @@ func TestRequestsDuringCascadeDeleteSeeOldOrNewConfig(t *testing.T) {
 		return map[string]any{"_format_version": "3.0", "services": services}
 	}
 	mustDo(t, 201, "POST", s.Admin+"/config", config(true))
-	eventually(t, propagation, routesTo(dp, "/gone19/x", "/x"))
+	testsupport.Eventually(t, propagation, routesTo(dp, "/gone19/x", "/x"))
 
 	var stop atomic.Bool
 	var mu sync.Mutex
@@ -59,8 +60,8 @@ func TestRequestsDuringCascadeDeleteSeeOldOrNewConfig(t *testing.T) {
 		}()
 	}
 	mustDo(t, 201, "POST", s.Admin+"/config", config(false))
-	eventually(t, propagation, notRouted(dp, "/gone19/x"))
-	eventually(t, propagation, func() error { // the clients reach the new configuration too
+	testsupport.Eventually(t, propagation, notRouted(dp, "/gone19/x"))
+	testsupport.Eventually(t, propagation, func() error { // the clients reach the new configuration too
 		mu.Lock()
 		defer mu.Unlock()
 		if seen[404] == 0 {

@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -27,7 +28,7 @@ import (
 // that every client (services and test) reaches it through the proxy.
 func startChaosKafka(t *testing.T) (*privateKafka, *faultproxy.Proxy) {
 	t.Helper()
-	port, ctrl := freePort(t), freePort(t)
+	port, ctrl := testsupport.FreePort(t), testsupport.FreePort(t)
 	proxy, err := faultproxy.Start(0, "127.0.0.1:"+strconv.Itoa(port))
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +88,7 @@ type privatePostgres struct {
 
 func startPrivatePostgres(t *testing.T) *privatePostgres {
 	t.Helper()
-	port := freePort(t)
+	port := testsupport.FreePort(t)
 	home, err := os.MkdirTemp("", "deltaplane-chaos-pg-")
 	if err != nil {
 		t.Fatal(err)

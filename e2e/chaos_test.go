@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -69,7 +70,7 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sync2Port := freePort(t)
+	sync2Port := testsupport.FreePort(t)
 	sync2, err := c.Spawn("sync-gateway-2", "sync-gateway", fmt.Sprintf("SYNC_LISTEN=127.0.0.1:%d", sync2Port),
 		"SYNC_GROUP="+name+"-sync", "SYNC_INSTANCE_ID="+name+"-sync-2")
 	if err != nil {
@@ -137,7 +138,7 @@ func TestChaos(t *testing.T) {
 
 	// Quiescence: the outbox drained, then every data plane equals Postgres.
 	s.waitHealthy(c.Admin + "/health")
-	eventually(t, 3*time.Minute, func() error {
+	testsupport.Eventually(t, 3*time.Minute, func() error {
 		st, err := getStatus(c.Admin + "/status")
 		if err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"net"
 	"net/http"
 	"os"
@@ -42,7 +43,7 @@ type privateKafka struct {
 // after the system (cleanups run last-in first-out).
 func startPrivateKafka(t *testing.T) *privateKafka {
 	t.Helper()
-	port, ctrl := freePort(t), freePort(t)
+	port, ctrl := testsupport.FreePort(t), testsupport.FreePort(t)
 	sh, err := filepath.Abs("../deployments/local/kafka.sh")
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +130,7 @@ func (k *privateKafka) restartHard() {
 		k.t.Fatal(err)
 	}
 	k.signal(syscall.SIGKILL)
-	eventually(k.t, 30*time.Second, func() error {
+	testsupport.Eventually(k.t, 30*time.Second, func() error {
 		if alive(pid) {
 			return fmt.Errorf("broker pid %d still alive after SIGKILL", pid)
 		}
@@ -536,6 +537,6 @@ func startWritesUnderFault(t *testing.T, prefix string, pause time.Duration) *wr
 	f.done = make(chan struct{})
 	go func() { f.w.run(ctx, pause); close(f.done) }()
 	waitOK(t, f.w, 10)
-	eventually(t, propagation, advancedPast(t, f.dps, 3))
+	testsupport.Eventually(t, propagation, advancedPast(t, f.dps, 3))
 	return f
 }

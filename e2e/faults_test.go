@@ -9,6 +9,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"os"
 	"strconv"
 	"strings"
@@ -42,7 +43,7 @@ func TestKafkaRestartsDuringWrites(t *testing.T) {
 		f.restart()
 		back := time.Since(start)
 		// Changes flow end to end again before the next fault.
-		eventually(t, 90*time.Second, s.pipelineMoved(dps, before))
+		testsupport.Eventually(t, 90*time.Second, s.pipelineMoved(dps, before))
 		t.Logf("restart %d (%s): broker back after %s, pipeline moving after %s; %d writes acknowledged meanwhile",
 			i+1, f.name, back.Round(100*time.Millisecond), time.Since(start).Round(100*time.Millisecond), w.okCount()-okBefore)
 	}
@@ -100,7 +101,7 @@ func TestKafkaPausedWritesQueueInOutbox(t *testing.T) {
 	<-done
 	s.waitHealthy(s.Sync + "/health")
 	c.verdict(t, dps, verdictOpts{})
-	eventually(t, propagation, func() error {
+	testsupport.Eventually(t, propagation, func() error {
 		if n := s.countRows("outbox WHERE published_at IS NULL"); n != 0 {
 			return fmt.Errorf("%d outbox rows unpublished", n)
 		}
@@ -143,7 +144,7 @@ func TestDataplaneGroupDeletedResyncsFromStart(t *testing.T) {
 		}
 	}
 	addRoutes(0, 10)
-	eventually(t, propagation, routesTo(dp, "/g9/x", "/x"))
+	testsupport.Eventually(t, propagation, routesTo(dp, "/g9/x", "/x"))
 
 	client := broker.Client([]string{k.Addr})
 	group, topic := "deltaplane-dp-"+dp.NodeID, s.Prefix+wire.TopicDeltas
@@ -162,7 +163,7 @@ func TestDataplaneGroupDeletedResyncsFromStart(t *testing.T) {
 	}
 	deleteGroup := func() {
 		t.Helper()
-		eventually(t, 30*time.Second, func() error {
+		testsupport.Eventually(t, 30*time.Second, func() error {
 			resp, err := client.DeleteGroups(t.Context(), &kafka.DeleteGroupsRequest{GroupIDs: []string{group}})
 			if err != nil {
 				return err
@@ -174,7 +175,7 @@ func TestDataplaneGroupDeletedResyncsFromStart(t *testing.T) {
 		}
 	}
 	end := highWaterMark(t, k.Addr, topic)
-	eventually(t, propagation, func() error {
+	testsupport.Eventually(t, propagation, func() error {
 		if c := committed(); c != end {
 			return fmt.Errorf("group %s committed %d, dp.deltas ends at %d", group, c, end)
 		}
@@ -250,7 +251,7 @@ func TestDataplaneOfflineLongerThanTombstoneRetention(t *testing.T) {
 		ids[i], _ = r["id"].(string)
 	}
 	for i := range 8 {
-		eventually(t, propagation, both(dps, func(dp *dataplane) func() error { return routesTo(dp, fmt.Sprintf("/d%d/x", i), "/x") }))
+		testsupport.Eventually(t, propagation, both(dps, func(dp *dataplane) func() error { return routesTo(dp, fmt.Sprintf("/d%d/x", i), "/x") }))
 	}
 
 	dp1.Stop(syscall.SIGTERM)
@@ -260,13 +261,13 @@ func TestDataplaneOfflineLongerThanTombstoneRetention(t *testing.T) {
 		deleted[wire.Key(wire.TypeRoute, ids[i])] = true
 	}
 	for i := range 4 {
-		eventually(t, propagation, notRouted(dp2, fmt.Sprintf("/d%d/x", i)))
+		testsupport.Eventually(t, propagation, notRouted(dp2, fmt.Sprintf("/d%d/x", i)))
 	}
 	// Keep appending (each write rolls a 100 ms segment and dirties the
 	// log) until compaction has dropped every record of the deleted routes,
 	// their tombstones included.
 	tick := 0
-	eventually(t, 90*time.Second, func() error {
+	testsupport.Eventually(t, 90*time.Second, func() error {
 		tick++
 		c.must(t, 200, "PATCH", "/services/"+tickID, map[string]any{"tags": []string{"t" + strconv.Itoa(tick)}})
 		left, tombstones := 0, 0
@@ -320,7 +321,7 @@ func TestMalformedChangeEventsAreQuarantined(t *testing.T) {
 	up := upstream(t)
 	echo := c.must(t, 201, "POST", "/services", map[string]any{"name": "echo", "url": up.URL})["id"].(string)
 	c.must(t, 201, "POST", "/services/"+echo+"/routes", map[string]any{"name": "r1", "paths": []string{"/before"}})
-	eventually(t, propagation, routesTo(dp, "/before/x", "/x"))
+	testsupport.Eventually(t, propagation, routesTo(dp, "/before/x", "/x"))
 
 	changes := s.Prefix + wire.TopicChanges
 	wr := &kafka.Writer{Addr: kafka.TCP(k.Addr), Topic: changes, RequiredAcks: kafka.RequireAll, BatchSize: 1, BatchTimeout: 10 * time.Millisecond}
@@ -347,10 +348,10 @@ func TestMalformedChangeEventsAreQuarantined(t *testing.T) {
 	inject(3, len(bad))
 	c.must(t, 201, "POST", "/services/"+echo+"/routes", map[string]any{"name": "r3", "paths": []string{"/after"}})
 
-	eventually(t, propagation, routesTo(dp, "/after/x", "/x"))
-	eventually(t, propagation, routesTo(dp, "/middle/x", "/x"))
+	testsupport.Eventually(t, propagation, routesTo(dp, "/after/x", "/x"))
+	testsupport.Eventually(t, propagation, routesTo(dp, "/middle/x", "/x"))
 	c.converge(t, propagation, dp)
-	eventually(t, propagation, func() error {
+	testsupport.Eventually(t, propagation, func() error {
 		if sg := mustDo(t, 200, "GET", s.Sync+"/status", nil); int(num(sg, "quarantined")) != len(bad) {
 			return fmt.Errorf("sync-gateway quarantined %v, want %d", sg["quarantined"], len(bad))
 		}
@@ -364,7 +365,7 @@ func TestMalformedChangeEventsAreQuarantined(t *testing.T) {
 		}
 	}
 	var dlq []kafka.Message
-	eventually(t, propagation, func() error {
+	testsupport.Eventually(t, propagation, func() error {
 		dlq = readTopic(t, k.Addr, changes+wire.DLQSuffix)
 		if len(dlq) != len(bad) {
 			return fmt.Errorf("%d records on the DLQ, want %d", len(dlq), len(bad))
@@ -404,14 +405,14 @@ func TestMalformedChangeEventsAreQuarantined(t *testing.T) {
 		if err := wr.WriteMessages(t.Context(), kafka.Message{Key: []byte("widgets/e2e-future"), Value: ev}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, propagation, func() error {
+		testsupport.Eventually(t, propagation, func() error {
 			if sg := mustDo(t, 200, "GET", s.Sync+"/status", nil); int(num(sg, "quarantined")) != len(bad)+1 {
 				return fmt.Errorf("sync-gateway quarantined %v, want %d", sg["quarantined"], len(bad)+1)
 			}
 			return nil
 		})
 		c.must(t, 201, "POST", "/services/"+echo+"/routes", map[string]any{"name": "r4", "paths": []string{"/later"}})
-		eventually(t, propagation, routesTo(dp, "/later/x", "/x"))
+		testsupport.Eventually(t, propagation, routesTo(dp, "/later/x", "/x"))
 		c.converge(t, propagation, dp)
 	})
 
@@ -472,7 +473,7 @@ func TestCompactionTortureFreshDataplane(t *testing.T) {
 	// and the tombstones of the last import removed.
 	tickID := c.must(t, 201, "POST", "/services", map[string]any{"name": "tick", "host": "tick.internal"})["id"].(string)
 	tick := 0
-	eventually(t, 90*time.Second, func() error {
+	testsupport.Eventually(t, 90*time.Second, func() error {
 		tick++
 		c.must(t, 200, "PATCH", "/services/"+tickID, map[string]any{"tags": []string{"t" + strconv.Itoa(tick)}})
 		end := highWaterMark(t, k.Addr, deltas)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"io"
 	"net/http"
 	"os"
@@ -52,11 +53,7 @@ type system struct {
 type dataplane = cluster.Dataplane
 
 func uniqueName(t *testing.T) string {
-	n := strings.ToLower(strings.NewReplacer("/", "-", "_", "-", " ", "-").Replace(t.Name()))
-	if len(n) > 30 {
-		n = n[:30]
-	}
-	return fmt.Sprintf("e2e-%s-%d", n, time.Now().UnixNano()%1e9)
+	return "e2e-" + strings.ReplaceAll(testsupport.Name(t), "_", "-")
 }
 
 // newSystem starts admin-api and the sync-gateway; the test's cleanup stops
@@ -116,22 +113,6 @@ func (s *system) waitHealthy(url string) {
 	s.t.Helper()
 	if err := cluster.WaitHTTP(s.t.Context(), url, 60*time.Second); err != nil {
 		s.t.Fatal(err)
-	}
-}
-
-// eventually polls f until it returns nil or the deadline passes.
-func eventually(t *testing.T, within time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not true within %s: %v", within, err)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -240,13 +221,4 @@ func (s *system) countRows(tableAndWhere string) int {
 func decodeJSON(resp *http.Response, v any) error {
 	defer resp.Body.Close()
 	return json.NewDecoder(resp.Body).Decode(v)
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	p, err := cluster.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
 }

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"fmt"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"testing"
 )
 
@@ -15,10 +16,10 @@ func TestFullModeEndToEnd(t *testing.T) {
 	up := upstream(t)
 	mustDo(t, 201, "POST", s.Admin+"/services", map[string]any{"name": "echo", "url": up.URL})
 	mustDo(t, 201, "POST", s.Admin+"/services/echo/routes", map[string]any{"name": "r1", "paths": []string{"/full"}})
-	eventually(t, propagation, both(dps, func(dp *dataplane) func() error { return routesTo(dp, "/full/a", "/a") }))
+	testsupport.Eventually(t, propagation, both(dps, func(dp *dataplane) func() error { return routesTo(dp, "/full/a", "/a") }))
 	mustDo(t, 200, "PATCH", s.Admin+"/routes/r1", map[string]any{"paths": []string{"/moved"}})
-	eventually(t, propagation, both(dps, func(dp *dataplane) func() error { return routesTo(dp, "/moved/b", "/b") }))
-	eventually(t, propagation, both(dps, func(dp *dataplane) func() error { return notRouted(dp, "/full/a") }))
+	testsupport.Eventually(t, propagation, both(dps, func(dp *dataplane) func() error { return routesTo(dp, "/moved/b", "/b") }))
+	testsupport.Eventually(t, propagation, both(dps, func(dp *dataplane) func() error { return notRouted(dp, "/full/a") }))
 	for _, dp := range dps {
 		if st := statusDoc(t, dp); st["mode"] != "full" {
 			t.Fatalf("%s reports mode %v", dp.NodeID, st["mode"])
@@ -32,7 +33,7 @@ func TestClusteringDataPlanes(t *testing.T) {
 	s := newSystem(t, "DP_HEARTBEAT_INTERVAL=500ms", "CLUSTER_POLL_INTERVAL=200ms")
 	dps := []*dataplane{s.startDataplane("dp1"), s.startDataplane("dp2")}
 	mustDo(t, 201, "POST", s.Admin+"/services", map[string]any{"name": "svc", "host": "example.com"})
-	eventually(t, propagation, func() error {
+	testsupport.Eventually(t, propagation, func() error {
 		sg := mustDo(t, 200, "GET", s.Sync+"/status", nil)
 		list := mustDo(t, 200, "GET", s.Admin+"/clustering/data-planes", nil)
 		data, _ := list["data"].([]any)

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"net/http"
 	"os"
 	"os/exec"
@@ -207,7 +208,7 @@ func (c *checked) verdict(t *testing.T, dps []*dataplane, o verdictOpts) *checke
 		t.Fatal(err)
 	}
 	if !o.syncGatewayDown {
-		eventually(t, o.within, c.syncGatewayAgrees(urls))
+		testsupport.Eventually(t, o.within, c.syncGatewayAgrees(urls))
 	}
 	in := checker.Input{Ops: c.h.Ops(), Regressions: c.regressions(t)}
 	if in.Truth, err = truth(t.Context()); err != nil {
@@ -377,7 +378,7 @@ func (w *writer) okCount() int {
 
 func waitOK(t *testing.T, w *writer, n int) {
 	t.Helper()
-	eventually(t, 60*time.Second, func() error {
+	testsupport.Eventually(t, 60*time.Second, func() error {
 		if ok := w.okCount(); ok < n {
 			return fmt.Errorf("%d acknowledged writes, waiting for %d", ok, n)
 		}
@@ -451,7 +452,7 @@ func TestDataplaneKilledKeepsItsStore(t *testing.T) {
 	for i := range 5 {
 		c.must(t, 201, "POST", "/services/"+echo+"/routes", map[string]any{"name": "r" + strconv.Itoa(i), "paths": []string{"/p" + strconv.Itoa(i)}})
 	}
-	eventually(t, propagation, routesTo(dp, "/p4/x", "/x"))
+	testsupport.Eventually(t, propagation, routesTo(dp, "/p4/x", "/x"))
 	before := statusDoc(t, dp)
 	dp.Stop(syscall.SIGKILL)
 	s.restart(dp.Process)
@@ -460,9 +461,9 @@ func TestDataplaneKilledKeepsItsStore(t *testing.T) {
 	if num(after, "version") != num(before, "version") || after["hash"] != before["hash"] || num(after, "batches_applied") != 0 {
 		t.Fatalf("after SIGKILL and restart %v, before %v", after, before)
 	}
-	eventually(t, propagation, routesTo(dp, "/p0/y", "/y"))
+	testsupport.Eventually(t, propagation, routesTo(dp, "/p0/y", "/y"))
 	c.must(t, 201, "POST", "/services/"+echo+"/routes", map[string]any{"name": "r9", "paths": []string{"/p9"}})
-	eventually(t, propagation, routesTo(dp, "/p9/z", "/z"))
+	testsupport.Eventually(t, propagation, routesTo(dp, "/p9/z", "/z"))
 	if st := statusDoc(t, dp); num(st, "version") != num(before, "version")+1 {
 		t.Fatalf("one change after restart: version %v, want %v", st["version"], num(before, "version")+1)
 	}
@@ -474,7 +475,7 @@ func TestDataplaneKilledKeepsItsStore(t *testing.T) {
 // and serves from its store across its own restart. The test runs its own
 // broker so that stopping it disturbs no other test.
 func TestDataplaneServesWithoutKafkaAndControlPlane(t *testing.T) {
-	kafkaPort, ctrlPort := freePort(t), freePort(t)
+	kafkaPort, ctrlPort := testsupport.FreePort(t), testsupport.FreePort(t)
 	home := t.TempDir()
 	script, _ := filepath.Abs("../deployments/local/kafka.sh")
 	broker := func(cmd string) {
@@ -494,14 +495,14 @@ func TestDataplaneServesWithoutKafkaAndControlPlane(t *testing.T) {
 	up := upstream(t)
 	echo := c.must(t, 201, "POST", "/services", map[string]any{"name": "echo", "url": up.URL})["id"].(string)
 	c.must(t, 201, "POST", "/services/"+echo+"/routes", map[string]any{"name": "r1", "paths": []string{"/kept"}})
-	eventually(t, propagation, routesTo(dp, "/kept/1", "/1"))
+	testsupport.Eventually(t, propagation, routesTo(dp, "/kept/1", "/1"))
 	c.readQuarantine(t) // the last chance: the broker goes away
 
 	s.AdminProc.Stop(syscall.SIGTERM)
 	s.SyncProc.Stop(syscall.SIGTERM)
 	broker("stop")
 
-	eventually(t, 30*time.Second, func() error {
+	testsupport.Eventually(t, 30*time.Second, func() error {
 		if st := statusDoc(t, dp); st["stale"] != true {
 			return fmt.Errorf("stale = %v with Kafka down", st["stale"])
 		}

@@ -5,6 +5,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"net/http"
 	"net/http/httptest"
 	"syscall"
@@ -92,23 +93,23 @@ func TestWalkingSkeleton(t *testing.T) {
 	mustDo(t, 201, "POST", s.Admin+"/services/echo/routes", map[string]any{"name": "r1", "paths": []string{"/e2e"}})
 
 	t.Run("a new route reaches the upstream through both data planes", func(t *testing.T) {
-		eventually(t, propagation, both(dps, func(dp *dataplane) func() error { return routesTo(dp, "/e2e/hello", "/hello") }))
+		testsupport.Eventually(t, propagation, both(dps, func(dp *dataplane) func() error { return routesTo(dp, "/e2e/hello", "/hello") }))
 	})
 
 	t.Run("patched paths route and the old path answers 404", func(t *testing.T) {
 		mustDo(t, 200, "PATCH", s.Admin+"/routes/r1", map[string]any{"paths": []string{"/moved"}})
-		eventually(t, propagation, both(dps, func(dp *dataplane) func() error { return routesTo(dp, "/moved/x", "/x") }))
-		eventually(t, propagation, both(dps, func(dp *dataplane) func() error { return notRouted(dp, "/e2e/hello") }))
+		testsupport.Eventually(t, propagation, both(dps, func(dp *dataplane) func() error { return routesTo(dp, "/moved/x", "/x") }))
+		testsupport.Eventually(t, propagation, both(dps, func(dp *dataplane) func() error { return notRouted(dp, "/e2e/hello") }))
 	})
 
 	t.Run("a deleted route answers 404", func(t *testing.T) {
 		mustDo(t, 204, "DELETE", s.Admin+"/routes/r1", nil)
-		eventually(t, propagation, both(dps, func(dp *dataplane) func() error { return notRouted(dp, "/moved/x") }))
+		testsupport.Eventually(t, propagation, both(dps, func(dp *dataplane) func() error { return notRouted(dp, "/moved/x") }))
 	})
 
 	t.Run("a restarted data plane resumes from its committed offset", func(t *testing.T) {
 		mustDo(t, 201, "POST", s.Admin+"/services/echo/routes", map[string]any{"name": "r2", "paths": []string{"/again"}})
-		eventually(t, propagation, both(dps, func(dp *dataplane) func() error { return routesTo(dp, "/again/1", "/1") }))
+		testsupport.Eventually(t, propagation, both(dps, func(dp *dataplane) func() error { return routesTo(dp, "/again/1", "/1") }))
 		before := statusDoc(t, dp1)
 
 		dp1.Stop(syscall.SIGTERM)
@@ -122,11 +123,11 @@ func TestWalkingSkeleton(t *testing.T) {
 		if num(after, "records_consumed") != 0 || num(after, "duplicates_skipped") != 0 || num(after, "resyncs") != 0 {
 			t.Fatalf("restart replayed history: %v", after)
 		}
-		eventually(t, propagation, routesTo(dp1, "/again/2", "/2"))
+		testsupport.Eventually(t, propagation, routesTo(dp1, "/again/2", "/2"))
 
 		// The next change is consumed as one new record, not a replay.
 		mustDo(t, 201, "POST", s.Admin+"/services/echo/routes", map[string]any{"name": "r3", "paths": []string{"/third"}})
-		eventually(t, propagation, both(dps, func(dp *dataplane) func() error { return routesTo(dp, "/third/3", "/3") }))
+		testsupport.Eventually(t, propagation, both(dps, func(dp *dataplane) func() error { return routesTo(dp, "/third/3", "/3") }))
 		got := statusDoc(t, dp1)
 		if num(got, "records_consumed") != 1 || num(got, "duplicates_skipped") != 0 || num(got, "version") != num(before, "version")+1 {
 			t.Fatalf("after one change: %v (before restart: %v)", got, before)
@@ -135,7 +136,7 @@ func TestWalkingSkeleton(t *testing.T) {
 
 	t.Run("a bad POST answers 400 in Kong's shape and writes nothing", func(t *testing.T) {
 		changes := s.Prefix + wire.TopicChanges
-		eventually(t, propagation, func() error { // the relay has published everything so far
+		testsupport.Eventually(t, propagation, func() error { // the relay has published everything so far
 			if n := s.countRows("outbox WHERE published_at IS NULL"); n != 0 {
 				return fmt.Errorf("%d outbox rows unpublished", n)
 			}
@@ -177,7 +178,7 @@ func TestWalkingSkeleton(t *testing.T) {
 		}
 		// A good write after the bad ones adds exactly its own event.
 		mustDo(t, 201, "POST", s.Admin+"/services", map[string]any{"name": "good", "host": "example.com"})
-		eventually(t, propagation, func() error {
+		testsupport.Eventually(t, propagation, func() error {
 			if got := highWaterMark(t, s.kafka, changes); got != events+1 {
 				return fmt.Errorf("cp.changes end offset %d, want %d", got, events+1)
 			}
