@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"maps"
 	"testing"
 	"time"
@@ -107,7 +108,7 @@ func TestCompactionLagKeepsALateWriteRepairable(t *testing.T) {
 			// Roll segments (one batch each, 100 ms apart) until the cleaner
 			// has run: f's first record is gone, or without the lag v5's.
 			version, rolled := uint64(5), time.Time{}
-			eventually(t, 30*time.Second, func() error {
+			testsupport.Eventually(t, 30*time.Second, func() error {
 				if time.Since(rolled) > 200*time.Millisecond {
 					version++
 					l.write(l.batch(version, version, false, r, ent("r", version))...)
@@ -138,7 +139,7 @@ func TestCompactionLagKeepsALateWriteRepairable(t *testing.T) {
 			g := e.start(extra)
 			if c.old {
 				var s pipeline.Status
-				eventually(t, 30*time.Second, func() error {
+				testsupport.Eventually(t, 30*time.Second, func() error {
 					var err error
 					if s, err = g.status(); err == nil && (s.LastTx != version || s.Rebuilds == 0) {
 						err = fmt.Errorf("status %+v, want last tx %d", s, version)
@@ -166,7 +167,7 @@ func TestCompactionLagKeepsALateWriteRepairable(t *testing.T) {
 			// Once the cleaner takes the late copy too (more transactions
 			// roll the segments), the topic still rebuilds to the model.
 			tx := version + 1
-			eventually(t, 30*time.Second, func() error {
+			testsupport.Eventually(t, 30*time.Second, func() error {
 				offsets := map[int64]bool{}
 				msgs := e.readAll(topic)
 				for _, m := range msgs {

@@ -9,12 +9,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"net/http"
 	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -73,7 +72,7 @@ func (e *env) getenv(extra map[string]string) func(string) string {
 		"KAFKA_BROKERS":        strings.Join(e.brokers, ","),
 		"TOPIC_PREFIX":         e.prefix,
 		"SYNC_GROUP":           e.group,
-		"SYNC_LISTEN":          freeAddr(e.t),
+		"SYNC_LISTEN":          testsupport.FreeAddr(e.t),
 		"SYNC_SESSION_TIMEOUT": "6s",
 		"LOG_LEVEL":            "info",
 	}
@@ -83,46 +82,19 @@ func (e *env) getenv(extra map[string]string) func(string) string {
 	return func(k string) string { return vals[k] }
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // gateway is a sync-gateway running in-process.
 type gateway struct {
 	addr   string
 	cancel context.CancelFunc
 	done   chan error
-	logs   *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs   *testsupport.LogBuffer
 }
 
 func (e *env) start(extra map[string]string) *gateway {
 	e.t.Helper()
 	getenv := e.getenv(extra)
 	ctx, cancel := context.WithCancel(context.Background())
-	g := &gateway{addr: getenv("SYNC_LISTEN"), cancel: cancel, done: make(chan error, 1), logs: &syncBuffer{}}
+	g := &gateway{addr: getenv("SYNC_LISTEN"), cancel: cancel, done: make(chan error, 1), logs: &testsupport.LogBuffer{}}
 	go func() { g.done <- run(ctx, getenv, g.logs) }()
 	e.t.Cleanup(func() {
 		g.stop(e.t)
@@ -130,7 +102,7 @@ func (e *env) start(extra map[string]string) *gateway {
 			e.t.Logf("gateway %s logs:\n%s", g.addr, g.logs.String())
 		}
 	})
-	eventually(e.t, 30*time.Second, func() error {
+	testsupport.Eventually(e.t, 30*time.Second, func() error {
 		_, err := g.status()
 		return err
 	})
@@ -169,22 +141,6 @@ func getStatus(base string) (pipeline.Status, error) {
 		return s, fmt.Errorf("status %d", resp.StatusCode)
 	}
 	return s, json.NewDecoder(resp.Body).Decode(&s)
-}
-
-// eventually polls fn until it returns nil or the deadline passes.
-func eventually(t *testing.T, within time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %v", within, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // change builds a cp.changes record for an event.
@@ -370,7 +326,7 @@ func checkHistory(t testing.TB, ds []delta) history {
 func (e *env) waitVersion(g *gateway, version uint64) pipeline.Status {
 	e.t.Helper()
 	var s pipeline.Status
-	eventually(e.t, 60*time.Second, func() error {
+	testsupport.Eventually(e.t, 60*time.Second, func() error {
 		var err error
 		s, err = g.status()
 		if err != nil {

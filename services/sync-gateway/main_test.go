@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"io"
 	"net/http"
 	"strings"
@@ -62,7 +63,7 @@ func TestSequencesChangesIntoVersionedBatches(t *testing.T) {
 	if s.Hash != h.Hash.String() || s.LastTx != 4 || s.Entities != 3 || s.PublishedRecords != 6 || s.Consumed != 7 || s.Mode != "incremental" {
 		t.Fatalf("status %+v; hash want %s", s, h.Hash)
 	}
-	eventually(t, 15*time.Second, func() error {
+	testsupport.Eventually(t, 15*time.Second, func() error {
 		s, err := g.status()
 		if err == nil && !s.Active {
 			err = errors.New("not active")
@@ -142,7 +143,7 @@ func TestMalformedEventsAreQuarantined(t *testing.T) {
 	}
 	e.produce(upsert(7, 0, 1, wire.TypeService, "s7"))
 	e.waitVersion(g, 2)
-	eventually(t, 30*time.Second, func() error {
+	testsupport.Eventually(t, 30*time.Second, func() error {
 		s, err := g.status()
 		if err == nil && (s.Quarantined != uint64(len(bad)) || s.LastTx != 7) {
 			err = fmt.Errorf("status %+v, want %d quarantined, last tx 7", s, len(bad))
@@ -264,7 +265,7 @@ func TestFullModePublishesWholeSnapshots(t *testing.T) {
 
 	s := e.waitVersion(g, 7)
 	var snap *wire.FullConfig
-	eventually(t, 30*time.Second, func() error {
+	testsupport.Eventually(t, 30*time.Second, func() error {
 		snap, _ = e.latestSnapshot()
 		if snap == nil || snap.Version != 7 {
 			return fmt.Errorf("no snapshot of version 7 yet")
@@ -309,7 +310,7 @@ func TestFullModePublishesWholeSnapshots(t *testing.T) {
 	e.produce(upsert(9, 0, 1, wire.TypeService, "s9"))
 	model["services/s9"] = []byte(`{"id":"s9","name":"n-s9","tx":9}`)
 	e.waitVersion(g, 9)
-	eventually(t, 30*time.Second, func() error {
+	testsupport.Eventually(t, 30*time.Second, func() error {
 		snap, recs = e.latestSnapshot()
 		if snap.Version != 9 {
 			return fmt.Errorf("snapshot version %d", snap.Version)
@@ -346,7 +347,7 @@ func TestFullModePublishesWholeSnapshots(t *testing.T) {
 	}
 	e.produce(change(10, 0, 1, wire.OpDelete, wire.TypeRoute, "r3", ""))
 	e.waitVersion(g, 10)
-	eventually(t, 30*time.Second, func() error {
+	testsupport.Eventually(t, 30*time.Second, func() error {
 		snap, recs = e.latestSnapshot()
 		if snap.Version != 10 {
 			return fmt.Errorf("snapshot version %d", snap.Version)

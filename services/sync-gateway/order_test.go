@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"io"
 	"net/http"
 	"strings"
@@ -82,7 +83,7 @@ func TestReorderedChangesAreSequencedInOrder(t *testing.T) {
 	}
 	// The request that landed first starts with the second event of tx 3.
 	e.produce(inOrder[4:]...)
-	eventually(t, 30*time.Second, func() error {
+	testsupport.Eventually(t, 30*time.Second, func() error {
 		s, err := g.status()
 		if err != nil {
 			return err
@@ -100,7 +101,7 @@ func TestReorderedChangesAreSequencedInOrder(t *testing.T) {
 	}
 	e.produce(inOrder[4:]...) // the relay's retry of that request
 	e.produce(inOrder...)     // and of the one that failed
-	eventually(t, 30*time.Second, func() error {
+	testsupport.Eventually(t, 30*time.Second, func() error {
 		s, err := g.status()
 		if err == nil && (s.LastTx != 5 || s.WaitingForTx != 0) {
 			err = fmt.Errorf("status %+v, want last tx 5, waiting for none", s)
@@ -168,7 +169,7 @@ func TestFreshGatewayOnCompactedChanges(t *testing.T) {
 	// Later writes of one other key roll segments until the cleaner has
 	// removed tx 1 (the record at offset 0).
 	tx := uint64(3)
-	eventually(t, 90*time.Second, func() error {
+	testsupport.Eventually(t, 90*time.Second, func() error {
 		if m := e.firstRecord(changes); m.Offset > 0 {
 			return nil
 		}
@@ -181,7 +182,7 @@ func TestFreshGatewayOnCompactedChanges(t *testing.T) {
 	t.Logf("tx 1 compacted away after %d filler transactions", tx-3)
 
 	g := e.start(nil)
-	eventually(t, 60*time.Second, func() error {
+	testsupport.Eventually(t, 60*time.Second, func() error {
 		s, err := g.status()
 		if err == nil && s.LastTx != tx {
 			err = fmt.Errorf("status %+v, want last tx %d", s, tx)

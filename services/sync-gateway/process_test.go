@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"maps"
 	"math/rand/v2"
 	"os"
@@ -73,7 +74,7 @@ func (e *env) startProc(bin, name string, extra map[string]string) *proc {
 			e.t.Logf("%s log:\n%s", name, b)
 		}
 	})
-	eventually(e.t, 30*time.Second, func() error { _, err := p.status(); return err })
+	testsupport.Eventually(e.t, 30*time.Second, func() error { _, err := p.status(); return err })
 	return p
 }
 
@@ -172,7 +173,7 @@ func (l *load) written() uint64 {
 // waitTx polls a status source until it has sequenced tx.
 func waitTx(t *testing.T, within time.Duration, tx uint64, sources ...*proc) {
 	t.Helper()
-	eventually(t, within, func() error {
+	testsupport.Eventually(t, within, func() error {
 		var got []uint64
 		for _, p := range sources {
 			s, err := p.status()
@@ -242,7 +243,7 @@ func activeOf(ps ...*proc) (*proc, error) {
 func (e *env) waitGroupStable(n int) string {
 	e.t.Helper()
 	var holder string
-	eventually(e.t, 60*time.Second, func() error {
+	testsupport.Eventually(e.t, 60*time.Second, func() error {
 		resp, err := e.client.DescribeGroups(e.t.Context(), &kafka.DescribeGroupsRequest{GroupIDs: []string{e.group}})
 		if err != nil {
 			return err
@@ -275,7 +276,7 @@ func TestTwoInstancesFailOver(t *testing.T) {
 	// Both members joined and the group settled: which one holds the
 	// partition no longer changes until the test makes it change.
 	holder := e.waitGroupStable(2)
-	eventually(t, 60*time.Second, func() (err error) {
+	testsupport.Eventually(t, 60*time.Second, func() (err error) {
 		if active, err = activeOf(a, b); err == nil && e.prefix+active.name != holder {
 			err = fmt.Errorf("%s reports active, %s holds the partition", active.name, holder)
 		}
@@ -290,7 +291,7 @@ func TestTwoInstancesFailOver(t *testing.T) {
 
 	// kill -9 the active one during writes: the standby takes over.
 	active.kill(t)
-	eventually(t, 60*time.Second, func() error {
+	testsupport.Eventually(t, 60*time.Second, func() error {
 		s, err := standby.status()
 		if err == nil && !s.Active {
 			err = fmt.Errorf("standby not active")
@@ -302,7 +303,7 @@ func TestTwoInstancesFailOver(t *testing.T) {
 	// A second pair member again, then pause the active one past the
 	// session timeout while writes go on, and resume it.
 	c := e.startProc(bin, "c", nil)
-	eventually(t, 60*time.Second, func() (err error) { active, err = activeOf(standby, c); return err })
+	testsupport.Eventually(t, 60*time.Second, func() (err error) { active, err = activeOf(standby, c); return err })
 	paused, other := active, c
 	if active == c {
 		other = standby
@@ -310,7 +311,7 @@ func TestTwoInstancesFailOver(t *testing.T) {
 	if err := paused.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, func() error {
+	testsupport.Eventually(t, 60*time.Second, func() error {
 		s, err := other.status()
 		if err == nil && !s.Active {
 			err = fmt.Errorf("other not active")
@@ -321,7 +322,7 @@ func TestTwoInstancesFailOver(t *testing.T) {
 	if err := paused.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, func() (err error) { _, err = activeOf(paused, other); return err })
+	testsupport.Eventually(t, 60*time.Second, func() (err error) { _, err = activeOf(paused, other); return err })
 	waitTx(t, 60*time.Second, l.written()+20, paused, other)
 	l.halt()
 	waitTx(t, 60*time.Second, l.written(), paused, other)
@@ -349,7 +350,7 @@ func TestFullModeKill9ConvergesToTheModel(t *testing.T) {
 	l.halt()
 	waitTx(t, 60*time.Second, l.written(), p)
 	var snap *wire.FullConfig
-	eventually(t, 30*time.Second, func() error {
+	testsupport.Eventually(t, 30*time.Second, func() error {
 		snap, _ = e.latestSnapshot()
 		if snap == nil || snap.Tx != l.tx {
 			return fmt.Errorf("latest snapshot %v, want tx %d", snap != nil, l.tx)

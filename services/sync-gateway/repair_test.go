@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"maps"
 	"slices"
 	"testing"
@@ -229,7 +230,7 @@ func TestLateWriteWhileIdleIsRepaired(t *testing.T) {
 	l.write(v1...)
 	l.write(l.batch(2, 2, false, a, ent("a", 2))...)
 	g := e.start(nil)
-	eventually(t, 30*time.Second, func() error {
+	testsupport.Eventually(t, 30*time.Second, func() error {
 		s, err := g.status()
 		if err == nil && (!s.Active || s.Version != 2) {
 			err = fmt.Errorf("status %+v, want active at version 2", s)
