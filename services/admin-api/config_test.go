@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -33,45 +35,16 @@ func TestLoadConfig(t *testing.T) {
 // values trimmed, blank means the default, durations positive, every error
 // naming its variable, secrets masked when logged.
 func TestConfigRules(t *testing.T) {
-	cases := []struct {
-		name    string
-		env     map[string]string
-		check   func(Config) bool
-		wantErr []string
-	}{
-		{"values trimmed", map[string]string{"ADMIN_LISTEN": " 0.0.0.0:8001 ", "TOPIC_PREFIX": " p. ", "ADMIN_TOKEN": " tok\n", "OUTBOX_RETENTION": " 2h ", "KAFKA_BROKERS": " a:1 , b:2 "}, func(c Config) bool {
+	testsupport.ConfigCases(t, loadConfig, []testsupport.ConfigCase[Config]{
+		{Name: "values trimmed", Env: map[string]string{"ADMIN_LISTEN": " 0.0.0.0:8001 ", "TOPIC_PREFIX": " p. ", "ADMIN_TOKEN": " tok\n", "OUTBOX_RETENTION": " 2h ", "KAFKA_BROKERS": " a:1 , b:2 "}, Check: func(c Config) bool {
 			return c.Listen == "0.0.0.0:8001" && c.TopicPrefix == "p." && c.Token == "tok" && c.OutboxRetention == 2*time.Hour && len(c.Brokers) == 2 && c.Brokers[1] == "b:2"
-		}, nil},
-		{"blank means the default", map[string]string{"OUTBOX_RETENTION": "  ", "ADMIN_MAX_BODY_BYTES": " ", "KAFKA_BROKERS": "", "LOG_LEVEL": " "}, func(c Config) bool {
+		}},
+		{Name: "blank means the default", Env: map[string]string{"OUTBOX_RETENTION": "  ", "ADMIN_MAX_BODY_BYTES": " ", "KAFKA_BROKERS": "", "LOG_LEVEL": " "}, Check: func(c Config) bool {
 			return c.OutboxRetention == time.Hour && c.MaxBodyBytes == 1048576 && len(c.Brokers) == 1 && c.LogLevel == slog.LevelInfo
-		}, nil},
-		{"durations positive", map[string]string{"OUTBOX_POLL_INTERVAL": "0s", "CLUSTER_POLL_INTERVAL": "-1s", "IDEMPOTENCY_RETENTION": "10"}, nil,
-			[]string{"OUTBOX_POLL_INTERVAL", "CLUSTER_POLL_INTERVAL", "IDEMPOTENCY_RETENTION"}},
-		{"every error names its variable", map[string]string{"ADMIN_STARTUP_TIMEOUT": "soon", "ADMIN_MAX_CONFIG_BYTES": "0", "ADMIN_MAX_BODY_BYTES": "1k", "LOG_LEVEL": "loud", "KAFKA_BROKERS": " , "}, nil,
-			[]string{"ADMIN_STARTUP_TIMEOUT", "ADMIN_MAX_CONFIG_BYTES", "ADMIN_MAX_BODY_BYTES", "LOG_LEVEL", "KAFKA_BROKERS"}},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			cfg, err := loadConfig(func(k string) string { return c.env[k] })
-			if c.wantErr == nil {
-				if err != nil || !c.check(cfg) {
-					t.Fatalf("cfg = %+v, err = %v", cfg, err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("accepted %v", c.env)
-			}
-			if n := len(strings.Split(err.Error(), "\n")); n != len(c.wantErr) {
-				t.Errorf("%d errors, want %d: %v", n, len(c.wantErr), err)
-			}
-			for _, w := range c.wantErr {
-				if !strings.Contains(err.Error(), w+":") {
-					t.Errorf("error %q does not name %s", err, w)
-				}
-			}
-		})
-	}
+		}},
+		{Name: "durations positive", Env: map[string]string{"OUTBOX_POLL_INTERVAL": "0s", "CLUSTER_POLL_INTERVAL": "-1s", "IDEMPOTENCY_RETENTION": "10"}, WantErr: []string{"OUTBOX_POLL_INTERVAL", "CLUSTER_POLL_INTERVAL", "IDEMPOTENCY_RETENTION"}},
+		{Name: "every error names its variable", Env: map[string]string{"ADMIN_STARTUP_TIMEOUT": "soon", "ADMIN_MAX_CONFIG_BYTES": "0", "ADMIN_MAX_BODY_BYTES": "1k", "LOG_LEVEL": "loud", "KAFKA_BROKERS": " , "}, WantErr: []string{"ADMIN_STARTUP_TIMEOUT", "ADMIN_MAX_CONFIG_BYTES", "ADMIN_MAX_BODY_BYTES", "LOG_LEVEL", "KAFKA_BROKERS"}},
+	})
 	t.Run("secrets masked", func(t *testing.T) {
 		cfg, err := loadConfig(func(k string) string {
 			return map[string]string{"ADMIN_TOKEN": "s3cret", "DATABASE_URL": "postgres://u:pw0rd@h:5432/db"}[k]

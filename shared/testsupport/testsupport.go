@@ -1,8 +1,8 @@
 // Package testsupport is what the tests of every deltaplane module share:
 // the addresses of the real Kafka, Postgres and Redis (DELTAPLANE_TEST_*),
 // unique names for a test's topics and databases, free ports, a
-// goroutine-safe log buffer and polling with a deadline. Only tests import
-// it.
+// goroutine-safe log buffer, polling with a deadline, and the runner of
+// the services' configuration tables (ConfigCases). Only tests import it.
 package testsupport
 
 import (

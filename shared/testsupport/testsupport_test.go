@@ -52,3 +52,16 @@ func TestEventually(t *testing.T) {
 		t.Fatalf("f called %d times", n)
 	}
 }
+
+func TestConfigCases(t *testing.T) {
+	load := func(getenv func(string) string) (string, error) {
+		if v := getenv("BAD"); v != "" {
+			return "", errors.Join(errors.New("BAD: have "+v), errors.New("WORSE: too"))
+		}
+		return getenv("NAME"), nil
+	}
+	ConfigCases(t, load, []ConfigCase[string]{
+		{Name: "loads", Env: map[string]string{"NAME": "x"}, Check: func(s string) bool { return s == "x" }},
+		{Name: "names every variable", Env: map[string]string{"BAD": "1"}, WantErr: []string{"BAD", "WORSE"}},
+	})
+}
