@@ -70,11 +70,11 @@ func (tx *Tx) InsertMany(ctx context.Context, t *entity.Type, es []map[string]an
 			if bodies != nil {
 				body = bodies[i]
 			}
-			id, body, err := encode(t, e, body)
+			r, err := encode(t, e, body)
 			if err != nil {
 				return err
 			}
-			c, vals := columns(t, e)
+			id, body, c, vals := r.id, r.body, r.cols, r.vals
 			cols = c
 			if i > start {
 				sb.WriteString(",")
@@ -105,11 +105,11 @@ func (tx *Tx) UpdateMany(ctx context.Context, t *entity.Type, es []map[string]an
 		var args []any
 		var cols []string
 		for i, e := range part {
-			id, body, err := encode(t, e, nil)
+			r, err := encode(t, e, nil)
 			if err != nil {
 				return err
 			}
-			c, vals := columns(t, e)
+			id, body, c, vals := r.id, r.body, r.cols, r.vals
 			cols = c
 			if i > 0 {
 				sb.WriteString(",")

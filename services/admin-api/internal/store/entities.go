@@ -56,23 +56,33 @@ func checkSize(t *entity.Type, id string, body []byte) error {
 	return nil
 }
 
-// encode returns the id and the canonical JSON of e (body, when not nil,
-// is it already), refusing an entity without an id or too large to
-// publish (checkSize).
-func encode(t *entity.Type, e map[string]any, body []byte) (string, []byte, error) {
+// row is an entity encoded for a statement: its id, its canonical JSON and
+// its mirrored columns with their values.
+type row struct {
+	id   string
+	body []byte
+	cols []string
+	vals []any
+}
+
+// encode returns e as a row (body, when not nil, is its canonical JSON
+// already), refusing an entity without an id or too large to publish
+// (checkSize).
+func encode(t *entity.Type, e map[string]any, body []byte) (row, error) {
 	id, err := entity.ID(e)
 	if err != nil {
-		return "", nil, fmt.Errorf("%s: %w", t.Name, err)
+		return row{}, fmt.Errorf("%s: %w", t.Name, err)
 	}
 	if body == nil {
 		if body, err = entity.Canonical(e); err != nil {
-			return "", nil, err
+			return row{}, err
 		}
 	}
 	if err := checkSize(t, id, body); err != nil {
-		return "", nil, err
+		return row{}, err
 	}
-	return id, body, nil
+	cols, vals := columns(t, e)
+	return row{id: id, body: body, cols: cols, vals: vals}, nil
 }
 
 // Insert stores a new entity (which must carry its id). The statement is
@@ -80,24 +90,23 @@ func encode(t *entity.Type, e map[string]any, body []byte) (string, []byte, erro
 // (a unique violation, a missing reference) may come from a later call of
 // tx or from Write.
 func (tx *Tx) Insert(ctx context.Context, t *entity.Type, e map[string]any) ([]byte, error) {
-	id, body, err := encode(t, e, nil)
+	r, err := encode(t, e, nil)
+	if err == nil {
+		err = tx.err
+	}
 	if err != nil {
 		return nil, err
 	}
-	if tx.err != nil {
-		return nil, tx.err
-	}
-	cols, vals := columns(t, e)
 	var ph strings.Builder
-	for i := range cols {
+	for i := range r.cols {
 		fmt.Fprintf(&ph, ", $%d", i+3)
 	}
-	q := fmt.Sprintf(`INSERT INTO %s (id, body%s) VALUES ($1, $2::jsonb%s)`, t.Name, prefixed(cols), ph.String())
-	args := append([]any{id, string(body)}, vals...)
+	q := fmt.Sprintf(`INSERT INTO %s (id, body%s) VALUES ($1, $2::jsonb%s)`, t.Name, prefixed(r.cols), ph.String())
+	args := append([]any{r.id, string(r.body)}, r.vals...)
 	tx.pending = append(tx.pending, op{table: t.Name, sql: q, args: args})
 	tx.pending = append(tx.pending, refListOps(t, []map[string]any{e}, false)...)
-	tx.record(wire.OpUpsert, t, id, body)
-	return body, nil
+	tx.record(wire.OpUpsert, t, r.id, r.body)
+	return r.body, nil
 }
 
 // refListOps mirror the reference lists of es (entities of t) into their
@@ -170,20 +179,19 @@ func (s *Store) ownerOf(err error) error {
 // Update replaces a stored entity; like Insert, its statement is sent
 // later (ErrNotFound included).
 func (tx *Tx) Update(ctx context.Context, t *entity.Type, e map[string]any) ([]byte, error) {
-	id, body, err := encode(t, e, nil)
+	r, err := encode(t, e, nil)
+	if err == nil {
+		err = tx.err
+	}
 	if err != nil {
 		return nil, err
 	}
-	if tx.err != nil {
-		return nil, tx.err
-	}
-	cols, vals := columns(t, e)
 	set := "body = $1::jsonb"
-	for i, c := range cols {
+	for i, c := range r.cols {
 		set += fmt.Sprintf(", %s = $%d", c, i+2)
 	}
-	args := append([]any{string(body)}, vals...)
-	args = append(args, id)
+	args := append([]any{string(r.body)}, r.vals...)
+	args = append(args, r.id)
 	tx.pending = append(tx.pending, op{table: t.Name, sql: fmt.Sprintf(`UPDATE %s SET %s WHERE id = $%d`, t.Name, set, len(args)), args: args,
 		check: func(tag pgconn.CommandTag) error {
 			if tag.RowsAffected() == 0 {
@@ -192,8 +200,8 @@ func (tx *Tx) Update(ctx context.Context, t *entity.Type, e map[string]any) ([]b
 			return nil
 		}})
 	tx.pending = append(tx.pending, refListOps(t, []map[string]any{e}, true)...)
-	tx.record(wire.OpUpsert, t, id, body)
-	return body, nil
+	tx.record(wire.OpUpsert, t, r.id, r.body)
+	return r.body, nil
 }
 
 func prefixed(cols []string) string {
