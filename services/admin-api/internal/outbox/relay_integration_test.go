@@ -22,6 +22,7 @@ import (
 	"github.com/deltaplane/deltaplane/shared/wire"
 	"github.com/google/uuid"
 	"github.com/segmentio/kafka-go"
+	"gorm.io/gorm"
 )
 
 // TestOneLeaderPublishesInOrder runs two relays on one database (two
@@ -30,38 +31,10 @@ import (
 func TestOneLeaderPublishesInOrder(t *testing.T) {
 	ctx := t.Context()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	dsn := testenv.Database(t)
-	brokers := testenv.Kafka(t)
-	topic := testenv.TopicPrefix(t) + wire.TopicChanges
-	if err := broker.EnsureTopics(ctx, brokers, 30*time.Second, broker.Compacted(topic, nil)); err != nil {
-		t.Fatal(err)
-	}
-	db, err := database.Open(ctx, dsn, 30*time.Second, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sqlDB, _ := db.DB()
-	defer sqlDB.Close()
-	if err := database.Migrate(ctx, db, log); err != nil {
-		t.Fatal(err)
-	}
-	st := store.New(db, entity.Types)
+	dsn, brokers, topic, db, st := setupRelay(t, log, nil)
 	// Writes committed before any relay runs wait in the outbox.
 	const n = 30
-	for i := range n {
-		_, err := st.Write(ctx, func(tx *store.Tx) error {
-			e, errs := entity.Normalize(entity.Service, map[string]any{"host": "h.internal"}, nil,
-				map[string]any{"id": uuid.NewString(), "created_at": int64(i), "updated_at": int64(i)})
-			if errs != nil {
-				return errs
-			}
-			_, err := tx.Insert(ctx, entity.Service, e)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	insertN(t, st, entity.Service, n, func(int) map[string]any { return map[string]any{"host": "h.internal"} })
 	rctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for range 2 {
@@ -85,6 +58,50 @@ func TestOneLeaderPublishesInOrder(t *testing.T) {
 	status, err := st.Outbox(ctx)
 	if err != nil || status.PublishedTx != n || status.Backlog != 0 {
 		t.Errorf("outbox status = %+v, %v", status, err)
+	}
+}
+
+// setupRelay gives a test its own database (migrated, closed at cleanup)
+// and its own cp.changes topic, compacted, with topicConfig.
+func setupRelay(t *testing.T, log *slog.Logger, topicConfig map[string]string) (dsn string, brokers []string, topic string, db *gorm.DB, st *store.Store) {
+	t.Helper()
+	ctx := t.Context()
+	dsn = testenv.Database(t)
+	brokers = testenv.Kafka(t)
+	topic = testenv.TopicPrefix(t) + wire.TopicChanges
+	if err := broker.EnsureTopics(ctx, brokers, 30*time.Second, broker.Compacted(topic, topicConfig)); err != nil {
+		t.Fatal(err)
+	}
+	db, err := database.Open(ctx, dsn, 30*time.Second, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqlDB, _ := db.DB()
+	t.Cleanup(func() { sqlDB.Close() })
+	if err := database.Migrate(ctx, db, log); err != nil {
+		t.Fatal(err)
+	}
+	return dsn, brokers, topic, db, store.New(db, entity.Types)
+}
+
+// insertN commits n entities of type typ, one transaction each, the i-th
+// with the fields of fields(i), a new id and created_at = updated_at = i.
+func insertN(t *testing.T, st *store.Store, typ *entity.Type, n int, fields func(i int) map[string]any) {
+	t.Helper()
+	ctx := t.Context()
+	for i := range n {
+		_, err := st.Write(ctx, func(tx *store.Tx) error {
+			e, errs := entity.Normalize(typ, fields(i), nil,
+				map[string]any{"id": uuid.NewString(), "created_at": int64(i), "updated_at": int64(i)})
+			if errs != nil {
+				return errs
+			}
+			_, err := tx.Insert(ctx, typ, e)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -116,38 +133,11 @@ func TestRelayNeverPublishesLaterTransactionsFirst(t *testing.T) {
 	ctx := t.Context()
 	failed := make(chan struct{})
 	log := slog.New(signalHandler{Handler: slog.NewTextHandler(io.Discard, nil), once: &sync.Once{}, failed: failed})
-	dsn := testenv.Database(t)
-	brokers := testenv.Kafka(t)
-	topic := testenv.TopicPrefix(t) + wire.TopicChanges
-	if err := broker.EnsureTopics(ctx, brokers, 30*time.Second, broker.Compacted(topic, map[string]string{"max.message.bytes": "600000"})); err != nil {
-		t.Fatal(err)
-	}
-	db, err := database.Open(ctx, dsn, 30*time.Second, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sqlDB, _ := db.DB()
-	defer sqlDB.Close()
-	if err := database.Migrate(ctx, db, log); err != nil {
-		t.Fatal(err)
-	}
-	st := store.New(db, entity.Types)
+	dsn, brokers, topic, db, st := setupRelay(t, log, map[string]string{"max.message.bytes": "600000"})
 	const n = 500
-	for i := range n {
-		_, err := st.Write(ctx, func(tx *store.Tx) error {
-			e, errs := entity.Normalize(entity.Consumer, map[string]any{"username": fmt.Sprintf("u%d", i),
-				"custom_id": fmt.Sprintf("%d-%s", i, strings.Repeat("c", 2500))}, nil,
-				map[string]any{"id": uuid.NewString(), "created_at": int64(i), "updated_at": int64(i)})
-			if errs != nil {
-				return errs
-			}
-			_, err := tx.Insert(ctx, entity.Consumer, e)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	insertN(t, st, entity.Consumer, n, func(i int) map[string]any {
+		return map[string]any{"username": fmt.Sprintf("u%d", i), "custom_id": fmt.Sprintf("%d-%s", i, strings.Repeat("c", 2500))}
+	})
 	rctx, cancel := context.WithCancel(context.Background())
 	r := outbox.New(outbox.Config{DSN: dsn, Brokers: brokers, Topic: topic, Retention: time.Hour, Tick: 200 * time.Millisecond}, db, log)
 	done := make(chan struct{})
@@ -160,7 +150,7 @@ func TestRelayNeverPublishesLaterTransactionsFirst(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal(ctx.Err())
 	}
-	_, err = broker.Client(brokers).IncrementalAlterConfigs(ctx, &kafka.IncrementalAlterConfigsRequest{
+	_, err := broker.Client(brokers).IncrementalAlterConfigs(ctx, &kafka.IncrementalAlterConfigsRequest{
 		Resources: []kafka.IncrementalAlterConfigsRequestResource{{ResourceType: kafka.ResourceTypeTopic, ResourceName: topic,
 			Configs: []kafka.IncrementalAlterConfigsRequestConfig{{Name: "max.message.bytes", Value: strconv.Itoa(wire.BrokerMaxMessageBytes), ConfigOperation: kafka.ConfigOperationSet}}}}})
 	if err != nil {
