@@ -16,16 +16,16 @@ import (
 // answer that a transaction committed.
 var commitTag = []byte("COMMIT\x00")
 
-// lostCommitEnv is an admin-api whose Postgres connections go through a
-// proxy that can lose the answer to a COMMIT, and a direct connection to
-// read the truth.
-type lostCommitEnv struct {
+// proxiedEnv is an admin-api whose Postgres connections go through a
+// proxy that can cut them or lose the answer to a COMMIT, and a direct
+// connection to read the truth.
+type proxiedEnv struct {
 	*env
 	proxy  *testenv.Proxy
 	direct *gorm.DB
 }
 
-func setupLostCommit(t *testing.T) *lostCommitEnv {
+func setupProxied(t *testing.T) *proxiedEnv {
 	dsn := testenv.Database(t)
 	u, _ := url.Parse(dsn)
 	proxy := testenv.NewProxy(t, u.Host)
@@ -37,10 +37,10 @@ func setupLostCommit(t *testing.T) *lostCommitEnv {
 	if sqlDB, err := direct.DB(); err == nil {
 		t.Cleanup(func() { sqlDB.Close() })
 	}
-	return &lostCommitEnv{env: e, proxy: proxy, direct: direct}
+	return &proxiedEnv{env: e, proxy: proxy, direct: direct}
 }
 
-func (e *lostCommitEnv) truth(t *testing.T, q string, args ...any) int64 {
+func (e *proxiedEnv) truth(t *testing.T, q string, args ...any) int64 {
 	t.Helper()
 	var n int64
 	if err := e.direct.Raw(q, args...).Scan(&n).Error; err != nil {
@@ -51,7 +51,7 @@ func (e *lostCommitEnv) truth(t *testing.T, q string, args ...any) int64 {
 
 // doLosingCommit sends a request whose COMMIT reaches Postgres and commits
 // while its answer is lost on the way back to admin-api.
-func (e *lostCommitEnv) doLosingCommit(t *testing.T, method, path, body string, hdr ...string) (int, map[string]any) {
+func (e *proxiedEnv) doLosingCommit(t *testing.T, method, path, body string, hdr ...string) (int, map[string]any) {
 	t.Helper()
 	lost := e.proxy.Lost()
 	e.proxy.LoseReply(commitTag)
@@ -75,7 +75,7 @@ func notNothingWritten(t *testing.T, what string, code int, b map[string]any) {
 // was sent, admin-api finds out whether the transaction committed instead
 // of answering 503 "nothing was written" for a write that Postgres has.
 func TestLostCommitAnswerIsResolved(t *testing.T) {
-	e := setupLostCommit(t)
+	e := setupProxied(t)
 	if code, b := e.do(t, "POST", "/services", `{"name":"seed","host":"seed.internal"}`); code != 201 {
 		t.Fatalf("seed = %d %v", code, b)
 	}
@@ -167,7 +167,7 @@ func TestLostCommitAnswerIsResolved(t *testing.T) {
 // same Idempotency-Key and gets the first response; there is exactly one
 // row and one event.
 func TestIdempotentRetryAfterLostCommit(t *testing.T) {
-	e := setupLostCommit(t)
+	e := setupProxied(t)
 	body := `{"name":"once","host":"once.internal"}`
 	code1, first := e.doLosingCommit(t, "POST", "/services", body, "Idempotency-Key", "lost-1")
 	notNothingWritten(t, "keyed POST /services", code1, first)
@@ -196,7 +196,7 @@ func TestIdempotentRetryAfterLostCommit(t *testing.T) {
 // Without it (an unkeyed create sends everything in one round trip) the
 // outcome cannot be proved: 500 code 8, never 503.
 func TestLostRollbackAnswer(t *testing.T) {
-	e := setupLostCommit(t)
+	e := setupProxied(t)
 	if code, b := e.do(t, "POST", "/services", `{"name":"dup","host":"d.internal"}`); code != 201 {
 		t.Fatalf("seed = %d %v", code, b)
 	}

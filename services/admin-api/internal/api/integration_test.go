@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -27,7 +26,6 @@ import (
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/testenv"
 	"github.com/deltaplane/deltaplane/shared/broker"
 	"github.com/deltaplane/deltaplane/shared/wire"
-	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 )
 
@@ -430,21 +428,9 @@ func TestIdempotencyKey(t *testing.T) {
 }
 
 func TestDatabaseDownAnswers503(t *testing.T) {
-	dsn := testenv.Database(t)
-	u, _ := url.Parse(dsn)
-	proxy := testenv.NewProxy(t, u.Host)
-	e := setupDSN(t, false, proxy.DSN(t, dsn))
-	direct, err := gorm.Open(postgres.Open(dsn))
-	if err != nil {
-		t.Fatal(err)
-	}
-	count := func(q string) int64 {
-		var n int64
-		if err := direct.Raw(q).Scan(&n).Error; err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	e := setupProxied(t)
+	proxy := e.proxy
+	count := func(q string) int64 { return e.truth(t, q) }
 	if code, _ := e.do(t, "POST", "/services", `{"name":"before","host":"h"}`); code != 201 {
 		t.Fatal("seed failed")
 	}
