@@ -137,17 +137,7 @@ func TestResolveEntityIsNormalized(t *testing.T) {
 		"id in the file": `{"_format_version":"3.0","services":[{"id":"11111111-2222-4333-8444-555555555555","name":"s","host":"s.internal"}]}`,
 	} {
 		t.Run(name, func(t *testing.T) {
-			doc, err := Parse([]byte(file))
-			if err != nil {
-				t.Fatal(err)
-			}
-			items, err := Flatten(doc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := Resolve(items, Current{"services": {"11111111-2222-4333-8444-555555555555": {"id": "11111111-2222-4333-8444-555555555555", "name": "s", "created_at": int64(2), "updated_at": int64(3)}}}, 7); err != nil {
-				t.Fatal(err)
-			}
+			items := resolve(t, file, Current{"services": {"11111111-2222-4333-8444-555555555555": {"id": "11111111-2222-4333-8444-555555555555", "name": "s", "created_at": int64(2), "updated_at": int64(3)}}}, 7)
 			for _, it := range items {
 				in := map[string]any{}
 				for k, v := range it.In {

@@ -10,8 +10,8 @@ import (
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/entity"
 )
 
-// resolve parses, flattens and resolves a configuration against cur.
-func resolve(t *testing.T, cfg string, cur Current, now int64) []*Item {
+// flatten parses and flattens a configuration.
+func flatten(t *testing.T, cfg string) []*Item {
 	t.Helper()
 	doc, err := Parse([]byte(cfg))
 	if err != nil {
@@ -21,6 +21,13 @@ func resolve(t *testing.T, cfg string, cur Current, now int64) []*Item {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return items
+}
+
+// resolve parses, flattens and resolves a configuration against cur.
+func resolve(t *testing.T, cfg string, cur Current, now int64) []*Item {
+	t.Helper()
+	items := flatten(t, cfg)
 	if err := Resolve(items, cur, now); err != nil {
 		t.Fatal(err)
 	}
@@ -177,14 +184,7 @@ consumers:
 }
 
 func TestPlanRefusesUnresolvedItems(t *testing.T) {
-	doc, err := Parse([]byte(base))
-	if err != nil {
-		t.Fatal(err)
-	}
-	items, err := Flatten(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	items := flatten(t, base)
 	if _, err := Plan(Current{}, items, 1); err == nil {
 		t.Fatal("Plan of unresolved items succeeded")
 	}
