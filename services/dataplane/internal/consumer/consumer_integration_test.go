@@ -125,6 +125,25 @@ func (f *fixture) converged(r *running) {
 	}
 }
 
+// recreateAfterTwoVersions publishes two versions (services/a, then
+// services/b), waits until r applied and committed them, stops r, and
+// deletes dp.deltas and creates it again, empty.
+func (f *fixture) recreateAfterTwoVersions(r *running) {
+	f.t.Helper()
+	t := f.t
+	f.prod.Batch(dt.Put("services/a", `{"id":"a"}`))
+	f.prod.Batch(dt.Put("services/b", `{"id":"b"}`))
+	f.converged(r)
+	dt.Eventually(t, wait, "offset committed", func() bool { return r.c.CommittedOffset() == 2 })
+	r.stop()
+	dt.DeleteTopics(f.brokers, f.topic)
+	dt.Eventually(t, wait, "topic gone", func() bool {
+		md, err := broker.Client(f.brokers).Metadata(t.Context(), &kafka.MetadataRequest{Topics: []string{f.topic}})
+		return err == nil && len(md.Topics) == 1 && md.Topics[0].Error != nil
+	})
+	dt.CreateTopic(t, f.brokers, f.topic, nil)
+}
+
 func keys(r *running) []string {
 	var out []string
 	r.c.Snapshot().ForEach(func(k string, _ []byte) bool { out = append(out, k); return true })
@@ -387,18 +406,8 @@ func TestRecreatedTopicResyncs(t *testing.T) {
 	f := newFixture(t, nil)
 	r := f.start()
 	dt.Eventually(t, wait, "ready", r.c.Ready)
-	f.prod.Batch(dt.Put("services/a", `{"id":"a"}`))
-	f.prod.Batch(dt.Put("services/b", `{"id":"b"}`))
-	f.converged(r)
-	dt.Eventually(t, wait, "offset committed", func() bool { return r.c.CommittedOffset() == 2 })
-	r.stop()
 	// The topic is deleted and created again with a new, shorter history.
-	dt.DeleteTopics(f.brokers, f.topic)
-	dt.Eventually(t, wait, "topic gone", func() bool {
-		md, err := broker.Client(f.brokers).Metadata(t.Context(), &kafka.MetadataRequest{Topics: []string{f.topic}})
-		return err == nil && len(md.Topics) == 1 && md.Topics[0].Error != nil
-	})
-	dt.CreateTopic(t, f.brokers, f.topic, nil)
+	f.recreateAfterTwoVersions(r)
 	f.prod = dt.NewProducer(t, f.brokers, f.topic)
 	f.prod.Batch(dt.Put("services/z", `{"id":"z"}`))
 	r2 := f.start()

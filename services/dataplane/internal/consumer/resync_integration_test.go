@@ -144,17 +144,7 @@ func TestResyncMalformedTailAppliesNoHalfBatch(t *testing.T) {
 func TestRecreatedEmptyTopicKeepsLastGoodConfig(t *testing.T) {
 	f := newFixture(t, nil)
 	r := f.start()
-	f.prod.Batch(dt.Put("services/a", `{"id":"a"}`))
-	f.prod.Batch(dt.Put("services/b", `{"id":"b"}`))
-	f.converged(r)
-	dt.Eventually(t, wait, "offset committed", func() bool { return r.c.CommittedOffset() == 2 })
-	r.stop()
-	dt.DeleteTopics(f.brokers, f.topic)
-	dt.Eventually(t, wait, "topic gone", func() bool {
-		md, err := broker.Client(f.brokers).Metadata(t.Context(), &kafka.MetadataRequest{Topics: []string{f.topic}})
-		return err == nil && len(md.Topics) == 1 && md.Topics[0].Error != nil
-	})
-	dt.CreateTopic(t, f.brokers, f.topic, nil)
+	f.recreateAfterTwoVersions(r)
 
 	r2 := f.start()
 	dt.Eventually(t, wait, "recreated topic noticed", func() bool { return r2.c.Degraded() != "" })
