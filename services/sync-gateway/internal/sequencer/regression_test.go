@@ -35,13 +35,19 @@ func replay(recs ...[]logRec) *Replayer {
 	return rp
 }
 
-func TestReplayerFindsVersionRegressions(t *testing.T) {
+// threeVersions is a feed of v1 (a, b), v2 (a again, c) and v3 (delete b).
+func threeVersions(t *testing.T) *feed {
 	f := newFeed(t)
 	f.ev(1, 0, 2, wire.OpUpsert, wire.TypeService, "a", svc("a"))
 	f.ev(1, 1, 2, wire.OpUpsert, wire.TypeService, "b", svc("b"))
 	f.ev(2, 0, 2, wire.OpUpsert, wire.TypeService, "a", `{"id":"a","host":"h2"}`)
 	f.ev(2, 1, 2, wire.OpUpsert, wire.TypeService, "c", svc("c"))
 	f.ev(3, 0, 1, wire.OpDelete, wire.TypeService, "b", "")
+	return f
+}
+
+func TestReplayerFindsVersionRegressions(t *testing.T) {
+	f := threeVersions(t)
 	f.ev(4, 0, 1, wire.OpUpsert, wire.TypeService, "a", `{"id":"a","host":"h4"}`)
 	v1, v2, v3, v4 := batchRecs(f.out[0]), batchRecs(f.out[1]), batchRecs(f.out[2]), batchRecs(f.out[3])
 	// offsets: v1 0-1, v2 2-3, v3 4, then whatever follows from 5
@@ -193,12 +199,7 @@ func compact(log []logRec, cleanable int) []logRec {
 // table that is not the model, a hash that does not match, and nothing
 // to repair.
 func TestLateWriteIsRepairableWhileTheCleanerCannotReachIt(t *testing.T) {
-	f := newFeed(t)
-	f.ev(1, 0, 2, wire.OpUpsert, wire.TypeService, "a", svc("a"))
-	f.ev(1, 1, 2, wire.OpUpsert, wire.TypeService, "b", svc("b"))
-	f.ev(2, 0, 2, wire.OpUpsert, wire.TypeService, "a", `{"id":"a","host":"h2"}`)
-	f.ev(2, 1, 2, wire.OpUpsert, wire.TypeService, "c", svc("c"))
-	f.ev(3, 0, 1, wire.OpDelete, wire.TypeService, "b", "")
+	f := threeVersions(t)
 	model := f.st // version 3, tx 3: a@v2, c
 	var history []logRec
 	for _, b := range f.out {
