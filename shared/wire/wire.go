@@ -1,7 +1,8 @@
 // Package wire is deltaplane's wire contract: topic names, record keys, the
 // change events admin-api publishes on cp.changes, the delta records the
 // sync-gateway publishes on dp.deltas, the data-plane heartbeats on
-// dp.status, and the content hash every component computes the same way.
+// dp.status, the quarantine records on <topic>.dlq (dlq.go), and the
+// content hash every component computes the same way.
 //
 // # cp.changes (schema 1)
 //
@@ -36,7 +37,12 @@ import (
 	"strings"
 )
 
-// Topic names. Each has one partition and cleanup.policy=compact.
+// Topic names. Each has one partition and cleanup.policy=compact, except
+// the quarantine topics (<topic>.dlq: cp.changes.dlq of the sync-gateway,
+// dp.deltas.dlq or dp.full.dlq of the data planes), which have one
+// partition and cleanup.policy=delete (broker.Log): a quarantined record
+// is kept for the broker's retention time, not replaced by a later one of
+// its key.
 const (
 	TopicChanges = "cp.changes"
 	TopicDeltas  = "dp.deltas"

@@ -1,10 +1,14 @@
 // Package declarative reads and writes Kong's declarative configuration
 // format (_format_version "3.0", JSON or YAML, children nested under their
-// parents by the child keys of the entity graph, shared/schema) and computes the changes that turn the stored configuration into
-// the declared one: Parse, Flatten (the declared entities, parents first),
-// Resolve (ids and references, against the stored configuration), Plan
-// (inserts, updates, deletes; pure). Applying them is the caller's
-// (app.App.ReplaceConfig).
+// parents by the child keys of the entity graph in shared/schema) and
+// plans the changes that turn the stored configuration into a declared
+// one. Reading: Parse (JSON or YAML), Flatten (the declared entities,
+// parents first), Resolve (ids and foreign references, against the stored
+// configuration; each entity normalized). Planning: Plan (inserts, updates
+// and deletes; pure, tested without a database). Writing: Export (stored
+// entities as a flat YAML document). The package touches no store: reading
+// the stored configuration and applying the changes in one transaction is
+// app.App.ReplaceConfig's.
 package declarative
 
 import (
