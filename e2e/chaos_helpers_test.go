@@ -5,11 +5,9 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -22,24 +20,19 @@ import (
 	"github.com/deltaplane/deltaplane/e2e/checker"
 	"github.com/deltaplane/deltaplane/e2e/cluster"
 	"github.com/deltaplane/deltaplane/e2e/faultproxy"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 )
 
 // chaosKafka is a private broker that advertises a fault proxy's port, so
 // that every client (services and test) reaches it through the proxy.
 func startChaosKafka(t *testing.T) (*privateKafka, *faultproxy.Proxy) {
 	t.Helper()
-	port, ctrl := testsupport.FreePort(t), testsupport.FreePort(t)
+	port := testsupport.FreePort(t)
 	proxy, err := faultproxy.Start(0, "127.0.0.1:"+strconv.Itoa(port))
 	if err != nil {
 		t.Fatal(err)
 	}
-	sh, err := filepath.Abs("../deployments/local/kafka.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := &privateKafka{t: t, Addr: proxy.Addr(), home: t.TempDir(), sh: sh}
-	k.env = append(os.Environ(), "KAFKA_PORT="+strconv.Itoa(port), "KAFKA_CONTROLLER_PORT="+strconv.Itoa(ctrl),
-		"KAFKA_ADVERTISED_PORT="+strconv.Itoa(proxy.Port()), "KAFKA_HOME="+k.home, "KAFKA_HEAP=256m")
+	k := newPrivateKafka(t, port, proxy.Addr(), "KAFKA_ADVERTISED_PORT="+strconv.Itoa(proxy.Port()))
 	k.script("start")
 	t.Cleanup(func() {
 		proxy.Close()
@@ -53,12 +46,7 @@ func startChaosKafka(t *testing.T) (*privateKafka, *faultproxy.Proxy) {
 
 // scriptErr runs kafka.sh without failing the test (for fault goroutines).
 func (k *privateKafka) scriptErr(cmd string) error {
-	c := exec.Command(k.sh, cmd)
-	c.Env = k.env
-	if out, err := c.CombinedOutput(); err != nil {
-		return fmt.Errorf("kafka.sh %s: %v\n%s", cmd, err, out)
-	}
-	return nil
+	return runScript(k.sh, k.env, cmd)
 }
 
 // killHard kills the broker with SIGKILL and waits until it is gone.
@@ -111,12 +99,7 @@ func startPrivatePostgres(t *testing.T) *privatePostgres {
 }
 
 func (pg *privatePostgres) script(cmd string) error {
-	c := exec.Command(pg.sh, cmd)
-	c.Env = pg.env
-	if out, err := c.CombinedOutput(); err != nil {
-		return fmt.Errorf("postgres.sh %s: %v\n%s", cmd, err, out)
-	}
-	return nil
+	return runScript(pg.sh, pg.env, cmd)
 }
 
 // dsn is a URL of database db on port.

@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"net"
 	"net/http"
 	"os"
@@ -23,6 +22,7 @@ import (
 	"github.com/deltaplane/deltaplane/e2e/checker"
 	"github.com/deltaplane/deltaplane/e2e/cluster"
 	"github.com/deltaplane/deltaplane/shared/broker"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"github.com/deltaplane/deltaplane/shared/wire"
 	"github.com/segmentio/kafka-go"
 )
@@ -43,14 +43,8 @@ type privateKafka struct {
 // after the system (cleanups run last-in first-out).
 func startPrivateKafka(t *testing.T) *privateKafka {
 	t.Helper()
-	port, ctrl := testsupport.FreePort(t), testsupport.FreePort(t)
-	sh, err := filepath.Abs("../deployments/local/kafka.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := &privateKafka{t: t, Addr: "127.0.0.1:" + strconv.Itoa(port), home: t.TempDir(), sh: sh}
-	k.env = append(os.Environ(), "KAFKA_PORT="+strconv.Itoa(port), "KAFKA_CONTROLLER_PORT="+strconv.Itoa(ctrl),
-		"KAFKA_HOME="+k.home, "KAFKA_HEAP=256m")
+	port := testsupport.FreePort(t)
+	k := newPrivateKafka(t, port, "127.0.0.1:"+strconv.Itoa(port))
 	k.script("start")
 	t.Cleanup(func() {
 		// Its data is thrown away with the test: no need for a clean stop.
@@ -67,12 +61,37 @@ func startPrivateKafka(t *testing.T) *privateKafka {
 	return k
 }
 
+// newPrivateKafka prepares (does not start) a broker listening on port,
+// with a controller on a free port and a temporary KAFKA_HOME; clients
+// reach it at addr. extraEnv is added to kafka.sh's environment.
+func newPrivateKafka(t *testing.T, port int, addr string, extraEnv ...string) *privateKafka {
+	t.Helper()
+	sh, err := filepath.Abs("../deployments/local/kafka.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &privateKafka{t: t, Addr: addr, home: t.TempDir(), sh: sh}
+	k.env = append(os.Environ(), "KAFKA_PORT="+strconv.Itoa(port), "KAFKA_CONTROLLER_PORT="+strconv.Itoa(testsupport.FreePort(t)),
+		"KAFKA_HOME="+k.home, "KAFKA_HEAP=256m")
+	k.env = append(k.env, extraEnv...)
+	return k
+}
+
+// runScript runs a deployments/local script (sh, an absolute path) with
+// command cmd in env, its output in the error.
+func runScript(sh string, env []string, cmd string) error {
+	c := exec.Command(sh, cmd)
+	c.Env = env
+	if out, err := c.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s %s: %v\n%s", filepath.Base(sh), cmd, err, out)
+	}
+	return nil
+}
+
 func (k *privateKafka) script(cmd string) {
 	k.t.Helper()
-	c := exec.Command(k.sh, cmd)
-	c.Env = k.env
-	if out, err := c.CombinedOutput(); err != nil {
-		k.t.Fatalf("kafka.sh %s: %v\n%s\n%s", cmd, err, out, k.logTail())
+	if err := runScript(k.sh, k.env, cmd); err != nil {
+		k.t.Fatalf("%v\n%s", err, k.logTail())
 	}
 }
 
