@@ -4,12 +4,13 @@ package e2e
 
 import (
 	"fmt"
-	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 )
 
 // A batch is atomic on the data plane: while one declarative import removes

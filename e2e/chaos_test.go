@@ -6,7 +6,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"github.com/deltaplane/deltaplane/e2e/checker"
 	"github.com/deltaplane/deltaplane/e2e/cluster"
 	"github.com/deltaplane/deltaplane/e2e/faultproxy"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 )
 
 // TestChaos runs the whole system (admin-api, two sync-gateways, three data

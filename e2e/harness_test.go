@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"io"
 	"net/http"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/deltaplane/deltaplane/e2e/cluster"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"github.com/segmentio/kafka-go"
 )
 

@@ -4,8 +4,9 @@ package e2e
 
 import (
 	"fmt"
-	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"testing"
+
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 )
 
 // The full-sync baseline end to end: the sync-gateway publishes the whole

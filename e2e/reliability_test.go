@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/deltaplane/deltaplane/e2e/checker"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 )
 
 // checked is what a fault test gives the checker: the history of its Admin

@@ -5,13 +5,13 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"net/http"
 	"net/http/httptest"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"github.com/deltaplane/deltaplane/shared/wire"
 )
 

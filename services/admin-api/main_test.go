@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"io"
 	"net/http"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/testenv"
 	"github.com/deltaplane/deltaplane/shared/broker"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"github.com/deltaplane/deltaplane/shared/wire"
 )
 

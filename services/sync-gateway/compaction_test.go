@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"maps"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/deltaplane/deltaplane/services/sync-gateway/internal/pipeline"
 	"github.com/deltaplane/deltaplane/services/sync-gateway/internal/sequencer"
 	"github.com/deltaplane/deltaplane/shared/broker"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"github.com/deltaplane/deltaplane/shared/wire"
 )
 

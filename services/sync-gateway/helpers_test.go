@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"net/http"
 	"os"
 	"regexp"
@@ -22,6 +21,7 @@ import (
 	"github.com/deltaplane/deltaplane/services/sync-gateway/internal/pipeline"
 	"github.com/deltaplane/deltaplane/services/sync-gateway/internal/sequencer"
 	"github.com/deltaplane/deltaplane/shared/broker"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"github.com/deltaplane/deltaplane/shared/wire"
 )
 

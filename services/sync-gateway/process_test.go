@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"maps"
 	"math/rand/v2"
 	"os"
@@ -21,6 +20,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/deltaplane/deltaplane/services/sync-gateway/internal/pipeline"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"github.com/deltaplane/deltaplane/shared/wire"
 )
 

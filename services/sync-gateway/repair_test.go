@@ -5,7 +5,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"maps"
 	"slices"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/deltaplane/deltaplane/services/sync-gateway/internal/sequencer"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"github.com/deltaplane/deltaplane/shared/wire"
 )
 

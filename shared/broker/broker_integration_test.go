@@ -5,13 +5,14 @@ package broker
 import (
 	"errors"
 	"fmt"
-	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 )
 
 func uniqueTopic(t *testing.T, name string) string {

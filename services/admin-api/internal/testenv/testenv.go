@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"net/url"
 	"os"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/deltaplane/deltaplane/shared/broker"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"github.com/deltaplane/deltaplane/shared/wire"
 	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"

@@ -8,12 +8,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"sort"
 	"testing"
 	"time"
 
 	"github.com/deltaplane/deltaplane/shared/broker"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"github.com/deltaplane/deltaplane/shared/wire"
 	"github.com/segmentio/kafka-go"
 )
