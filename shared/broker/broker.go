@@ -1,6 +1,8 @@
-// Package broker holds what every deltaplane service does with Kafka before
+// Package broker holds what every deltaplane service does with Kafka beside
 // its real work: parse the broker list, wait for the cluster with bounded
-// backoff, and create or verify the topics it relies on.
+// backoff, create or verify the topics it relies on (compacted tables, and
+// delete-policy logs such as the quarantine topics), and read a topic's
+// partition bounds (PartitionBounds).
 package broker
 
 import (
