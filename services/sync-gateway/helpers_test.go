@@ -5,13 +5,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -37,19 +33,8 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	addr := os.Getenv("DELTAPLANE_TEST_KAFKA")
-	if addr == "" {
-		t.Fatal("DELTAPLANE_TEST_KAFKA is not set (e.g. 127.0.0.1:9092)")
-	}
-	b := make([]byte, 4)
-	rand.Read(b)
-	name := regexp.MustCompile(`[^A-Za-z0-9._-]`).ReplaceAllString(t.Name(), "_")
-	e := &env{
-		t:       t,
-		brokers: broker.Brokers(addr),
-		prefix:  fmt.Sprintf("t-%s-%s.", name, hex.EncodeToString(b)),
-		client:  broker.Client(broker.Brokers(addr)),
-	}
+	brokers := testsupport.Kafka(t)
+	e := &env{t: t, brokers: brokers, prefix: "t-" + testsupport.Name(t) + ".", client: broker.Client(brokers)}
 	e.group = e.prefix + "sync"
 	topics := []string{e.prefix + wire.TopicChanges, e.prefix + wire.TopicDeltas, e.prefix + wire.TopicChanges + wire.DLQSuffix, e.prefix + wire.TopicFull}
 	if err := broker.EnsureTopics(t.Context(), e.brokers, 30*time.Second,

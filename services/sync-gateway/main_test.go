@@ -86,12 +86,19 @@ func TestSequencesChangesIntoVersionedBatches(t *testing.T) {
 	}
 }
 
+// produceServices produces transactions 1 to n, each the upsert of one
+// service s<tx>.
+func (e *env) produceServices(n uint64) {
+	e.t.Helper()
+	for tx := uint64(1); tx <= n; tx++ {
+		e.produce(upsert(tx, 0, 1, wire.TypeService, fmt.Sprintf("s%d", tx)))
+	}
+}
+
 func TestRestartResumesWithoutNewVersions(t *testing.T) {
 	e := newEnv(t)
 	g := e.start(nil)
-	for tx := uint64(1); tx <= 5; tx++ {
-		e.produce(upsert(tx, 0, 1, wire.TypeService, fmt.Sprintf("s%d", tx)))
-	}
+	e.produceServices(5)
 	before := e.waitVersion(g, 5)
 	g.stop(t)
 
@@ -236,6 +243,20 @@ func (e *env) latestSnapshot() (*wire.FullConfig, []kafka.Message) {
 	return latest, msgs
 }
 
+// waitSnapshot waits until the newest complete snapshot on dp.full is of
+// version and returns it with every dp.full record.
+func (e *env) waitSnapshot(version uint64) (snap *wire.FullConfig, recs []kafka.Message) {
+	e.t.Helper()
+	testsupport.Eventually(e.t, 30*time.Second, func() error {
+		snap, recs = e.latestSnapshot()
+		if snap == nil || snap.Version != version {
+			return fmt.Errorf("no snapshot of version %d yet", version)
+		}
+		return nil
+	})
+	return snap, recs
+}
+
 func TestFullModePublishesWholeSnapshots(t *testing.T) {
 	e := newEnv(t)
 	full := map[string]string{"SYNC_MODE": "full"}
@@ -264,14 +285,7 @@ func TestFullModePublishesWholeSnapshots(t *testing.T) {
 	e.produce(msgs...)
 
 	s := e.waitVersion(g, 7)
-	var snap *wire.FullConfig
-	testsupport.Eventually(t, 30*time.Second, func() error {
-		snap, _ = e.latestSnapshot()
-		if snap == nil || snap.Version != 7 {
-			return fmt.Errorf("no snapshot of version 7 yet")
-		}
-		return nil
-	})
+	snap, _ := e.waitSnapshot(7)
 	ents, err := snap.Entities()
 	if err != nil {
 		t.Fatal(err)
@@ -310,13 +324,7 @@ func TestFullModePublishesWholeSnapshots(t *testing.T) {
 	e.produce(upsert(9, 0, 1, wire.TypeService, "s9"))
 	model["services/s9"] = []byte(`{"id":"s9","name":"n-s9","tx":9}`)
 	e.waitVersion(g, 9)
-	testsupport.Eventually(t, 30*time.Second, func() error {
-		snap, recs = e.latestSnapshot()
-		if snap.Version != 9 {
-			return fmt.Errorf("snapshot version %d", snap.Version)
-		}
-		return nil
-	})
+	snap, recs = e.waitSnapshot(9)
 	for _, m := range recs[before:] {
 		if v, _, _ := wire.ParseFullKey(string(m.Key)); v == 8 {
 			t.Fatalf("a snapshot of version 8 (hash unchanged) was published")
@@ -347,13 +355,7 @@ func TestFullModePublishesWholeSnapshots(t *testing.T) {
 	}
 	e.produce(change(10, 0, 1, wire.OpDelete, wire.TypeRoute, "r3", ""))
 	e.waitVersion(g, 10)
-	testsupport.Eventually(t, 30*time.Second, func() error {
-		snap, recs = e.latestSnapshot()
-		if snap.Version != 10 {
-			return fmt.Errorf("snapshot version %d", snap.Version)
-		}
-		return nil
-	})
+	snap, recs = e.waitSnapshot(10)
 	for _, m := range recs[end:] {
 		if v, _, _ := wire.ParseFullKey(string(m.Key)); v == 9 && len(m.Value) > 0 {
 			t.Fatal("snapshot 9 published again after the restart")
@@ -382,9 +384,7 @@ func mustEntities(t *testing.T, c *wire.FullConfig) map[string][]byte {
 func TestFencingRebuildsWhenAnotherInstanceWrote(t *testing.T) {
 	e := newEnv(t)
 	g := e.start(nil)
-	for tx := uint64(1); tx <= 3; tx++ {
-		e.produce(upsert(tx, 0, 1, wire.TypeService, fmt.Sprintf("s%d", tx)))
-	}
+	e.produceServices(3)
 	s := e.waitVersion(g, 3)
 	if s.Rebuilds != 1 {
 		t.Fatalf("rebuilds %d before the foreign write, want 1 (start)", s.Rebuilds)

@@ -203,15 +203,7 @@ func (l *load) verify(t *testing.T) history {
 func TestKill9MidStreamKeepsHistoryGapFreeAndDeterministic(t *testing.T) {
 	e := newEnv(t)
 	bin := buildGateway(t)
-	p := e.startProc(bin, "a", nil)
-	l := e.startLoad()
-	for round := 1; round <= 3; round++ {
-		waitTx(t, 60*time.Second, l.written()+20, p)
-		p.kill(t)
-		p = e.startProc(bin, "a", nil)
-	}
-	l.halt()
-	waitTx(t, 60*time.Second, l.written(), p)
+	p, l := e.killRounds(bin, 3, nil)
 	h := l.verify(t)
 	s, _ := p.status()
 	if s.Hash != h.Hash.String() {
@@ -236,6 +228,36 @@ func activeOf(ps ...*proc) (*proc, error) {
 		return nil, fmt.Errorf("%d instances active", len(act))
 	}
 	return act[0], nil
+}
+
+// killRounds starts instance "a" of bin (extra: its environment beside
+// the test's) under a load, kills it with SIGKILL and starts it again,
+// rounds times, each after 20 more transactions; then it halts the load
+// and waits until the last instance has caught up with every transaction.
+func (e *env) killRounds(bin string, rounds int, extra map[string]string) (*proc, *load) {
+	e.t.Helper()
+	p := e.startProc(bin, "a", extra)
+	l := e.startLoad()
+	for range rounds {
+		waitTx(e.t, 60*time.Second, l.written()+20, p)
+		p.kill(e.t)
+		p = e.startProc(bin, "a", extra)
+	}
+	l.halt()
+	waitTx(e.t, 60*time.Second, l.written(), p)
+	return p, l
+}
+
+// waitActive waits until p reports itself the active instance.
+func waitActive(t *testing.T, p *proc) {
+	t.Helper()
+	testsupport.Eventually(t, 60*time.Second, func() error {
+		s, err := p.status()
+		if err == nil && !s.Active {
+			err = fmt.Errorf("%s not active", p.name)
+		}
+		return err
+	})
 }
 
 // waitGroupStable waits until the consumer group is stable with n members
@@ -291,13 +313,7 @@ func TestTwoInstancesFailOver(t *testing.T) {
 
 	// kill -9 the active one during writes: the standby takes over.
 	active.kill(t)
-	testsupport.Eventually(t, 60*time.Second, func() error {
-		s, err := standby.status()
-		if err == nil && !s.Active {
-			err = fmt.Errorf("standby not active")
-		}
-		return err
-	})
+	waitActive(t, standby)
 	waitTx(t, 60*time.Second, l.written()+20, standby)
 
 	// A second pair member again, then pause the active one past the
@@ -311,13 +327,7 @@ func TestTwoInstancesFailOver(t *testing.T) {
 	if err := paused.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	testsupport.Eventually(t, 60*time.Second, func() error {
-		s, err := other.status()
-		if err == nil && !s.Active {
-			err = fmt.Errorf("other not active")
-		}
-		return err
-	})
+	waitActive(t, other)
 	waitTx(t, 60*time.Second, l.written()+20, other)
 	if err := paused.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
@@ -339,16 +349,7 @@ func TestTwoInstancesFailOver(t *testing.T) {
 func TestFullModeKill9ConvergesToTheModel(t *testing.T) {
 	e := newEnv(t)
 	bin := buildGateway(t)
-	full := map[string]string{"SYNC_MODE": "full"}
-	p := e.startProc(bin, "a", full)
-	l := e.startLoad()
-	for round := 1; round <= 2; round++ {
-		waitTx(t, 60*time.Second, l.written()+20, p)
-		p.kill(t)
-		p = e.startProc(bin, "a", full)
-	}
-	l.halt()
-	waitTx(t, 60*time.Second, l.written(), p)
+	_, l := e.killRounds(bin, 2, map[string]string{"SYNC_MODE": "full"})
 	var snap *wire.FullConfig
 	testsupport.Eventually(t, 30*time.Second, func() error {
 		snap, _ = e.latestSnapshot()

@@ -69,6 +69,18 @@ func (l *handLog) write(msgs ...kafka.Message) {
 	}
 }
 
+// twoVersions writes the start every repair test shares: version 1 (tx
+// 1) puts services/a and services/b, version 2 (tx 2) v2's key/value
+// pairs. It returns version 1's records, which a test writes again as the
+// late write.
+func (l *handLog) twoVersions(v2 ...string) []kafka.Message {
+	l.e.t.Helper()
+	v1 := l.batch(1, 1, false, "services/a", ent("a", 1), "services/b", ent("b", 1))
+	l.write(v1...)
+	l.write(l.batch(2, 2, false, v2...)...)
+	return v1
+}
+
 // ent is the entity upsert() puts on cp.changes.
 func ent(id string, tx uint64) string {
 	return fmt.Sprintf(`{"id":%q,"name":"n-%s","tx":%d}`, id, id, tx)
@@ -108,9 +120,7 @@ func TestLateWriteIsRepaired(t *testing.T) {
 			e := newEnv(t)
 			l := e.handLog()
 			a, b, cc, d := "services/a", "services/b", "services/c", "services/d"
-			v1 := l.batch(1, 1, false, a, ent("a", 1), b, ent("b", 1))
-			l.write(v1...)
-			l.write(l.batch(2, 2, false, a, ent("a", 2), cc, ent("c", 2))...)
+			v1 := l.twoVersions(a, ent("a", 2), cc, ent("c", 2))
 			l.write(l.batch(3, 3, false, b, "")...)
 			hash3 := l.hash
 			l.write(v1...) // the late write
@@ -160,10 +170,8 @@ func TestLateWriteIsRepaired(t *testing.T) {
 func TestRepairFollowsATrailingIncompleteBatch(t *testing.T) {
 	e := newEnv(t)
 	l := e.handLog()
-	a, b := "services/a", "services/b"
-	v1 := l.batch(1, 1, false, a, ent("a", 1), b, ent("b", 1))
-	l.write(v1...)
-	l.write(l.batch(2, 2, false, a, ent("a", 2))...)
+	a := "services/a"
+	v1 := l.twoVersions(a, ent("a", 2))
 	l.write(v1...) // late write: a regresses, b does not
 	hash2 := l.hash
 	v3 := l.batch(3, 3, false, "services/c", ent("c", 3), "services/d", ent("d", 3))
@@ -195,9 +203,7 @@ func TestPartialRepairIsRepublishedIdentically(t *testing.T) {
 	e := newEnv(t)
 	l := e.handLog()
 	a, b := "services/a", "services/b"
-	v1 := l.batch(1, 1, false, a, ent("a", 1), b, ent("b", 1))
-	l.write(v1...)
-	l.write(l.batch(2, 2, false, a, ent("a", 2), b, ent("b", 2))...)
+	v1 := l.twoVersions(a, ent("a", 2), b, ent("b", 2))
 	l.write(v1...)
 	rep := l.batch(3, 2, true, a, ent("a", 2), b, ent("b", 2))
 	l.write(rep[0])
@@ -226,9 +232,7 @@ func TestLateWriteWhileIdleIsRepaired(t *testing.T) {
 	e := newEnv(t)
 	l := e.handLog()
 	a, b := "services/a", "services/b"
-	v1 := l.batch(1, 1, false, a, ent("a", 1), b, ent("b", 1))
-	l.write(v1...)
-	l.write(l.batch(2, 2, false, a, ent("a", 2))...)
+	v1 := l.twoVersions(a, ent("a", 2))
 	g := e.start(nil)
 	testsupport.Eventually(t, 30*time.Second, func() error {
 		s, err := g.status()

@@ -4,14 +4,10 @@ package pipeline
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"regexp"
 	"slices"
 	"sync"
 	"testing"
@@ -21,10 +17,9 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/deltaplane/deltaplane/shared/broker"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"github.com/deltaplane/deltaplane/shared/wire"
 )
-
-var topicSafe = regexp.MustCompile(`[^A-Za-z0-9._-]`)
 
 type benchEnv struct {
 	brokers []string
@@ -35,13 +30,7 @@ type benchEnv struct {
 
 func newBenchEnv(b *testing.B) *benchEnv {
 	b.Helper()
-	addr := os.Getenv("DELTAPLANE_TEST_KAFKA")
-	if addr == "" {
-		b.Fatal("DELTAPLANE_TEST_KAFKA is not set (e.g. 127.0.0.1:9092)")
-	}
-	r := make([]byte, 4)
-	rand.Read(r)
-	e := &benchEnv{brokers: broker.Brokers(addr), prefix: fmt.Sprintf("t-bench-%s-%s.", topicSafe.ReplaceAllString(b.Name(), "_"), hex.EncodeToString(r))}
+	e := &benchEnv{brokers: testsupport.Kafka(b), prefix: "t-bench-" + testsupport.Name(b) + "."}
 	topics := []string{e.prefix + wire.TopicChanges, e.prefix + wire.TopicDeltas, e.prefix + wire.TopicChanges + wire.DLQSuffix}
 	if err := broker.EnsureTopics(context.Background(), e.brokers, 30*time.Second,
 		broker.Compacted(topics[0], nil), broker.Compacted(topics[1], nil), broker.Log(topics[2])); err != nil {
