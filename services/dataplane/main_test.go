@@ -236,29 +236,18 @@ func TestComponentProxyAndStatus(t *testing.T) {
 	}
 	nodeID := s["node_id"]
 	t.Run("heartbeat on dp.status", func(t *testing.T) {
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: dt.Brokers(t), Topic: env["TOPIC_PREFIX"] + wire.TopicStatus, Partition: 0, MaxWait: 200 * time.Millisecond})
-		defer r.Close()
-		ctx, cancel := context.WithTimeout(t.Context(), wait)
-		defer cancel()
-		for {
-			m, err := r.ReadMessage(ctx)
-			if err != nil {
-				t.Fatalf("no heartbeat with version 2: %v", err)
-			}
-			var hb wire.Heartbeat
-			if err := json.Unmarshal(m.Value, &hb); err != nil {
-				t.Fatalf("heartbeat %s: %v", m.Value, err)
-			}
-			if string(m.Key) != nodeID || hb.NodeID != nodeID || hb.Schema != 1 || hb.Mode != "incremental" {
-				t.Fatalf("heartbeat key %s = %+v", m.Key, hb)
+		waitHeartbeat(t, env["TOPIC_PREFIX"], "with version 2", func(key string, hb wire.Heartbeat) bool {
+			if key != nodeID || hb.NodeID != nodeID || hb.Schema != 1 || hb.Mode != "incremental" {
+				t.Fatalf("heartbeat key %s = %+v", key, hb)
 			}
 			if hb.Version == 2 {
 				if hb.Hash != prod.Hash.String() || hb.LastApply.IsZero() || hb.LastSeen.IsZero() {
 					t.Fatalf("heartbeat = %+v", hb)
 				}
-				return
+				return true
 			}
-		}
+			return false
+		})
 	})
 	if err := d.stop(); err != nil {
 		t.Fatal(err)
@@ -365,20 +354,30 @@ func TestComponentQuarantineReported(t *testing.T) {
 	if code != 200 || !strings.Contains(metrics, `deltaplane_dataplane_quarantined_total{reason="decode"} 1`) || !strings.Contains(metrics, "deltaplane_dataplane_degraded 0") {
 		t.Fatalf("/metrics: %d\n%s", code, metrics)
 	}
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: dt.Brokers(t), Topic: env["TOPIC_PREFIX"] + wire.TopicStatus, Partition: 0, MaxWait: 200 * time.Millisecond})
+	waitHeartbeat(t, env["TOPIC_PREFIX"], "reporting the quarantine", func(_ string, hb wire.Heartbeat) bool {
+		return strings.Contains(strings.Join(hb.Errors, "|"), "quarantined offset 0")
+	})
+}
+
+// waitHeartbeat reads the heartbeats on prefix's dp.status from the start
+// until ok (given each record's key and heartbeat) returns true; it fails
+// the test when none does within wait (what says which one it waited for).
+func waitHeartbeat(t *testing.T, prefix, what string, ok func(key string, hb wire.Heartbeat) bool) {
+	t.Helper()
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: dt.Brokers(t), Topic: prefix + wire.TopicStatus, Partition: 0, MaxWait: 200 * time.Millisecond})
 	defer r.Close()
 	ctx, cancel := context.WithTimeout(t.Context(), wait)
 	defer cancel()
 	for {
 		m, err := r.ReadMessage(ctx)
 		if err != nil {
-			t.Fatalf("no heartbeat reporting the quarantine: %v", err)
+			t.Fatalf("no heartbeat %s: %v", what, err)
 		}
 		var hb wire.Heartbeat
 		if err := json.Unmarshal(m.Value, &hb); err != nil {
-			t.Fatal(err)
+			t.Fatalf("heartbeat %s: %v", m.Value, err)
 		}
-		if strings.Contains(strings.Join(hb.Errors, "|"), "quarantined offset 0") {
+		if ok(string(m.Key), hb) {
 			return
 		}
 	}

@@ -15,11 +15,7 @@ import (
 )
 
 func TestFullModeReplacesWholeConfig(t *testing.T) {
-	brokers := dt.Brokers(t)
-	prefix := dt.Prefix(t)
-	topic := prefix + wire.TopicFull
-	dt.CreateTopic(t, brokers, topic, nil)
-	dt.CreateDLQ(t, brokers, topic+wire.DLQSuffix)
+	brokers, prefix, topic := fullTopic(t)
 	dt.PublishFull(t, brokers, topic, 3, map[string]string{"services/a": `{"id":"a"}`, "routes/r": `{"id":"r","paths":["/r"]}`})
 
 	c, st := runFullConsumer(t, brokers, topic, prefix)
@@ -48,11 +44,7 @@ func TestFullModeReplacesWholeConfig(t *testing.T) {
 // A data plane catching up over several snapshots decodes and applies only
 // the newest: its cost does not grow with the snapshots behind it.
 func TestFullModeCatchUpAppliesOnlyTheNewest(t *testing.T) {
-	brokers := dt.Brokers(t)
-	prefix := dt.Prefix(t)
-	topic := prefix + wire.TopicFull
-	dt.CreateTopic(t, brokers, topic, nil)
-	dt.CreateDLQ(t, brokers, topic+wire.DLQSuffix)
+	brokers, prefix, topic := fullTopic(t)
 	dt.PublishFull(t, brokers, topic, 1, map[string]string{"services/a": `{"id":"a"}`})
 	dt.PublishFull(t, brokers, topic, 2, map[string]string{"services/a": `{"id":"a","v":2}`})
 	h := dt.PublishFull(t, brokers, topic, 3, map[string]string{"services/a": `{"id":"a","v":3}`, "services/b": `{"id":"b"}`})
@@ -66,6 +58,16 @@ func TestFullModeCatchUpAppliesOnlyTheNewest(t *testing.T) {
 	if n := c.Stats.BatchesApplied.Load(); n != 1 {
 		t.Fatalf("applied %d snapshots catching up over 3, want only the newest", n)
 	}
+}
+
+// fullTopic creates a test's own dp.full topic and its quarantine topic.
+func fullTopic(t *testing.T) (brokers []string, prefix, topic string) {
+	t.Helper()
+	brokers, prefix = dt.Brokers(t), dt.Prefix(t)
+	topic = prefix + wire.TopicFull
+	dt.CreateTopic(t, brokers, topic, nil)
+	dt.CreateDLQ(t, brokers, topic+wire.DLQSuffix)
+	return brokers, prefix, topic
 }
 
 // runFullConsumer runs a full-mode consumer on a fresh store until the test
