@@ -37,14 +37,7 @@ func TestRunServesAndRelays(t *testing.T) {
 	})
 
 	base := "http://" + addr
-	testenv.Eventually(t, 30*time.Second, "admin-api /health", func() bool {
-		resp, err := http.Get(base + "/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	waitHealthy(t, base)
 
 	do := func(method, path, body, token string) (int, []byte) {
 		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
@@ -102,6 +95,19 @@ func TestRunServesAndRelays(t *testing.T) {
 	}
 }
 
+// waitHealthy waits until the admin-api at base answers GET /health with 200.
+func waitHealthy(t *testing.T, base string) {
+	t.Helper()
+	testenv.Eventually(t, 30*time.Second, "admin-api "+base+"/health", func() bool {
+		resp, err := http.Get(base + "/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+}
+
 func TestRunRefusesMismatchedTopic(t *testing.T) {
 	dsn := testenv.Database(t)
 	brokers := testenv.Kafka(t)
@@ -133,14 +139,7 @@ func TestWritesQueueWhileKafkaIsAway(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- run(ctx, func(k string) string { return env[k] }, io.Discard) }()
 		base := "http://" + addr
-		testenv.Eventually(t, 30*time.Second, "admin-api up", func() bool {
-			resp, err := http.Get(base + "/health")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == 200
-		})
+		waitHealthy(t, base)
 		return base, func() {
 			cancel()
 			if err := <-done; err != nil {
