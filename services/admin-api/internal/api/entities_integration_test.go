@@ -112,6 +112,7 @@ func TestPluginsConsumersCredentials(t *testing.T) {
 
 	// Deleting the consumer cascades: its credentials and plugin go, each
 	// with its own delete event in the same transaction.
+	before := e.count(t, "SELECT coalesce(max(tx),0) FROM outbox")
 	if code, _ := e.do(t, "DELETE", "/consumers/alice", ""); code != 204 {
 		t.Fatalf("DELETE consumer = %d", code)
 	}
@@ -120,8 +121,7 @@ func TestPluginsConsumersCredentials(t *testing.T) {
 		Idx  int
 		Cnt  int
 	}
-	// The last write's rows: the ones with the last ordering key.
-	e.db.Raw(`SELECT type, idx, cnt FROM outbox WHERE ord = (SELECT max(ord) FROM outbox) ORDER BY idx`).Scan(&rows)
+	e.db.Raw(`SELECT type, idx, cnt FROM outbox WHERE tx = ? ORDER BY idx`, before+1).Scan(&rows)
 	kinds := map[string]int{}
 	for i, r := range rows {
 		if r.Idx != i || r.Cnt != 4 {

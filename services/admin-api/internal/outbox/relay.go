@@ -1,8 +1,7 @@
 // Package outbox owns the outbox table: the statement that writes a
 // transaction's rows with its commit (rows.go, used by the store), and the
-// relay that numbers committed transactions and publishes their rows to
-// cp.changes: one leader at a time across admin-api replicas, in commit
-// order, at least once.
+// relay that publishes committed rows to cp.changes: one leader at a time
+// across admin-api replicas, in commit order, at least once.
 package outbox
 
 import (
@@ -11,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -109,15 +109,7 @@ func (r *Relay) Run(ctx context.Context) error {
 // lead takes the leader lock on a dedicated connection and publishes until
 // the connection or ctx ends.
 func (r *Relay) lead(ctx context.Context) error {
-	cc, err := pgx.ParseConfig(r.cfg.DSN)
-	if err != nil {
-		return fmt.Errorf("relay connect: %w", err)
-	}
-	// The leader's statements are small; a JIT compilation (chosen on a
-	// poor estimate, relay_state has no statistics) costs hundreds of
-	// milliseconds.
-	cc.RuntimeParams["jit"] = "off"
-	conn, err := pgx.ConnectConfig(ctx, cc)
+	conn, err := pgx.Connect(ctx, r.cfg.DSN)
 	if err != nil {
 		return fmt.Errorf("relay connect: %w", err)
 	}
@@ -148,10 +140,9 @@ func (r *Relay) lead(ctx context.Context) error {
 	go func() { defer close(markerDone); m.run(mctx) }()
 	defer func() { stopMarker(); <-markerDone }()
 	var cur cursor
-	recent := &numbered{}
 	lastClean := time.Time{}
 	for {
-		if err := r.drain(ctx, conn, &cur, recent, m); err != nil {
+		if err := r.drain(ctx, conn, &cur, m); err != nil {
 			return err
 		}
 		if time.Since(lastClean) > r.cfg.CleanEvery {
@@ -173,10 +164,12 @@ func (r *Relay) lead(ctx context.Context) error {
 			if err != nil && conn.IsClosed() {
 				return errors.New("relay connection closed")
 			}
-			// A wake-up for a transaction the last drains numbered (and
-			// so published) needs no drain.
-			if n != nil && recent.has(n.Payload) {
-				continue
+			// A wake-up for a transaction already published in full (its
+			// NOTIFY was queued while the drain read it) needs no drain.
+			if n != nil {
+				if tx, perr := strconv.ParseUint(n.Payload, 10, 64); perr == nil && tx <= cur.doneTx {
+					continue
+				}
 			}
 			break
 		}
@@ -185,26 +178,9 @@ func (r *Relay) lead(ctx context.Context) error {
 
 // cursor is the position of the last published row.
 type cursor struct {
-	tx  uint64
-	idx int
-}
-
-// numbered holds the batches numbered by the last two drains: the
-// wake-ups that name them need no drain.
-type numbered struct{ cur, prev map[string]struct{} }
-
-func (s *numbered) add(batches []string) {
-	m := make(map[string]struct{}, len(batches))
-	for _, b := range batches {
-		m[b] = struct{}{}
-	}
-	s.prev, s.cur = s.cur, m
-}
-
-func (s *numbered) has(batch string) bool {
-	_, a := s.cur[batch]
-	_, b := s.prev[batch]
-	return a || b
+	tx     uint64
+	idx    int
+	doneTx uint64 // every row of transactions up to doneTx is published
 }
 
 type row struct {
@@ -219,31 +195,10 @@ type row struct {
 	Entity   []byte
 }
 
-// drain numbers the committed, unnumbered transactions (Number: the
-// numbers are committed before any of their rows is published, so a new
-// leader republishes the same numbers) and publishes every unpublished row
-// after cur in (tx, idx) order, until nothing is left to number. It runs
-// on the leader connection: a lost connection (and so a lost lock) fails
-// the next statement before anything more is numbered or published.
-func (r *Relay) drain(ctx context.Context, leader *pgx.Conn, cur *cursor, recent *numbered, m *marker) error {
-	for {
-		batches, _, err := Number(ctx, leader, r.cfg.Batch)
-		if err != nil {
-			return err
-		}
-		recent.add(batches)
-		if err := r.publishNumbered(ctx, leader, cur, m); err != nil {
-			return err
-		}
-		if len(batches) < r.cfg.Batch {
-			return nil
-		}
-	}
-}
-
-// publishNumbered publishes every unpublished, numbered row after cur in
-// (tx, idx) order.
-func (r *Relay) publishNumbered(ctx context.Context, leader *pgx.Conn, cur *cursor, m *marker) error {
+// drain publishes every unpublished row after cur in (tx, idx) order. It
+// reads on the leader connection: a lost connection (and so a lost lock)
+// fails the read before anything is published.
+func (r *Relay) drain(ctx context.Context, leader *pgx.Conn, cur *cursor, m *marker) error {
 	for {
 		pgRows, err := leader.Query(ctx, `SELECT id, tx, idx, cnt, key, op, type, entity_id, entity
 			FROM outbox WHERE published_at IS NULL AND tx > 0 AND (tx, idx) > ($1, $2)
@@ -289,6 +244,9 @@ func (r *Relay) publishNumbered(ctx context.Context, leader *pgx.Conn, cur *curs
 		}
 		last := rows[len(rows)-1]
 		cur.tx, cur.idx = last.Tx, last.Idx
+		if last.Idx == last.Cnt-1 {
+			cur.doneTx = last.Tx
+		}
 		m.set(*cur)
 		r.log.Debug("published", "rows", len(rows), "tx", last.Tx)
 		if len(rows) < r.cfg.Batch {

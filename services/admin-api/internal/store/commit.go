@@ -18,17 +18,16 @@ import (
 
 // Write runs fn in one Postgres transaction. The entity rows, one outbox
 // row per change (in the order fn made them) and the idempotency record
-// commit together; the last statement, sent when every lock the transaction
-// needs is held, takes the transaction's ordering key (the relay numbers
-// committed transactions in that order: outbox.Number).
+// commit together; the transaction number is taken by the last statement.
 //
 // The transaction runs on one pooled connection and saves round trips:
 // BEGIN and the entity writes of Insert and Update wait to be pipelined
 // with the next statement, and the end (the pending statements but an
 // Update, whose row count must be checked before COMMIT is sent, the
-// idempotency record, the statement that takes the ordering key and
-// writes the outbox rows, COMMIT, the relay's wake-up) goes to Postgres in
-// one round trip. Nothing serializes committing writers. A single-entity
+// idempotency record, the statement that takes the transaction number and
+// writes the outbox rows, COMMIT) goes to Postgres in one round trip, so
+// the outbox_counter row lock (which serializes committing writers) is
+// held only for that statement and the commit's WAL flush. A single-entity
 // create is one round trip.
 //
 // When the connection fails after COMMIT was sent, Write resolves the
@@ -175,8 +174,8 @@ func (s *Store) resolve(ctx context.Context, tx *Tx, pid uint32) (Result, error)
 			}
 			res = Result{Changes: n}
 			if n > 0 {
-				if o, _, err := outbox.Committed(ctx, sqlDB, tx.batch); err == nil {
-					res.Order = o
+				if t, _, err := outbox.CommittedTx(ctx, sqlDB, tx.batch); err == nil {
+					res.Tx = t
 				}
 			}
 			return nil
@@ -186,7 +185,7 @@ func (s *Store) resolve(ctx context.Context, tx *Tx, pid uint32) (Result, error)
 		}
 		// Without the id only the outbox rows can tell, and only that it
 		// committed (absent rows may be of a transaction still running).
-		o, ok, err := outbox.Committed(ctx, sqlDB, tx.batch)
+		t, ok, err := outbox.CommittedTx(ctx, sqlDB, tx.batch)
 		if err != nil {
 			last = err
 			return err
@@ -195,7 +194,7 @@ func (s *Store) resolve(ctx context.Context, tx *Tx, pid uint32) (Result, error)
 			last = errors.New("its outbox rows are not in Postgres")
 			return last
 		}
-		res = Result{Order: o, Changes: n}
+		res = Result{Tx: t, Changes: n}
 		return nil
 	}
 	b := backoff.NewExponentialBackOff(backoff.WithInitialInterval(50*time.Millisecond), backoff.WithMaxInterval(time.Second), backoff.WithMaxElapsedTime(0))
@@ -207,8 +206,8 @@ func (s *Store) resolve(ctx context.Context, tx *Tx, pid uint32) (Result, error)
 }
 
 // commit sends the end of tx (its pending statements, the idempotency
-// record, the outbox rows with their ordering key, COMMIT and, after it,
-// the relay's wake-up) as one pipelined batch.
+// record, the outbox rows with the transaction number, COMMIT) as one
+// pipelined batch.
 func commit(ctx context.Context, conn *pgx.Conn, tx *Tx) (Result, error) {
 	ops := tx.pending
 	tx.pending = nil
@@ -226,25 +225,21 @@ func commit(ctx context.Context, conn *pgx.Conn, tx *Tx) (Result, error) {
 		outbox.QueueAppend(b, tx.batch, tx.changes)
 	}
 	b.Queue(`COMMIT`)
-	if n > 0 {
-		outbox.QueueNotify(b, tx.batch)
-	}
 	br := conn.SendBatch(ctx, b)
-	ended := false // COMMIT answered
 	var res Result
 	err := func() error {
 		if err := ops.read(br); err != nil {
 			return err
 		}
 		if n > 0 {
-			o, wrote, err := outbox.ScanAppend(br.QueryRow())
+			t, wrote, err := outbox.ScanAppend(br.QueryRow())
 			if err != nil {
 				return translate("outbox", err)
 			}
 			if wrote != n {
 				return fmt.Errorf("outbox: wrote %d rows, want %d", wrote, n)
 			}
-			res = Result{Order: o, Changes: wrote}
+			res = Result{Tx: t, Changes: wrote}
 		}
 		tag, err := br.Exec()
 		if err != nil {
@@ -253,15 +248,9 @@ func commit(ctx context.Context, conn *pgx.Conn, tx *Tx) (Result, error) {
 		if tag.String() != "COMMIT" {
 			return fmt.Errorf("%w: transaction ended with %s", ErrUnavailable, tag)
 		}
-		ended = true
-		if n > 0 {
-			// The wake-up is a hint (the relay also polls): its failure
-			// is not the write's.
-			_ = outbox.ReadNotify(br)
-		}
 		return nil
 	}()
-	if cerr := br.Close(); err == nil && cerr != nil && !ended {
+	if cerr := br.Close(); err == nil && cerr != nil {
 		err = translate("transaction", cerr)
 	}
 	if err != nil && !settledAbort(conn, err) {

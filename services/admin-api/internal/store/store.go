@@ -32,10 +32,7 @@ func New(db *gorm.DB, types []*entity.Type) *Store {
 
 // Result of a committed transaction.
 type Result struct {
-	// Order is the transaction's ordering key (0 when nothing changed).
-	// Its number (the Tx of its change events) is given after commit by
-	// the relay leader: outbox.Number.
-	Order   uint64
+	Tx      uint64 // 0 when nothing changed
 	Changes int
 }
 
