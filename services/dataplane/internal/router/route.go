@@ -10,7 +10,10 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"regexp/syntax"
 	"strings"
+	"sync"
+	"unicode/utf8"
 )
 
 // Route is a compiled route.
@@ -39,9 +42,80 @@ type Route struct {
 	nCriteria  int
 }
 
+// regexPath is a "~" path. Parse only validates it (syntax.Parse with the
+// flags regexp.Compile uses, so the same patterns are rejected with the
+// same errors) and keeps its literal prefix; the compiled program (about
+// 1.6 KB) is made on first use by a request that has the prefix, once per
+// route value, and shared by every snapshot holding the route.
 type regexPath struct {
-	re  *regexp.Regexp
-	src string
+	src    string // as configured, with the "~"
+	prefix string // every match starts with it (may be empty)
+	once   sync.Once
+	re     *regexp.Regexp
+}
+
+func regexExpr(src string) string { return "^(?:" + strings.TrimPrefix(src, "~") + ")" }
+
+func newRegexPath(src string) (*regexPath, error) {
+	tree, err := syntax.Parse(regexExpr(src), syntax.Perl)
+	if err != nil {
+		return nil, err
+	}
+	var b strings.Builder
+	literalPrefix(tree, &b)
+	return &regexPath{src: src, prefix: b.String()}, nil
+}
+
+// compiled returns the compiled regex, compiling it on first call (safe
+// for concurrent use).
+func (rp *regexPath) compiled() *regexp.Regexp {
+	rp.once.Do(func() { rp.re = regexp.MustCompile(regexExpr(rp.src)) })
+	return rp.re
+}
+
+// find is FindStringSubmatchIndex of the route's regex on path, or nil;
+// paths without the literal prefix are rejected without compiling.
+func (rp *regexPath) find(path string) (*regexp.Regexp, []int) {
+	if !strings.HasPrefix(path, rp.prefix) {
+		return nil, nil
+	}
+	re := rp.compiled()
+	return re, re.FindStringSubmatchIndex(path)
+}
+
+// literalPrefix appends to b the literal text every match of re (anchored
+// at the start of the input) begins with, and reports whether re is all
+// literal, so that what follows it may extend the prefix. It is
+// conservative: zero-width assertions are skipped (they only narrow the
+// matches), and it stops at anything else that is not a case-sensitive
+// literal, and at U+FFFD, which the regexp engine also reads for an
+// invalid byte.
+func literalPrefix(re *syntax.Regexp, b *strings.Builder) bool {
+	switch re.Op {
+	case syntax.OpEmptyMatch, syntax.OpBeginText, syntax.OpBeginLine, syntax.OpWordBoundary, syntax.OpNoWordBoundary:
+		return true
+	case syntax.OpLiteral:
+		if re.Flags&syntax.FoldCase != 0 {
+			return false
+		}
+		for _, r := range re.Rune {
+			if r == utf8.RuneError || !utf8.ValidRune(r) {
+				return false
+			}
+			b.WriteRune(r)
+		}
+		return true
+	case syntax.OpCapture:
+		return literalPrefix(re.Sub[0], b)
+	case syntax.OpConcat:
+		for _, sub := range re.Sub {
+			if !literalPrefix(sub, b) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 type headerMatch struct {
@@ -131,12 +205,12 @@ func Parse(raw []byte) (*Route, error) {
 		}
 	}
 	for _, p := range j.Paths {
-		if re, ok := strings.CutPrefix(p, "~"); ok {
-			c, err := regexp.Compile("^(?:" + re + ")")
+		if strings.HasPrefix(p, "~") {
+			rp, err := newRegexPath(p)
 			if err != nil {
 				return nil, fmt.Errorf("route %s: path %q: %w", j.ID, p, err)
 			}
-			r.Regexes = append(r.Regexes, &regexPath{re: c, src: p})
+			r.Regexes = append(r.Regexes, rp)
 			continue
 		}
 		r.Paths = append(r.Paths, p)
@@ -250,9 +324,9 @@ func (r *Route) match(req *Request, host, hostNoPort string) (Match, bool) {
 		}
 		if !ok {
 			for _, rp := range r.Regexes {
-				if loc := rp.re.FindStringSubmatchIndex(req.Path); loc != nil {
+				if re, loc := rp.find(req.Path); loc != nil {
 					m.MatchedPath, m.pathKind, ok = req.Path[loc[0]:loc[1]], 1, true
-					m.Captures = captures(rp.re, req.Path, loc)
+					m.Captures = captures(re, req.Path, loc)
 					break
 				}
 			}
