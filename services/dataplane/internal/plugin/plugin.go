@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sort"
 	"sync"
 
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/proxy"
@@ -185,56 +184,78 @@ type candidate struct {
 	p    *snapshot.Plugin
 	h    Handler
 	k    *kind
-	rank int // scope specificity
+	rank int  // scope specificity
+	done bool // has run
 }
 
 // Access is the proxy's access phase: it runs the plugins that apply to the
 // matched route, its service, globally and (once known) the consumer; for
 // each plugin name only the most specific instance runs.
 func (r *Registry) Access(w http.ResponseWriter, req *http.Request, rc *proxy.RequestContext) bool {
-	s := rc.Snapshot
-	chosen := map[string]candidate{}
-	consumerID := ""
-	add := func(scope, id string) {
-		s.Plugins(scope, id, func(p *snapshot.Plugin) {
-			if (p.RouteID != "" && p.RouteID != rc.Match.Route.ID) || (p.ServiceID != "" && p.ServiceID != rc.Service.ID) ||
-				(p.ConsumerID != "" && p.ConsumerID != consumerID) {
-				return // a combination that does not apply to this request
-			}
-			rank := precedence(p)
-			if cur, ok := chosen[p.Name]; ok && cur.rank >= rank {
-				return
-			}
-			h, k := r.handler(p)
-			if h == nil {
-				return
-			}
-			chosen[p.Name] = candidate{p: p, h: h, k: k, rank: rank}
-		})
-	}
-	add(snapshot.ScopeGlobal, "")
-	add(snapshot.ScopeService, rc.Service.ID)
-	add(snapshot.ScopeRoute, rc.Match.Route.ID)
-	if len(chosen) == 0 {
+	a := access{r: r, rc: rc, chosen: make([]candidate, 0, 8)}
+	a.add(snapshot.ScopeGlobal, "")
+	a.add(snapshot.ScopeService, rc.Service.ID)
+	a.add(snapshot.ScopeRoute, rc.Match.Route.ID)
+	if len(a.chosen) == 0 {
 		return true
 	}
-	c := &Context{W: w, R: req, Snapshot: s, Request: rc, Cache: r.cache}
-	done := map[string]bool{}
+	c := &Context{W: w, R: req, Snapshot: rc.Snapshot, Request: rc, Cache: r.cache}
 	for {
-		next, ok := pickNext(chosen, done)
-		if !ok {
+		i := pickNext(a.chosen)
+		if i < 0 {
 			return true
 		}
-		done[next.p.Name] = true
+		a.chosen[i].done = true
 		hadConsumer := c.consumer != nil
-		if !next.h.Access(c) {
+		if !a.chosen[i].h.Access(c) {
 			return false
 		}
 		if !hadConsumer && c.consumer != nil {
-			consumerID = c.consumer.ID
-			add(snapshot.ScopeConsumer, consumerID)
+			a.consumerID = c.consumer.ID
+			a.add(snapshot.ScopeConsumer, a.consumerID)
 		}
 	}
+}
+
+// access is the plugin selection of one request.
+type access struct {
+	r          *Registry
+	rc         *proxy.RequestContext
+	consumerID string
+	chosen     []candidate // one per plugin name
+}
+
+// add considers the plugins of one scope.
+func (a *access) add(scope, id string) {
+	a.rc.Snapshot.Plugins(scope, id, a.consider)
+}
+
+func (a *access) consider(p *snapshot.Plugin) {
+	rc := a.rc
+	if (p.RouteID != "" && p.RouteID != rc.Match.Route.ID) || (p.ServiceID != "" && p.ServiceID != rc.Service.ID) ||
+		(p.ConsumerID != "" && p.ConsumerID != a.consumerID) {
+		return // a combination that does not apply to this request
+	}
+	rank := precedence(p)
+	cur := -1
+	for i := range a.chosen {
+		if a.chosen[i].p.Name == p.Name {
+			cur = i
+			break
+		}
+	}
+	if cur >= 0 && (a.chosen[cur].done || a.chosen[cur].rank >= rank) {
+		return
+	}
+	h, k := a.r.handler(p)
+	if h == nil {
+		return
+	}
+	if cur >= 0 {
+		a.chosen[cur] = candidate{p: p, h: h, k: k, rank: rank}
+		return
+	}
+	a.chosen = append(a.chosen, candidate{p: p, h: h, k: k, rank: rank})
 }
 
 // precedence orders plugin instances of one name as Kong does: consumer +
@@ -261,21 +282,23 @@ func precedence(p *snapshot.Plugin) int {
 	return 0
 }
 
-func pickNext(chosen map[string]candidate, done map[string]bool) (candidate, bool) {
-	var list []candidate
-	for name, c := range chosen {
-		if !done[name] {
-			list = append(list, c)
+// pickNext is the index of the candidate to run next (highest priority,
+// then name), or -1 when all have run.
+func pickNext(chosen []candidate) int {
+	best := -1
+	for i := range chosen {
+		c := &chosen[i]
+		if c.done {
+			continue
+		}
+		if best < 0 {
+			best = i
+			continue
+		}
+		b := &chosen[best]
+		if c.k.priority > b.k.priority || (c.k.priority == b.k.priority && c.p.Name < b.p.Name) {
+			best = i
 		}
 	}
-	if len(list) == 0 {
-		return candidate{}, false
-	}
-	sort.Slice(list, func(i, j int) bool {
-		if list[i].k.priority != list[j].k.priority {
-			return list[i].k.priority > list[j].k.priority
-		}
-		return list[i].p.Name < list[j].p.Name
-	})
-	return list[0], true
+	return best
 }

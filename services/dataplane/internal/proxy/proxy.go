@@ -45,6 +45,7 @@ type Proxy struct {
 	rp       *httputil.ReverseProxy
 	rr       sync.Map // upstream id -> *atomic.Uint64 (round-robin position)
 	observe  func(route string, d time.Duration)
+	port     atomic.Pointer[listenPort]
 }
 
 // ObserveLatency makes the proxy report, per request that matched a route,
@@ -79,8 +80,9 @@ func New(log *slog.Logger, current func() *snapshot.Snapshot, access Access) *Pr
 type routing struct {
 	scheme   string
 	target   string // host:port of the first attempt
-	pick     func() string
-	host     string // Host header to send
+	up       *snapshot.Upstream
+	rr       *atomic.Uint64 // round-robin position of up
+	host     string         // Host header to send
 	path     string
 	prefix   string // stripped prefix, for X-Forwarded-Prefix
 	retries  int
@@ -88,6 +90,38 @@ type routing struct {
 	write    time.Duration
 	read     time.Duration
 	attempts int
+}
+
+// pick returns the target of the next attempt.
+func (rt *routing) pick() string {
+	if rt.up == nil {
+		return rt.target
+	}
+	sched := rt.up.Schedule()
+	return rt.up.Targets[sched[(rt.rr.Add(1)-1)%uint64(len(sched))]].Target
+}
+
+// request is everything the proxy keeps for one request, in one
+// allocation: the context carrying the plan, the plugins' view and the plan.
+type request struct {
+	ctx routingCtx
+	rc  RequestContext
+	rt  routing
+}
+
+// routingCtx is the request's context with its plan as the value of
+// routingKey (what context.WithValue would build, without another
+// allocation).
+type routingCtx struct {
+	context.Context
+	rt *routing
+}
+
+func (c *routingCtx) Value(key any) any {
+	if key == (routingKey{}) {
+		return c.rt
+	}
+	return c.Context.Value(key)
 }
 
 type routingKey struct{}
@@ -170,13 +204,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		WriteMessage(w, http.StatusServiceUnavailable, msgNoService)
 		return
 	}
+	q := &request{}
 	if p.access != nil {
-		rc := &RequestContext{Snapshot: s, Match: m, Service: svc}
-		if !p.access(w, r, rc) {
+		q.rc = RequestContext{Snapshot: s, Match: m, Service: svc}
+		if !p.access(w, r, &q.rc) {
 			return
 		}
 	}
-	rt := &routing{
+	rt := &q.rt
+	*rt = routing{
 		scheme:  svc.Protocol,
 		path:    upstreamPath(svc.Path, m, reqPath),
 		retries: svc.Retries,
@@ -190,39 +226,54 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if m.Route.StripPath {
 		rt.prefix = m.MatchedPath
 	}
-	hostHeader := svc.Host
+	defaultPort := (svc.Port == 80 && rt.scheme == "http") || (svc.Port == 443 && rt.scheme == "https")
 	if up, ok := s.Upstream(svc.Host); ok {
 		if up.TotalWeight == 0 {
 			WriteMessage(w, http.StatusServiceUnavailable, msgNoTarget)
 			return
 		}
-		rt.pick = p.balancer(up)
+		v, _ := p.rr.Load(up.ID)
+		if v == nil {
+			v, _ = p.rr.LoadOrStore(up.ID, new(atomic.Uint64))
+		}
+		rt.up, rt.rr = up, v.(*atomic.Uint64)
 		rt.target = rt.pick()
+		rt.host = svc.Host
 		if up.HostHeader != "" {
-			hostHeader = up.HostHeader
+			rt.host = up.HostHeader
+		}
+		if !defaultPort {
+			rt.host = joinHostPort(rt.host, svc.Port)
 		}
 	} else {
-		rt.target = net.JoinHostPort(svc.Host, strconv.Itoa(svc.Port))
-		rt.pick = func() string { return rt.target }
+		rt.target = joinHostPort(svc.Host, svc.Port)
+		rt.host = svc.Host
+		if !defaultPort {
+			rt.host = rt.target
+		}
 	}
-	if (svc.Port != 80 || rt.scheme != "http") && (svc.Port != 443 || rt.scheme != "https") {
-		hostHeader = net.JoinHostPort(hostHeader, strconv.Itoa(svc.Port))
-	}
-	rt.host = hostHeader
 	if m.Route.PreserveHost {
 		rt.host = r.Host
 	}
-	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routingKey{}, rt)))
+	q.ctx = routingCtx{Context: r.Context(), rt: rt}
+	p.rp.ServeHTTP(w, r.WithContext(&q.ctx))
 }
 
-// balancer picks targets of an upstream by weighted round-robin.
-func (p *Proxy) balancer(up *snapshot.Upstream) func() string {
-	v, _ := p.rr.LoadOrStore(up.ID, new(atomic.Uint64))
-	ctr := v.(*atomic.Uint64)
-	sched := up.Schedule()
-	return func() string {
-		return up.Targets[sched[(ctr.Add(1)-1)%uint64(len(sched))]].Target
+// joinHostPort is net.JoinHostPort(host, strconv.Itoa(port)) in one
+// allocation.
+func joinHostPort(host string, port int) string {
+	var a [64]byte
+	b := a[:0]
+	if strings.IndexByte(host, ':') >= 0 {
+		b = append(b, '[')
+		b = append(b, host...)
+		b = append(b, ']')
+	} else {
+		b = append(b, host...)
 	}
+	b = append(b, ':')
+	b = strconv.AppendInt(b, int64(port), 10)
+	return string(b)
 }
 
 func upstreamPath(svcPath string, m *router.Match, reqPath string) string {
@@ -257,15 +308,38 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		port = "443"
 	}
 	if addr, ok := pr.In.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		if _, p, err := net.SplitHostPort(addr.String()); err == nil {
-			port = p
-		}
+		port = p.localPort(addr, port)
 	}
 	pr.Out.Header.Set("X-Forwarded-Port", port)
 	pr.Out.Header.Set("X-Forwarded-Path", pr.In.URL.Path)
 	if rt.prefix != "" {
 		pr.Out.Header.Set("X-Forwarded-Prefix", rt.prefix)
 	}
+}
+
+// listenPort is the port of a listener, as text.
+type listenPort struct {
+	port int
+	text string
+}
+
+// localPort is the port of the address the request came in on (def when
+// it has none); the text of the last port seen is kept, as a proxy listens
+// on one or two ports.
+func (p *Proxy) localPort(addr net.Addr, def string) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok {
+		if _, port, err := net.SplitHostPort(addr.String()); err == nil {
+			return port
+		}
+		return def
+	}
+	if lp := p.port.Load(); lp != nil && lp.port == tcp.Port {
+		return lp.text
+	}
+	lp := &listenPort{port: tcp.Port, text: strconv.Itoa(tcp.Port)}
+	p.port.Store(lp)
+	return lp.text
 }
 
 var (
@@ -343,8 +417,10 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 func (t *transport) once(req *http.Request, rt *routing) (*http.Response, error) {
+	a := &attempt{}
 	ctx, cancel := context.WithCancelCause(req.Context())
-	timer := time.AfterFunc(rt.read, func() { cancel(errReadTimeout) })
+	a.cancel = cancel
+	timer := time.AfterFunc(rt.read, a.readTimeout)
 	out := req.WithContext(ctx)
 	var wt *writeTimer
 	if req.Body != nil && req.Body != http.NoBody {
@@ -370,18 +446,23 @@ func (t *transport) once(req *http.Request, rt *routing) (*http.Response, error)
 		}
 		return resp, err
 	}
-	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: func() { cancel(nil) }}
+	a.ReadCloser = resp.Body
+	resp.Body = a
 	return resp, nil
 }
 
-type cancelBody struct {
+// attempt is one round trip upstream: its read timer cancels it, and it
+// is the response body, whose Close ends it.
+type attempt struct {
 	io.ReadCloser
-	cancel func()
+	cancel context.CancelCauseFunc
 }
 
-func (b *cancelBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.cancel()
+func (a *attempt) readTimeout() { a.cancel(errReadTimeout) }
+
+func (a *attempt) Close() error {
+	err := a.ReadCloser.Close()
+	a.cancel(nil)
 	return err
 }
 

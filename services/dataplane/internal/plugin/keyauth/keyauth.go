@@ -100,12 +100,13 @@ func (h *handler) Access(c *plugin.Context) bool {
 	}
 	id := v.(identity)
 	c.Authenticate(id.consumer)
-	c.R.Header.Set("X-Consumer-ID", id.consumer.ID)
+	// Header names in canonical form: Set then keeps them as they are.
+	c.R.Header.Set("X-Consumer-Id", id.consumer.ID)
 	if id.consumer.Username != "" {
 		c.R.Header.Set("X-Consumer-Username", id.consumer.Username)
 	}
 	if id.consumer.CustomID != "" {
-		c.R.Header.Set("X-Consumer-Custom-ID", id.consumer.CustomID)
+		c.R.Header.Set("X-Consumer-Custom-Id", id.consumer.CustomID)
 	}
 	c.R.Header.Set("X-Credential-Identifier", id.cred.ID)
 	c.R.Header.Del("X-Anonymous-Consumer")
@@ -118,7 +119,7 @@ func (h *handler) fail(c *plugin.Context, msg string) bool {
 	if h.cfg.Anonymous != nil && *h.cfg.Anonymous != "" {
 		if cons, ok := anonymous(c, *h.cfg.Anonymous); ok {
 			c.Authenticate(cons)
-			c.R.Header.Set("X-Consumer-ID", cons.ID)
+			c.R.Header.Set("X-Consumer-Id", cons.ID)
 			if cons.Username != "" {
 				c.R.Header.Set("X-Consumer-Username", cons.Username)
 			}

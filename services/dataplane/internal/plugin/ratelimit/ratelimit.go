@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,6 +55,8 @@ type window struct {
 	name   string // header suffix: Second, Minute, ...
 	period time.Duration
 	limit  int64
+	// Response headers, in canonical form, and the limit as text.
+	limitHeader, remainingHeader, limitText string
 }
 
 func (c Config) windows() []window {
@@ -64,7 +67,10 @@ func (c Config) windows() []window {
 		v    *int64
 	}{{"Second", time.Second, c.Second}, {"Minute", time.Minute, c.Minute}, {"Hour", time.Hour, c.Hour}, {"Day", 24 * time.Hour, c.Day}} {
 		if w.v != nil {
-			out = append(out, window{name: w.name, period: w.p, limit: *w.v})
+			out = append(out, window{name: w.name, period: w.p, limit: *w.v,
+				limitHeader:     textproto.CanonicalMIMEHeaderKey("X-RateLimit-Limit-" + w.name),
+				remainingHeader: textproto.CanonicalMIMEHeaderKey("X-RateLimit-Remaining-" + w.name),
+				limitText:       strconv.FormatInt(*w.v, 10)})
 		}
 	}
 	return out
@@ -113,7 +119,7 @@ func Register(r *plugin.Registry, log *slog.Logger) *Limiter {
 			for _, w := range ws {
 				fmt.Fprintf(&sig, "%s=%d;", w.name, w.limit)
 			}
-			return &handler{l: l, id: inst.ID, cfg: cfg, windows: ws, sig: sig.String()}, nil
+			return &handler{l: l, id: inst.ID, cfg: cfg, windows: ws, sig: sig.String(), prefix: inst.ID + "|" + sig.String() + "|"}, nil
 		},
 		Events: l.events,
 	})
@@ -155,6 +161,7 @@ type handler struct {
 	cfg     Config
 	windows []window
 	sig     string
+	prefix  string // of counter keys: id|sig|
 }
 
 const msgExceeded = "API rate limit exceeded"
@@ -181,8 +188,10 @@ func (h *handler) Access(c *plugin.Context) bool {
 			retry = max(retry, start.Add(w.period).Sub(now))
 		}
 		if !h.cfg.HideClientHeaders {
-			c.W.Header().Set("X-RateLimit-Limit-"+w.name, strconv.FormatInt(w.limit, 10))
-			c.W.Header().Set("X-RateLimit-Remaining-"+w.name, strconv.FormatInt(remaining, 10))
+			// Header.Set with keys already canonical.
+			hdr := c.W.Header()
+			hdr[w.limitHeader] = []string{w.limitText}
+			hdr[w.remainingHeader] = []string{strconv.FormatInt(remaining, 10)}
 		}
 	}
 	if exceeded {
@@ -195,16 +204,24 @@ func (h *handler) Access(c *plugin.Context) bool {
 }
 
 // count adds this request to every window and returns the usage including
-// it.
+// it (one value per window).
 func (h *handler) count(ctx context.Context, ident string, now time.Time) ([]int64, error) {
-	keys := make([]string, len(h.windows))
-	for i, w := range h.windows {
-		keys[i] = fmt.Sprintf("%s|%s|%s|%s|%d", h.id, h.sig, ident, w.name, now.Truncate(w.period).Unix())
+	// Keys are id|sig|ident|window|start.
+	var a [160]byte
+	base := append(append(append(a[:0], h.prefix...), ident...), '|')
+	key := func(i int) []byte {
+		w := h.windows[i]
+		k := append(append(base, w.name...), '|')
+		return strconv.AppendInt(k, now.Truncate(w.period).Unix(), 10)
 	}
 	if h.cfg.Policy == "redis" {
+		keys := make([]string, len(h.windows))
+		for i := range h.windows {
+			keys[i] = string(key(i))
+		}
 		return h.countRedis(ctx, keys)
 	}
-	out := make([]int64, len(keys))
+	out := make([]int64, len(h.windows))
 	l := h.l
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -216,12 +233,12 @@ func (h *handler) count(ctx context.Context, ident string, now time.Time) ([]int
 		}
 		l.swept = now
 	}
-	for i, k := range keys {
-		c := l.local[k]
+	for i, w := range h.windows {
+		k := key(i)
+		c := l.local[string(k)] // no copy of the key for a lookup
 		if c == nil {
-			w := h.windows[i]
 			c = &counter{expires: now.Truncate(w.period).Add(w.period)}
-			l.local[k] = c
+			l.local[string(k)] = c
 		}
 		c.n++
 		out[i] = c.n
