@@ -19,7 +19,6 @@ import (
 
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/api"
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/app"
-	"github.com/deltaplane/deltaplane/services/admin-api/internal/database"
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/entity"
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/outbox"
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/store"
@@ -49,15 +48,7 @@ func setupDSN(t testing.TB, withRelay bool, dsn string) *env {
 	ctx := t.Context()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	brokers := testenv.Kafka(t)
-	db, err := database.Open(ctx, dsn, 30*time.Second, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sqlDB, _ := db.DB()
-	t.Cleanup(func() { sqlDB.Close() })
-	if err := database.Migrate(ctx, db, log); err != nil {
-		t.Fatal(err)
-	}
+	db := testenv.OpenDatabase(t, dsn, log)
 	topic := testenv.TopicPrefix(t) + wire.TopicChanges
 	if err := broker.EnsureTopics(ctx, brokers, 30*time.Second, broker.Compacted(topic, nil)); err != nil {
 		t.Fatal(err)

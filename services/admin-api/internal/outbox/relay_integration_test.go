@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deltaplane/deltaplane/services/admin-api/internal/database"
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/entity"
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/outbox"
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/store"
@@ -72,15 +71,7 @@ func setupRelay(t *testing.T, log *slog.Logger, topicConfig map[string]string) (
 	if err := broker.EnsureTopics(ctx, brokers, 30*time.Second, broker.Compacted(topic, topicConfig)); err != nil {
 		t.Fatal(err)
 	}
-	db, err := database.Open(ctx, dsn, 30*time.Second, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sqlDB, _ := db.DB()
-	t.Cleanup(func() { sqlDB.Close() })
-	if err := database.Migrate(ctx, db, log); err != nil {
-		t.Fatal(err)
-	}
+	db = testenv.OpenDatabase(t, dsn, log)
 	return dsn, brokers, topic, db, store.New(db, entity.Types)
 }
 

@@ -21,15 +21,7 @@ import (
 func open(t *testing.T) (*store.Store, *gorm.DB) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	db, err := database.Open(t.Context(), testenv.Database(t), 30*time.Second, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sqlDB, _ := db.DB()
-	t.Cleanup(func() { sqlDB.Close() })
-	if err := database.Migrate(t.Context(), db, log); err != nil {
-		t.Fatal(err)
-	}
+	db := testenv.OpenDatabase(t, testenv.Database(t), log)
 	// Migrating twice is a no-op.
 	if err := database.Migrate(t.Context(), db, log); err != nil {
 		t.Fatal(err)
@@ -46,6 +38,14 @@ func service(name string) map[string]any {
 	return e
 }
 
+// insertService writes one service named name in a transaction of its own.
+func insertService(ctx context.Context, st *store.Store, name string) (store.Result, error) {
+	return st.Write(ctx, func(tx *store.Tx) error {
+		_, err := tx.Insert(ctx, entity.Service, service(name))
+		return err
+	})
+}
+
 // TestTxNumbersFollowCommitOrder starts transaction A, lets B start, write
 // and commit while A is still open, then commits A: B must get number 1 and
 // A number 2, whatever order they began in.
@@ -59,10 +59,7 @@ func TestTxNumbersFollowCommitOrder(t *testing.T) {
 	go func() {
 		defer close(bDone)
 		<-aWrote
-		resB, errB = st.Write(ctx, func(tx *store.Tx) error {
-			_, err := tx.Insert(ctx, entity.Service, service("b"))
-			return err
-		})
+		resB, errB = insertService(ctx, st, "b")
 	}()
 	resA, errA = st.Write(ctx, func(tx *store.Tx) error {
 		if _, err := tx.Insert(ctx, entity.Service, service("a")); err != nil {
@@ -93,10 +90,7 @@ func TestTxNumbersFollowCommitOrder(t *testing.T) {
 func TestRollbackGivesNumberBackAndWritesNothing(t *testing.T) {
 	st, db := open(t)
 	ctx := t.Context()
-	if _, err := st.Write(ctx, func(tx *store.Tx) error {
-		_, err := tx.Insert(ctx, entity.Service, service("one"))
-		return err
-	}); err != nil {
+	if _, err := insertService(ctx, st, "one"); err != nil {
 		t.Fatal(err)
 	}
 	_, err := st.Write(ctx, func(tx *store.Tx) error {
@@ -110,10 +104,7 @@ func TestRollbackGivesNumberBackAndWritesNothing(t *testing.T) {
 	if !errorsAs(err, &ue) || ue.Fields["name"] != "one" {
 		t.Fatalf("err = %v, want a unique violation on name", err)
 	}
-	res, err := st.Write(ctx, func(tx *store.Tx) error {
-		_, err := tx.Insert(ctx, entity.Service, service("three"))
-		return err
-	})
+	res, err := insertService(ctx, st, "three")
 	if err != nil || res.Tx != 2 {
 		t.Fatalf("next write = %+v, %v; want tx 2", res, err)
 	}
@@ -133,30 +124,16 @@ func TestUnavailableDatabase(t *testing.T) {
 	dsn := testenv.Database(t)
 	u, _ := url.Parse(dsn)
 	proxy := testenv.NewProxy(t, u.Host)
-	db, err := database.Open(t.Context(), proxy.DSN(t, dsn), 30*time.Second, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sqlDB, _ := db.DB()
-	t.Cleanup(func() { sqlDB.Close() })
-	if err := database.Migrate(t.Context(), db, log); err != nil {
-		t.Fatal(err)
-	}
+	db := testenv.OpenDatabase(t, proxy.DSN(t, dsn), log)
 	st := store.New(db, entity.Types)
 	ctx := t.Context()
 	proxy.Cut()
-	_, err = st.Write(ctx, func(tx *store.Tx) error {
-		_, err := tx.Insert(ctx, entity.Service, service("x"))
-		return err
-	})
+	_, err := insertService(ctx, st, "x")
 	if !errorsIs(err, store.ErrUnavailable) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
 	}
 	proxy.Restore()
-	res, err := st.Write(ctx, func(tx *store.Tx) error {
-		_, err := tx.Insert(ctx, entity.Service, service("x"))
-		return err
-	})
+	res, err := insertService(ctx, st, "x")
 	if err != nil || res.Tx != 1 {
 		t.Fatalf("write after recovery = %+v, %v; want tx 1", res, err)
 	}
@@ -205,10 +182,7 @@ func TestNoSilentCascade(t *testing.T) {
 func TestPipelinedStatementErrors(t *testing.T) {
 	st, db := open(t)
 	ctx := t.Context()
-	if _, err := st.Write(ctx, func(tx *store.Tx) error {
-		_, err := tx.Insert(ctx, entity.Service, service("dup"))
-		return err
-	}); err != nil {
+	if _, err := insertService(ctx, st, "dup"); err != nil {
 		t.Fatal(err)
 	}
 	var ue *store.UniqueError
@@ -252,10 +226,7 @@ func TestPipelinedStatementErrors(t *testing.T) {
 	if n != 1 {
 		t.Errorf("services = %d, want 1 (failed writes leave nothing)", n)
 	}
-	res, err := st.Write(ctx, func(tx *store.Tx) error {
-		_, err := tx.Insert(ctx, entity.Service, service("next"))
-		return err
-	})
+	res, err := insertService(ctx, st, "next")
 	if err != nil || res.Tx != 2 {
 		t.Fatalf("next write = %+v, %v; want tx 2", res, err)
 	}

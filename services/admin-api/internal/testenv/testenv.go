@@ -7,17 +7,20 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/deltaplane/deltaplane/services/admin-api/internal/database"
 	"github.com/deltaplane/deltaplane/shared/broker"
 	"github.com/deltaplane/deltaplane/shared/testsupport"
 	"github.com/deltaplane/deltaplane/shared/wire"
 	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
+	"gorm.io/gorm"
 )
 
 // Postgres returns the admin DSN (DELTAPLANE_TEST_POSTGRES).
@@ -67,6 +70,21 @@ func Database(t testing.TB) string {
 	}
 	u.Path = "/" + name
 	return u.String()
+}
+
+// OpenDatabase opens dsn, closed when the test ends, and migrates it.
+func OpenDatabase(t testing.TB, dsn string, log *slog.Logger) *gorm.DB {
+	t.Helper()
+	db, err := database.Open(t.Context(), dsn, 30*time.Second, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqlDB, _ := db.DB()
+	t.Cleanup(func() { sqlDB.Close() })
+	if err := database.Migrate(t.Context(), db, log); err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
 
 // TopicPrefix is a unique prefix for the test's topics; the topics with
