@@ -40,17 +40,7 @@ func TestRunServesAndRelays(t *testing.T) {
 	waitHealthy(t, base)
 
 	do := func(method, path, body, token string) (int, []byte) {
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		if token != "" {
-			req.Header.Set("Kong-Admin-Token", token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, b
+		return testenv.Send(t, method, base+path, body, "Kong-Admin-Token", token)
 	}
 	if code, b := do("POST", "/services", `{"name":"x","host":"x.internal"}`, ""); code != 401 || !strings.Contains(string(b), "message") {
 		t.Fatalf("unauthenticated POST = %d %s", code, b)

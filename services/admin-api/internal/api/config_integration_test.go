@@ -5,8 +5,6 @@ package api_test
 import (
 	"bytes"
 	"encoding/json"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -55,17 +53,7 @@ plugins:
 
 func (e *env) raw(t *testing.T, method, path, body, ctype string) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(t.Context(), method, e.url+path, strings.NewReader(body))
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	return testenv.Send(t, method, e.url+path, body, "Content-Type", ctype)
 }
 
 func TestDeclarativeConfig(t *testing.T) {

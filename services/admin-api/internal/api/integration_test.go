@@ -68,27 +68,14 @@ func setupDSN(t testing.TB, withRelay bool, dsn string) *env {
 
 func (e *env) do(t *testing.T, method, path, body string, hdr ...string) (int, map[string]any) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), method, e.url+path, bytes.NewBufferString(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	code, raw := testenv.Send(t, method, e.url+path, body, append([]string{"Content-Type", "application/json"}, hdr...)...)
 	var m map[string]any
 	if len(raw) > 0 {
 		if err := json.Unmarshal(raw, &m); err != nil {
 			t.Fatalf("%s %s: response is not a JSON object: %s", method, path, raw)
 		}
 	}
-	return resp.StatusCode, m
+	return code, m
 }
 
 func (e *env) count(t *testing.T, q string) int64 {
