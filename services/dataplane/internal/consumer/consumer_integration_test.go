@@ -125,6 +125,34 @@ func (f *fixture) converged(r *running) {
 	}
 }
 
+// commitOneAndStop publishes one version (services/a), waits until r
+// applied and committed it, and stops r.
+func (f *fixture) commitOneAndStop(r *running) {
+	f.t.Helper()
+	f.prod.Batch(dt.Put("services/a", `{"id":"a"}`))
+	f.converged(r)
+	dt.Eventually(f.t, wait, "offset committed", func() bool { return r.c.CommittedOffset() == 1 })
+	r.stop()
+}
+
+// applyBehind writes ch straight into the stopped consumer's store, with
+// the stored position and hash as edit leaves them (unchanged if nil).
+func (f *fixture) applyBehind(ch store.Change, edit func(*store.Meta)) {
+	f.t.Helper()
+	st, err := store.Open(f.dir, store.Options{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer st.Close()
+	m, _ := st.Meta()
+	if edit != nil {
+		edit(&m)
+	}
+	if err := st.Apply([]store.Change{ch}, m); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
 // recreateAfterTwoVersions publishes two versions (services/a, then
 // services/b), waits until r applied and committed them, stops r, and
 // deletes dp.deltas and creates it again, empty.
@@ -271,24 +299,14 @@ func TestGapTriggersResync(t *testing.T) {
 func TestHashMismatchTriggersResync(t *testing.T) {
 	f := newFixture(t, nil)
 	r := f.start()
-	f.prod.Batch(dt.Put("services/a", `{"id":"a"}`))
-	f.converged(r)
-	dt.Eventually(t, wait, "offset committed", func() bool { return r.c.CommittedOffset() == 1 })
-	r.stop()
+	f.commitOneAndStop(r)
 
 	// The local store diverges from the topic (a rogue entity, with a
 	// position that still looks consistent).
-	st, err := store.Open(f.dir, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, _ := st.Meta()
 	rogue := []byte(`{"id":"rogue"}`)
-	m.Hash = m.Hash.Add(wire.EntityHash("services/rogue", rogue))
-	if err := st.Apply([]store.Change{{Key: "services/rogue", Value: rogue}}, m); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
+	f.applyBehind(store.Change{Key: "services/rogue", Value: rogue}, func(m *store.Meta) {
+		m.Hash = m.Hash.Add(wire.EntityHash("services/rogue", rogue))
+	})
 
 	r2 := f.start()
 	if _, ok := r2.c.Snapshot().Entity("services/rogue"); !ok {
@@ -335,10 +353,7 @@ func TestFreshNodeResyncsFromCompactedLog(t *testing.T) {
 func TestLostGroupOffsetResyncs(t *testing.T) {
 	f := newFixture(t, nil)
 	r := f.start()
-	f.prod.Batch(dt.Put("services/a", `{"id":"a"}`))
-	f.converged(r)
-	dt.Eventually(t, wait, "offset committed", func() bool { return r.c.CommittedOffset() == 1 })
-	r.stop()
+	f.commitOneAndStop(r)
 	// The group's offsets expired (offsets.retention.minutes) or the group
 	// was deleted: never trust "latest", rebuild from the start.
 	resp, err := broker.Client(f.brokers).DeleteGroups(t.Context(), &kafka.DeleteGroupsRequest{GroupIDs: []string{f.group}})
@@ -424,21 +439,10 @@ func TestCorruptStoreResyncsAtStart(t *testing.T) {
 	f := newFixture(t, nil)
 	r := f.start()
 	dt.Eventually(t, wait, "ready", r.c.Ready)
-	f.prod.Batch(dt.Put("services/a", `{"id":"a"}`))
-	f.converged(r)
-	dt.Eventually(t, wait, "offset committed", func() bool { return r.c.CommittedOffset() == 1 })
-	r.stop()
-	st, err := store.Open(f.dir, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, _ := st.Meta()
+	f.commitOneAndStop(r)
 	// An entity changes behind the position's back: the stored hash no
 	// longer matches.
-	if err := st.Apply([]store.Change{{Key: "services/a", Value: []byte(`{"id":"a","evil":true}`)}}, m); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
+	f.applyBehind(store.Change{Key: "services/a", Value: []byte(`{"id":"a","evil":true}`)}, nil)
 	r2 := f.start()
 	if r2.c.Ready() {
 		t.Fatal("a store that fails its hash is ready")
