@@ -316,12 +316,7 @@ func TestDataplaneOfflineLongerThanTombstoneRetention(t *testing.T) {
 func TestMalformedChangeEventsAreQuarantined(t *testing.T) {
 	k := startPrivateKafka(t)
 	s := newSystem(t, "SYNC_MAX_RECORD_BYTES=65536")
-	dp := s.startDataplane("dp1")
-	c := s.checked(dp)
-	up := upstream(t)
-	echo := c.must(t, 201, "POST", "/services", map[string]any{"name": "echo", "url": up.URL})["id"].(string)
-	c.must(t, 201, "POST", "/services/"+echo+"/routes", map[string]any{"name": "r1", "paths": []string{"/before"}})
-	testsupport.Eventually(t, propagation, routesTo(dp, "/before/x", "/x"))
+	dp, c, echo := s.echoRouted(t, "/before", "/x")
 
 	changes := s.Prefix + wire.TopicChanges
 	wr := &kafka.Writer{Addr: kafka.TCP(k.Addr), Topic: changes, RequiredAcks: kafka.RequireAll, BatchSize: 1, BatchTimeout: 10 * time.Millisecond}

@@ -50,6 +50,20 @@ func (s *system) checked(dps ...*dataplane) *checked {
 	return c
 }
 
+// echoRouted starts data plane dp1 with a record on it, creates service
+// echo in front of a fresh upstream and its route r1 on path, and waits
+// until dp1 routes path+probe to the upstream's probe.
+func (s *system) echoRouted(t *testing.T, path, probe string) (dp *dataplane, c *checked, echo string) {
+	t.Helper()
+	dp = s.startDataplane("dp1")
+	c = s.checked(dp)
+	up := upstream(t)
+	echo = c.must(t, 201, "POST", "/services", map[string]any{"name": "echo", "url": up.URL})["id"].(string)
+	c.must(t, 201, "POST", "/services/"+echo+"/routes", map[string]any{"name": "r1", "paths": []string{path}})
+	testsupport.Eventually(t, propagation, routesTo(dp, path+probe, probe))
+	return dp, c, echo
+}
+
 // sample polls the versions of data planes (started later than the record).
 func (c *checked) sample(dps ...*dataplane) {
 	c.mu.Lock()
@@ -370,6 +384,15 @@ func (w *writer) run(ctx context.Context, pause time.Duration) {
 	}
 }
 
+// background runs w until ctx ends or the returned stop, which waits for
+// it to end.
+func (w *writer) background(ctx context.Context, pause time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { w.run(ctx, pause); close(done) }()
+	return func() { cancel(); <-done }
+}
+
 func (w *writer) okCount() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -404,10 +427,8 @@ func TestSyncGatewayKilledDuringWrites(t *testing.T) {
 	s := newSystem(t)
 	dps := []*dataplane{s.startDataplane("dp1"), s.startDataplane("dp2")}
 	c := s.checked(dps...)
-	ctx, stop := context.WithCancel(t.Context())
 	w := c.writer("k")
-	done := make(chan struct{})
-	go func() { w.run(ctx, 0); close(done) }()
+	stop := w.background(t.Context(), 0)
 
 	for round := range 2 {
 		waitOK(t, w, 20*(round+1))
@@ -417,7 +438,6 @@ func TestSyncGatewayKilledDuringWrites(t *testing.T) {
 	}
 	waitOK(t, w, 60)
 	stop()
-	<-done
 	c.verdict(t, dps, verdictOpts{})
 }
 
@@ -427,17 +447,14 @@ func TestAdminKilledDuringWrites(t *testing.T) {
 	s := newSystem(t)
 	dps := []*dataplane{s.startDataplane("dp1")}
 	c := s.checked(dps...)
-	ctx, stop := context.WithCancel(t.Context())
 	w := c.writer("a")
-	done := make(chan struct{})
-	go func() { w.run(ctx, 0); close(done) }()
+	stop := w.background(t.Context(), 0)
 	waitOK(t, w, 20)
 	s.AdminProc.Stop(syscall.SIGKILL)
 	s.restart(s.AdminProc)
 	s.waitHealthy(s.Admin + "/health")
 	waitOK(t, w, 40)
 	stop()
-	<-done
 	c.verdict(t, dps, verdictOpts{})
 }
 
@@ -490,12 +507,7 @@ func TestDataplaneServesWithoutKafkaAndControlPlane(t *testing.T) {
 	t.Setenv("DELTAPLANE_TEST_KAFKA", "127.0.0.1:"+strconv.Itoa(kafkaPort))
 
 	s := newSystem(t, "DP_HEARTBEAT_INTERVAL=500ms")
-	dp := s.startDataplane("dp1")
-	c := s.checked(dp)
-	up := upstream(t)
-	echo := c.must(t, 201, "POST", "/services", map[string]any{"name": "echo", "url": up.URL})["id"].(string)
-	c.must(t, 201, "POST", "/services/"+echo+"/routes", map[string]any{"name": "r1", "paths": []string{"/kept"}})
-	testsupport.Eventually(t, propagation, routesTo(dp, "/kept/1", "/1"))
+	dp, c, _ := s.echoRouted(t, "/kept", "/1")
 	c.readQuarantine(t) // the last chance: the broker goes away
 
 	s.AdminProc.Stop(syscall.SIGTERM)
