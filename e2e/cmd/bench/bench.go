@@ -29,6 +29,14 @@ type modeResult struct {
 	LoadBytes    int     `json:"load_bytes"`
 	LoadSeconds  float64 `json:"load_seconds"`
 	ConvergeSecs float64 `json:"converge_seconds"`
+	StartSeconds float64 `json:"dp_start_seconds"`
+
+	// Fleet figures: the data planes' resident memory after the changes,
+	// and the broker's CPU (with -broker-pid).
+	RSSMax           int64   `json:"dp_rss_bytes_max"`
+	RSSTotal         int64   `json:"dp_rss_bytes_total"`
+	BrokerIdleCPU    float64 `json:"broker_cpu_idle_fraction,omitempty"`
+	BrokerCPUPerChng float64 `json:"broker_cpu_ms_per_change,omitempty"`
 
 	Changes          int     `json:"changes"`
 	ChangeErrors     int     `json:"change_errors"`
@@ -110,13 +118,19 @@ func (b *bench) runMode(ctx context.Context, mode string) (*modeResult, error) {
 		return nil, err
 	}
 	var dps []*cluster.Dataplane
+	start := time.Now()
 	for i := range b.cfg.Dataplanes {
 		dp, err := c.StartDataplane(ctx, fmt.Sprintf("dp%d", i+1))
 		if err != nil {
+			if dp != nil && dp.Process != nil {
+				err = fmt.Errorf("%w; its log ends:\n%s", err, dp.LogTail(2000))
+			}
 			return nil, err
 		}
 		dps = append(dps, dp)
 	}
+	mr.StartSeconds = time.Since(start).Seconds()
+	b.logf("%s: %d data planes started in %.1fs", mode, len(dps), mr.StartSeconds)
 
 	b.logf("%s: loading %d entities through /config", mode, b.cfg.Entities)
 	n, size, secs, err := loadConfig(ctx, c, b.cfg.Entities)
@@ -130,12 +144,33 @@ func (b *bench) runMode(ctx context.Context, mode string) (*modeResult, error) {
 	}
 	mr.ConvergeSecs = time.Since(t0).Seconds()
 	b.logf("%s: %d data planes converged in %.1fs", mode, len(dps), mr.ConvergeSecs)
+	if pid := b.cfg.BrokerPID; pid > 0 {
+		// The broker serving every data plane's idle fetch and heartbeat.
+		const window = 10 * time.Second
+		c0, err := procCPU(pid)
+		if err != nil {
+			return nil, fmt.Errorf("broker pid %d: %w", pid, err)
+		}
+		time.Sleep(window)
+		c1, _ := procCPU(pid)
+		mr.BrokerIdleCPU = float64(c1-c0) / float64(window)
+		b.logf("%s: broker CPU with %d idle data planes: %.1f%% of one core", mode, len(dps), 100*mr.BrokerIdleCPU)
+	}
 
 	if err := b.changes(ctx, c, dps, mr); err != nil {
 		return nil, err
 	}
 	b.logf("%s: propagation p50 %.1fms p99 %.1fms, %.0f bytes per change per data plane",
 		mode, mr.Propagation.P50, mr.Propagation.P99, mr.BytesPerChange)
+	for _, dp := range dps {
+		rss := procRSS(dp.Pid())
+		mr.RSSMax = max(mr.RSSMax, rss)
+		mr.RSSTotal += rss
+	}
+	b.logf("%s: data-plane RSS max %d MiB, total %d MiB", mode, mr.RSSMax>>20, mr.RSSTotal>>20)
+	if b.cfg.BrokerPID > 0 {
+		b.logf("%s: broker CPU %.1f ms per change", mode, mr.BrokerCPUPerChng)
+	}
 
 	if err := b.proxy(ctx, c, dps[0], mr); err != nil {
 		return nil, err

@@ -26,6 +26,7 @@ func (b *bench) changes(ctx context.Context, c *cluster.Cluster, dps []*cluster.
 		}
 		before[i] = st
 	}
+	broker0, _ := procCPU(b.cfg.BrokerPID)
 	ch := newChanger(c, b.cfg.Entities)
 	tick := time.NewTicker(time.Duration(float64(time.Second) / b.cfg.Rate))
 	defer tick.Stop()
@@ -72,6 +73,10 @@ func (b *bench) changes(ctx context.Context, c *cluster.Cluster, dps []*cluster.
 		cpu += c1 - cpu0[i]
 		alloc += a1 - alloc0[i]
 		mr.PeakRSS = max(mr.PeakRSS, procPeakRSS(dp.Pid()))
+	}
+	if b.cfg.BrokerPID > 0 && mr.Changes > 0 {
+		broker1, _ := procCPU(b.cfg.BrokerPID)
+		mr.BrokerCPUPerChng = ms(broker1-broker0) / float64(mr.Changes)
 	}
 	if mr.Changes > 0 {
 		per := float64(mr.Changes * len(dps))

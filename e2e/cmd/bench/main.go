@@ -40,6 +40,7 @@ type config struct {
 	ChurnRate     float64       `json:"churn_per_second"`
 	Concurrency   int           `json:"proxy_concurrency"`
 	Modes         []string      `json:"modes"`
+	BrokerPID     int           `json:"broker_pid,omitempty"`
 	Out           string        `json:"-"`
 	Kafka         string        `json:"-"`
 	Postgres      string        `json:"-"`
@@ -64,6 +65,7 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.Kafka, "kafka", getenv("DELTAPLANE_TEST_KAFKA"), "Kafka broker")
 	fs.StringVar(&c.Postgres, "postgres", getenv("DELTAPLANE_TEST_POSTGRES"), "Postgres DSN allowed to CREATE DATABASE")
 	fs.StringVar(&c.Repo, "repo", ".", "repository root (to build the services)")
+	fs.IntVar(&c.BrokerPID, "broker-pid", 0, "pid of the Kafka broker's process, to read its CPU time from /proc (0: not measured)")
 	fs.BoolVar(&c.Keep, "keep", false, "keep the processes' logs and stores (the path is printed)")
 	if err := fs.Parse(args); err != nil {
 		return c, err

@@ -72,13 +72,18 @@ func procCPU(pid int) (time.Duration, error) {
 }
 
 // procPeakRSS is a process's peak resident set size (VmHWM) in bytes.
-func procPeakRSS(pid int) int64 {
+func procPeakRSS(pid int) int64 { return procStatusBytes(pid, "VmHWM:") }
+
+// procRSS is a process's current resident set size (VmRSS) in bytes.
+func procRSS(pid int) int64 { return procStatusBytes(pid, "VmRSS:") }
+
+func procStatusBytes(pid int, field string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
+		if strings.HasPrefix(line, field) {
 			f := strings.Fields(line)
 			kb, _ := strconv.ParseInt(f[1], 10, 64)
 			return kb * 1024

@@ -130,6 +130,29 @@ func markdown(res *results, plots []string) string {
 		fmt.Fprintf(&b, "| %d entities | %s | %s |\n", n, boot(inc, n), boot(full, n))
 	}
 
+	fmt.Fprintf(&b, "\n| fleet (%d data planes per mode) | incremental | full |\n|---|---|---|\n", res.Config.Dataplanes)
+	row3 := func(label string, f func(*modeResult) string) {
+		cell := func(m *modeResult) string {
+			if m == nil {
+				return "—"
+			}
+			return f(m)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", label, cell(inc), cell(full))
+	}
+	row3("all data planes started (serially)", func(m *modeResult) string { return fmtNum(m.StartSeconds) + " s" })
+	row3("all data planes converged on the loaded configuration", func(m *modeResult) string { return fmtNum(m.ConvergeSecs) + " s" })
+	row3("data-plane RSS after the changes, largest / sum", func(m *modeResult) string {
+		return fmtNum(float64(m.RSSMax)/(1<<20)) + " MiB / " + fmtNum(float64(m.RSSTotal)/(1<<20)) + " MiB"
+	})
+	row3("bytes fetched per change, all data planes (median × N)", func(m *modeResult) string {
+		return fmtNum(m.BytesPerChange*float64(res.Config.Dataplanes)) + " B"
+	})
+	if res.Config.BrokerPID > 0 {
+		row3("broker CPU, data planes idle (10 s)", func(m *modeResult) string { return fmtNum(100*m.BrokerIdleCPU) + " % of a core" })
+		row3("broker CPU per change (whole change phase ÷ changes)", func(m *modeResult) string { return fmtNum(m.BrokerCPUPerChng) + " ms" })
+	}
+
 	fmt.Fprintf(&b, "\n## The floor\n\nRaw Kafka produce-to-consume latency of one record on the same broker: p50 %s ms, p99 %s ms (n=%d).\n",
 		fmtNum(res.KafkaFloor.P50), fmtNum(res.KafkaFloor.P99), res.KafkaFloor.N)
 	for _, m := range res.Modes {
