@@ -1,5 +1,5 @@
 // Package testsupport is what the tests of every deltaplane module share:
-// the addresses of the real Kafka, Postgres and Redis (DELTAPLANE_TEST_*),
+// the addresses of the real Kafka and Postgres (DELTAPLANE_TEST_*),
 // unique names for a test's topics and databases, free ports, a
 // goroutine-safe log buffer, polling with a deadline, and the runner of
 // the services' configuration tables (ConfigCases). Only tests import it.
@@ -35,13 +35,6 @@ func Kafka(t testing.TB) []string {
 func Postgres(t testing.TB) string {
 	t.Helper()
 	return must(t, "DELTAPLANE_TEST_POSTGRES", "postgres://postgres@127.0.0.1:55432/postgres?sslmode=disable")
-}
-
-// Redis returns the address of DELTAPLANE_TEST_REDIS, failing the test when
-// it is not set.
-func Redis(t testing.TB) string {
-	t.Helper()
-	return must(t, "DELTAPLANE_TEST_REDIS", "127.0.0.1:56379")
 }
 
 func must(t testing.TB, name, example string) string {

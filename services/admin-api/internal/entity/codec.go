@@ -37,16 +37,6 @@ func ID(e map[string]any) (string, error) {
 	return "", fmt.Errorf("entity without an id: %v", e["id"])
 }
 
-// RefID returns the id a foreign field of e references ({"id": "<uuid>"}),
-// "" when it is null or not a reference.
-func RefID(e map[string]any, field string) string {
-	if m, ok := e[field].(map[string]any); ok {
-		s, _ := m["id"].(string)
-		return s
-	}
-	return ""
-}
-
 // stringField returns the string field f of e, "" when it is not a string.
 func stringField(e map[string]any, f string) string {
 	s, _ := e[f].(string)

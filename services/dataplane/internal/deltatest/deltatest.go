@@ -114,16 +114,6 @@ func (p *Producer) Send(msgs ...kafka.Message) {
 	}
 }
 
-// Keys lists the entity keys the producer holds, sorted.
-func (p *Producer) Keys() []string {
-	out := make([]string, 0, len(p.State))
-	for k := range p.State {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // Eventually polls cond until it holds or the deadline passes.
 func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()

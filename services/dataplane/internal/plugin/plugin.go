@@ -97,9 +97,6 @@ func Register[C any](r *Registry, d Definition[C]) {
 	}
 }
 
-// Cache is the framework cache shared by all plugins.
-func (r *Registry) Cache() *Cache { return r.cache }
-
 // Prepare is the consumer's pre-publish hook: it invalidates cached values
 // and drops handlers of changed plugin entities.
 func (r *Registry) Prepare(s *snapshot.Snapshot, events []snapshot.Event, reset bool) {

@@ -157,9 +157,6 @@ func (a *Assembler) Reset() {
 // the ones in between.
 func (a *Assembler) Start(offset int64) { a.start = offset }
 
-// Waiting reports the transaction the assembler holds for (0: none).
-func (a *Assembler) Waiting() uint64 { return a.waiting }
-
 // Offer takes the next record. processedTx is the last transaction the
 // configuration table holds: records of it or earlier ones are duplicates
 // from the at-least-once relay and are skipped.
