@@ -1,20 +1,8 @@
-// Command dataplane is a deltaplane data plane: it follows dp.deltas into a
-// local store and proxies HTTP traffic with the configuration it holds.
+// Command dataplane is a deltaplane data plane with the built-in plugins:
+// it follows dp.deltas into a local store and proxies HTTP traffic with the
+// configuration it holds. The data plane itself is package dataplane.
 package main
 
-import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-)
+import plane "github.com/deltaplane/deltaplane/services/dataplane/dataplane"
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Getenv, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "dataplane:", err)
-		os.Exit(1)
-	}
-}
+func main() { plane.Main() }

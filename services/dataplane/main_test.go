@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	plane "github.com/deltaplane/deltaplane/services/dataplane/dataplane"
 	dt "github.com/deltaplane/deltaplane/services/dataplane/internal/deltatest"
 	"github.com/deltaplane/deltaplane/shared/broker"
 	"github.com/deltaplane/deltaplane/shared/testsupport"
@@ -47,7 +48,7 @@ func startDP(t *testing.T, env map[string]string) *dataplane {
 	if os.Getenv("DP_TEST_LOG") != "" {
 		out = io.MultiWriter(d.logs, os.Stderr)
 	}
-	go func() { done <- run(ctx, func(k string) string { return full[k] }, out) }()
+	go func() { done <- plane.Run(ctx, func(k string) string { return full[k] }, out) }()
 	var once sync.Once
 	var runErr error
 	d.stop = func() error {
@@ -301,7 +302,7 @@ func TestComponentRefusesMisconfiguredTopic(t *testing.T) {
 	})
 	env := map[string]string{"KAFKA_BROKERS": strings.Join(brokers, ","), "TOPIC_PREFIX": prefix, "DP_DATA_DIR": t.TempDir(),
 		"DP_PROXY_LISTEN": testsupport.FreeAddr(t), "DP_STATUS_LISTEN": testsupport.FreeAddr(t)}
-	err := run(ctx, func(k string) string { return env[k] }, io.Discard)
+	err := plane.Run(ctx, func(k string) string { return env[k] }, io.Discard)
 	if !errors.Is(err, broker.ErrTopicMismatch) {
 		t.Fatalf("run = %v, want ErrTopicMismatch", err)
 	}

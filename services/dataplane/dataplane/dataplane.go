@@ -1,4 +1,8 @@
-package main
+// Package dataplane is the deltaplane data plane as a library: it follows
+// dp.deltas into a local store and proxies HTTP traffic with the
+// configuration it holds. A data plane with custom plugins is a main
+// package that calls Main with them (see docs/plugins.md).
+package dataplane
 
 import (
 	"context"
@@ -9,10 +13,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/consumer"
@@ -31,7 +37,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
-func run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+// Main runs a data plane until SIGINT or SIGTERM and exits the process: 0
+// after a clean stop, 1 on error.
+func Main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := Run(ctx, os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "dataplane:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+// Run runs a data plane configured by getenv (the variables of Config),
+// logging JSON to stdout, until ctx is done or it fails.
+func Run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
 	cfg, cfgErr := loadConfig(getenv)
 	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel})).With("service", "dataplane")
 	if cfgErr != nil {
