@@ -11,6 +11,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/deltaplane/deltaplane/shared/wire"
 )
@@ -306,8 +307,8 @@ var CACertificate = withRefs(&Type{
 			errs.Add("cert", "invalid certificate: "+err.Error())
 			return errs
 		}
-		if !c.IsCA {
-			errs.Add("cert", `certificate does not appear to be a CA because it is missing the "CA" basic constraint`)
+		if msg := checkCACert(e["cert"].(string), c, time.Now()); msg != "" {
+			errs.Add("@entity", msg)
 			return errs
 		}
 		sum := sha256.Sum256(b.Bytes)

@@ -39,31 +39,6 @@ func checkHost(v any) string {
 	return ""
 }
 
-func checkPath(v any) string {
-	s, _ := v.(string)
-	if !strings.HasPrefix(s, "/") {
-		return "should start with: /"
-	}
-	if strings.Contains(s, "//") {
-		return "must not have empty segments"
-	}
-	return ""
-}
-
-func checkRoutePath(v any) string {
-	s, _ := v.(string)
-	if strings.HasPrefix(s, "~") {
-		if _, err := regexp.Compile(s[1:]); err != nil {
-			return "invalid regex: '" + s[1:] + "'"
-		}
-		return ""
-	}
-	if !strings.HasPrefix(s, "/") {
-		return "should start with: / (fixed path) or ~/ (regex path)"
-	}
-	return ""
-}
-
 func checkMethod(v any) string {
 	s, _ := v.(string)
 	for _, r := range s {
@@ -101,7 +76,7 @@ var Service = withRefs(&Type{
 	Columns:  []string{"name"},
 	Fields: []Field{
 		idF, created, updated,
-		{Name: "name", Kind: String},
+		{Name: "name", Kind: String, Check: checkName},
 		{Name: "retries", Kind: Integer, Default: int64(5), Min: i64(0), Max: i64(32767)},
 		{Name: "protocol", Kind: String, Default: "http", Required: true, Enum: protocols},
 		{Name: "host", Kind: String, Required: true, Check: checkHost},
@@ -196,7 +171,7 @@ var Route = withRefs(&Type{
 	Columns:  []string{"name"},
 	Fields: []Field{
 		idF, created, updated,
-		{Name: "name", Kind: String},
+		{Name: "name", Kind: String, Check: checkName},
 		{Name: "protocols", Kind: Set, Elem: &Field{Kind: String, Enum: protocols}, Default: []any{"http", "https"}, Required: true},
 		{Name: "methods", Kind: Set, Elem: &Field{Kind: String, Check: checkMethod}},
 		{Name: "hosts", Kind: Array, Elem: &hostElem},
