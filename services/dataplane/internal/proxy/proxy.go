@@ -88,6 +88,8 @@ type routing struct {
 	write    time.Duration
 	read     time.Duration
 	attempts int
+	start    time.Time // the request arrived
+	sent     time.Time // its first attempt upstream began
 }
 
 // pick returns the target of the next attempt.
@@ -123,6 +125,11 @@ func (c *routingCtx) Value(key any) any {
 }
 
 type routingKey struct{}
+
+// Via is what the proxy appends to the Via header of proxied requests and
+// responses: Kong 3.8+'s "1.1 kong/<version>", with the Kong version the
+// Admin API reports.
+const Via = "1.1 kong/3.9.0"
 
 // Kong's response bodies for the proxy's own answers.
 const (
@@ -171,6 +178,7 @@ func WriteMessage(w http.ResponseWriter, status int, msg string) {
 }
 
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	s := p.snapshot()
 	scheme := "http"
 	if r.TLS != nil {
@@ -191,7 +199,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if p.observe != nil {
-		start, route := time.Now(), m.Route.Name
+		route := m.Route.Name
 		if route == "" {
 			route = m.Route.ID
 		}
@@ -217,6 +225,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		connect: svc.ConnectTimeout,
 		write:   svc.WriteTimeout,
 		read:    svc.ReadTimeout,
+		start:   start,
 	}
 	if rt.scheme != "https" {
 		rt.scheme = "http"
@@ -255,6 +264,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	q.ctx = routingCtx{Context: r.Context(), rt: rt}
 	p.rp.ServeHTTP(w, r.WithContext(&q.ctx))
+}
+
+var viaValue = []string{Via}
+
+// appendVia is a Via header's values with Via appended, in one value.
+func appendVia(prior []string) []string {
+	if len(prior) == 0 {
+		return viaValue[:1:1]
+	}
+	return []string{strings.Join(prior, ", ") + ", " + Via}
 }
 
 // joinHostPort is net.JoinHostPort(host, strconv.Itoa(port)) in one
@@ -300,7 +319,13 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Path = rt.path
 	pr.Out.URL.RawPath = ""
 	pr.Out.Host = rt.host
+	// Extend the client's chain, as Kong's $proxy_add_x_forwarded_for
+	// does (ReverseProxy removed it from Out).
+	if xff := pr.In.Header["X-Forwarded-For"]; len(xff) > 0 {
+		pr.Out.Header["X-Forwarded-For"] = xff
+	}
 	pr.SetXForwarded()
+	pr.Out.Header["Via"] = appendVia(pr.In.Header["Via"])
 	port := "80"
 	if pr.In.TLS != nil {
 		port = "443"

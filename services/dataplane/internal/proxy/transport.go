@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -36,6 +37,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !ok {
 		return t.base.RoundTrip(req)
 	}
+	rt.sent = time.Now()
 	replayable := req.Body == nil || req.Body == http.NoBody || req.ContentLength == 0
 	if !replayable && rt.retries > 0 && req.ContentLength > 0 && req.ContentLength <= maxReplayBody {
 		// Keep small bodies so that a connection failure can be retried.
@@ -50,6 +52,9 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	for attempt := 0; ; attempt++ {
 		resp, err := t.once(req, rt)
+		if err == nil {
+			kongHeaders(resp.Header, rt)
+		}
 		if err == nil || !replayable || attempt >= rt.retries || !isConnectError(err) || req.Context().Err() != nil {
 			return resp, err
 		}
@@ -59,6 +64,19 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		req.URL.Host = rt.pick()
 	}
+}
+
+// kongHeaders adds Kong's response headers: Via, and the time upstream
+// (from the first attempt to the response header) and in the proxy before
+// it, in milliseconds.
+func kongHeaders(h http.Header, rt *routing) {
+	now := time.Now()
+	ms := make([]string, 2)
+	ms[0] = strconv.FormatInt(now.Sub(rt.sent).Milliseconds(), 10)
+	ms[1] = strconv.FormatInt(rt.sent.Sub(rt.start).Milliseconds(), 10)
+	h["X-Kong-Upstream-Latency"] = ms[0:1:1]
+	h["X-Kong-Proxy-Latency"] = ms[1:2:2]
+	h["Via"] = appendVia(h["Via"])
 }
 
 func (t *transport) once(req *http.Request, rt *routing) (*http.Response, error) {
