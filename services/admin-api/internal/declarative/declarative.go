@@ -1,5 +1,6 @@
 // Package declarative reads and writes Kong's declarative configuration
-// format (_format_version "3.0", JSON or YAML, children nested under their
+// format (_format_version "3.0", and "1.1" and "2.1" migrated to it as Kong
+// does; JSON or YAML; children nested under their
 // parents by the child keys of the entity graph in shared/schema) and
 // plans the changes that turn the stored configuration into a declared
 // one. Reading: Parse (JSON or YAML), Flatten (the declared entities,
@@ -15,6 +16,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -113,9 +115,10 @@ type Item struct {
 // order of entity.Types.
 func Flatten(doc map[string]any) ([]*Item, error) {
 	errs := &Error{Fields: map[string]any{}}
-	fv, _ := doc["_format_version"].(string)
-	if fv != FormatVersion {
-		errs.Fields["_format_version"] = fmt.Sprintf("expected %q", FormatVersion)
+	if fv, _ := doc["_format_version"].(string); !slices.Contains(FormatVersions, fv) {
+		errs.Fields["_format_version"] = "expected one of: " + strings.Join(FormatVersions, ", ")
+	} else {
+		migrate(doc)
 	}
 	byType := map[string][]*Item{}
 	var walk func(t *entity.Type, list any, path string, parent *Item, field string)
@@ -137,6 +140,10 @@ func Flatten(doc map[string]any) ([]*Item, error) {
 				errs.Fields[p] = "expected a record"
 				continue
 			}
+			if msg := extraAttributes(m); msg != nil {
+				errs.Fields[p] = msg
+				continue
+			}
 			it := &Item{Type: t, In: m, Path: p, parent: parent, field: field}
 			byType[t.Name] = append(byType[t.Name], it)
 			for _, r := range schema.Children(t.Name) {
@@ -150,7 +157,12 @@ func Flatten(doc map[string]any) ([]*Item, error) {
 	}
 	for k, v := range doc {
 		switch k {
-		case "_format_version", "_transform", "_comment", "_workspace", "_info":
+		case "_format_version", "_transform", "_workspace", "_info":
+			continue
+		case "_comment", "_ignore":
+			if msg := extraAttributes(map[string]any{k: v}); msg != nil {
+				errs.Fields[k] = msg[k]
+			}
 			continue
 		}
 		t, ok := entity.Lookup(k)
@@ -170,6 +182,29 @@ func Flatten(doc map[string]any) ([]*Item, error) {
 		out = append(out, list...)
 	}
 	return out, nil
+}
+
+// extraAttributes checks and removes Kong's declarative-only attributes of
+// an entity (and of the document): _comment, a string, and _ignore, an
+// array of anything; neither is stored.
+func extraAttributes(m map[string]any) entity.Errors {
+	errs := entity.Errors{}
+	if v, ok := m["_comment"]; ok {
+		if _, ok := v.(string); !ok {
+			errs.Add("_comment", "expected a string")
+		}
+		delete(m, "_comment")
+	}
+	if v, ok := m["_ignore"]; ok {
+		if _, ok := v.([]any); !ok {
+			errs.Add("_ignore", "expected an array")
+		}
+		delete(m, "_ignore")
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
 }
 
 // Current is the stored configuration: per type, entity by id.
@@ -268,6 +303,16 @@ func Resolve(items []*Item, cur Current, now int64) error {
 		}
 		if _, bad := errs.Fields[it.Path]; bad {
 			continue
+		}
+		// A credential declared without a key: its id follows from its
+		// consumer and place in the file, and it keeps the key stored
+		// with that id (a new random one otherwise).
+		if t == entity.KeyAuth && it.In["id"] == nil && it.In["key"] == nil {
+			id := uuid.NewSHA1(namespace, []byte(t.Name+"|no key|"+it.Path+"|"+jsonString(it.In))).String()
+			it.In["id"] = id
+			if old, ok := cur[t.Name][id]; ok && old["key"] != nil {
+				it.In["key"] = old["key"]
+			}
 		}
 		// Id.
 		var probe map[string]any

@@ -60,7 +60,7 @@ consumers:
 
 func TestInvalid(t *testing.T) {
 	for name, body := range map[string]string{
-		"version":  `{"_format_version":"2.1"}`,
+		"version":  `{"_format_version":"4.0"}`,
 		"unknown":  `{"_format_version":"3.0","widgets":[]}`,
 		"not list": `{"_format_version":"3.0","services":{}}`,
 		"utf8":     "{\"_format_version\":\"3.0\xff\"}",

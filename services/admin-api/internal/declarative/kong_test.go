@@ -1,0 +1,177 @@
+package declarative
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+)
+
+// TestFormatVersions: Kong reads "1.1", "2.1" and "3.0"; in the older two,
+// a route path with regex characters is a regex and becomes "~"+path
+// (percent-encoded triplets decoded as Kong's migrate_path_280_300 does),
+// and a plain path is normalized.
+func TestFormatVersions(t *testing.T) {
+	for _, v := range []string{"1.1", "2.1"} {
+		t.Run(v, func(t *testing.T) {
+			items := resolve(t, `
+_format_version: "`+v+`"
+services:
+  - name: s
+    host: s.internal
+    routes:
+      - name: nested
+        paths: [/users/\d+, /plain, /a//b, "/x%2Ey", "/v(1|2)/%2E%7e%2f"]
+routes:
+  - name: top
+    service: s
+    paths: ["/v(1|2)/items$", "/%7Euser", "~/already"]
+`, Current{}, 1)
+			got := map[string]any{}
+			for _, it := range items {
+				if it.Type.Name == "routes" {
+					got[it.Entity["name"].(string)] = it.Entity["paths"]
+				}
+			}
+			want := map[string]any{
+				"nested": []any{`~/users/\d+`, "/plain", "/a/b", "/x.y", `~/v(1|2)/\.~%2F`},
+				"top":    []any{`~/v(1|2)/items$`, "/~user", "~/already"},
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("paths\n got %v\nwant %v", got, want)
+			}
+		})
+	}
+	// In 3.0 nothing is migrated.
+	items := resolve(t, `{"_format_version":"3.0","routes":[{"name":"r","paths":["/users/\\d+"]}]}`, Current{}, 1)
+	if p := items[0].Entity["paths"].([]any)[0]; p != `/users/\d+` {
+		t.Errorf("3.0 path migrated to %v", p)
+	}
+	for _, bad := range []string{`"4.0"`, `"3"`, `3.0`, `null`} {
+		doc, err := Parse([]byte(`{"_format_version":` + bad + `}`))
+		if err == nil {
+			_, err = Flatten(doc)
+		}
+		var de *Error
+		if !errors.As(err, &de) || de.Fields["_format_version"] != "expected one of: 1.1, 2.1, 3.0" {
+			t.Errorf("_format_version %s: %v", bad, err)
+		}
+	}
+}
+
+// kongExample is Kong's own kong.yml template (kong/templates/kong_yml.lua)
+// with its example entities uncommented, plus _ignore at the top level and
+// on entities.
+const kongExample = `
+# Metadata fields start with an underscore (_)
+_format_version: "3.0"
+_transform: true
+_comment: "top-level comment"
+_ignore:
+  - anything: [1, 2]
+services:
+- name: example-service
+  url: http://example.com
+  tags:
+  - example
+  _ignore: [{x: 1}]
+  routes:
+  - name: example-route
+    _comment: "nested route"
+    paths:
+    - /
+  plugins:
+  - name: key-auth
+- name: another-service
+  url: https://example.org
+routes:
+- name: another-route
+  service: example-service
+  hosts: ["hello.com"]
+consumers:
+- username: example-user
+  keyauth_credentials:
+  - key: my-key
+    _comment: "a credential"
+  plugins:
+  - name: rate-limiting
+    _comment: "these are default rate-limits for user example-user"
+    config:
+      policy: local
+      second: 5
+      hour: 10000
+plugins:
+- name: rate-limiting
+  consumer: example-user
+  service: another-service
+  _comment: "example-user is extra limited when using another-service"
+  config:
+    hour: 2
+  tags:
+  - extra_limits
+  - my_tag
+`
+
+// TestKongExampleFile: _comment and _ignore are accepted on entities
+// (nested ones too) and _ignore at the top level, and never stored.
+func TestKongExampleFile(t *testing.T) {
+	items := resolve(t, kongExample, Current{}, 1)
+	if len(items) != 9 {
+		t.Fatalf("%d entities, want 9", len(items))
+	}
+	for _, it := range items {
+		if _, ok := it.Entity["_comment"]; ok {
+			t.Errorf("%s: _comment stored", it.Path)
+		}
+		if _, ok := it.Entity["_ignore"]; ok {
+			t.Errorf("%s: _ignore stored", it.Path)
+		}
+	}
+	// Kong's types: _comment a string, _ignore an array.
+	for _, bad := range []string{
+		`{"_format_version":"3.0","_ignore":"x"}`,
+		`{"_format_version":"3.0","services":[{"host":"h","_comment":1}]}`,
+		`{"_format_version":"3.0","services":[{"host":"h","_ignore":{}}]}`,
+	} {
+		doc, err := Parse([]byte(bad))
+		if err == nil {
+			var items []*Item
+			if items, err = Flatten(doc); err == nil {
+				err = Resolve(items, Current{}, 1)
+			}
+		}
+		var de *Error
+		if !errors.As(err, &de) {
+			t.Errorf("%s accepted: %v", bad, err)
+		}
+	}
+}
+
+// TestKeyAuthWithoutKeyIsStable: a credential declared without a key keeps
+// the stored one (and its id) when the same file is imported again.
+func TestKeyAuthWithoutKeyIsStable(t *testing.T) {
+	const file = `
+_format_version: "3.0"
+consumers:
+  - username: u
+    keyauth_credentials: [{}, {tags: [second]}]
+`
+	cur := stored(t, file)
+	items := resolve(t, file, cur, 2)
+	c, err := Plan(cur, items, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ins, upd, del := c.Counts(); ins+upd+del != 0 {
+		t.Fatalf("re-import changes: %v", summary(t, cur, c))
+	}
+	// Two credentials without keys get two keys.
+	var keys []any
+	for _, it := range items {
+		if it.Type.Name == "keyauth_credentials" {
+			keys = append(keys, it.Entity["key"])
+		}
+	}
+	if len(keys) != 2 || keys[0] == keys[1] {
+		t.Errorf("keys %v", keys)
+	}
+}
