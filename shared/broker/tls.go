@@ -67,4 +67,3 @@ func Dialer(clientID string) *kafka.Dialer {
 	d.ClientID = clientID
 	return &d
 }
-
