@@ -390,7 +390,10 @@ func jsonString(v any) string {
 }
 
 // Export renders entities (per type, in entity.Types order) as a flat
-// declarative configuration in YAML.
+// declarative configuration in YAML, written as Kong's db_export writes
+// one: "_format_version: "3.0"", "_transform: false", references as plain
+// ids (service: <id>). A null field whose default is null is left out (as
+// decK's dumps do; importing gives it null again); other nulls stay.
 func Export(ents map[string][]map[string]any) ([]byte, error) {
 	var doc yaml.Node
 	doc.Kind = yaml.MappingNode
@@ -406,14 +409,42 @@ func Export(ents map[string][]map[string]any) ([]byte, error) {
 	if err := add("_format_version", FormatVersion); err != nil {
 		return nil, err
 	}
+	if err := add("_transform", false); err != nil {
+		return nil, err
+	}
 	for _, t := range entity.Types {
 		if list := ents[t.Name]; len(list) > 0 {
-			if err := add(t.Name, list); err != nil {
+			out := make([]map[string]any, len(list))
+			for i, e := range list {
+				out[i] = exported(t, e)
+			}
+			if err := add(t.Name, out); err != nil {
 				return nil, err
 			}
 		}
 	}
 	return yaml.Marshal(&doc)
+}
+
+// exported is an entity as Export writes it.
+func exported(t *entity.Type, e map[string]any) map[string]any {
+	out := make(map[string]any, len(e))
+	for k, v := range e {
+		f, known := t.Field(k)
+		switch {
+		case !known:
+			out[k] = v
+		case v == nil && f.Default == nil:
+		case f.Kind == entity.Foreign:
+			if m, ok := v.(map[string]any); ok && m["id"] != nil {
+				v = m["id"]
+			}
+			out[k] = v
+		default:
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // plain turns json.Number into int64 or float64 for YAML.

@@ -3,7 +3,10 @@ package declarative
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
+
+	"github.com/deltaplane/deltaplane/services/admin-api/internal/entity"
 )
 
 // TestFormatVersions: Kong reads "1.1", "2.1" and "3.0"; in the older two,
@@ -173,5 +176,56 @@ consumers:
 	}
 	if len(keys) != 2 || keys[0] == keys[1] {
 		t.Errorf("keys %v", keys)
+	}
+}
+
+// TestExportAsKong: the export writes references as plain ids (Kong's
+// db_export), leaves out the null fields whose default is null (as decK
+// does; importing the file gives them null again), keeps a null that
+// differs from the default, and imports again with zero changes.
+func TestExportAsKong(t *testing.T) {
+	cur := stored(t, base+`
+upstreams:
+  - name: up.internal
+    targets: [{target: 10.0.0.1}]
+plugins:
+  - name: rate-limiting
+    consumer: u
+    service: t
+    config: {second: 1}
+routes:
+  - name: top
+    service: t
+    paths: [/t]
+    regex_priority: null
+`)
+	ents := map[string][]map[string]any{}
+	for _, typ := range entity.Types {
+		for _, e := range cur[typ.Name] {
+			ents[typ.Name] = append(ents[typ.Name], e)
+		}
+	}
+	y, err := Export(ents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(y)
+	for _, bad := range []string{"service:\n      id:", "id: null", "client_certificate:", "ca_certificates:", "tags: null", "route: null"} {
+		if strings.Contains(text, bad) {
+			t.Errorf("export has %q:\n%s", bad, text)
+		}
+	}
+	for _, want := range []string{"_format_version: \"3.0\"\n", "_transform: false\n", "regex_priority: null\n"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("export lacks %q:\n%s", want, text)
+		}
+	}
+	items := resolve(t, text, cur, 9)
+	c, err := Plan(cur, items, 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ins, upd, del := c.Counts(); ins+upd+del != 0 {
+		t.Fatalf("re-import of the export changes: %v", summary(t, cur, c))
 	}
 }
