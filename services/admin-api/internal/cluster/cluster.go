@@ -9,11 +9,11 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"github.com/deltaplane/deltaplane/shared/broker"
 	"github.com/deltaplane/deltaplane/shared/wire"
 	"github.com/segmentio/kafka-go"
 )
@@ -37,6 +37,13 @@ type Tracker struct {
 	mu     sync.RWMutex
 	nodes  map[string]wire.Heartbeat
 	latest Latest
+	// versions, dlq, gateways and changed: see changes.go and fleet.go.
+	versions []Version
+	dlq      []Quarantined
+	gateways []Gateway
+	group    string
+	liveTTL  time.Duration
+	changed  chan struct{}
 }
 
 // New returns a tracker of prefix+dp.status and prefix+dp.deltas.
@@ -47,14 +54,17 @@ func New(brokers []string, prefix string, poll time.Duration, log *slog.Logger) 
 	return &Tracker{
 		brokers: brokers, statusTopic: prefix + wire.TopicStatus, deltasTopic: prefix + wire.TopicDeltas,
 		pollInterval: poll, log: log.With("component", "cluster"), nodes: map[string]wire.Heartbeat{},
+		group: DefaultSyncGroup, liveTTL: DefaultLiveTTL, changed: make(chan struct{}),
 	}
 }
 
-// Run consumes heartbeats and polls the delta head until ctx ends.
+// Run consumes heartbeats, follows dp.deltas and watches the quarantine
+// topics and the sync group until ctx ends.
 func (t *Tracker) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { t.forever(ctx, "consume "+t.statusTopic, t.consume) })
-	wg.Go(func() { t.forever(ctx, "poll "+t.deltasTopic, t.pollHead) })
+	wg.Go(func() { t.forever(ctx, "follow "+t.deltasTopic, t.follow) })
+	wg.Go(func() { t.forever(ctx, "watch quarantine and sync-gateways", t.watchFleet) })
 	wg.Wait()
 }
 
@@ -106,69 +116,56 @@ func (t *Tracker) apply(key, value []byte, offset int64) {
 		return
 	}
 	t.nodes[string(key)] = hb
+	t.notifyLocked()
 }
 
-// pollHead reads the last record of dp.deltas every poll interval.
-func (t *Tracker) pollHead(ctx context.Context) error {
-	c := broker.Client(t.brokers)
-	tick := time.NewTicker(t.pollInterval)
-	defer tick.Stop()
-	for {
-		if err := t.readHead(ctx, c); err != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
+// observeLocked records version v (content hash h, published at) as seen
+// on dp.deltas when it is the newest.
+func (t *Tracker) observeLocked(v uint64, h wire.Hash, at time.Time) {
+	if v >= t.latest.Version {
+		t.latest = Latest{Version: v, Hash: h, At: at, Known: true}
+		t.notifyLocked()
 	}
 }
 
-func (t *Tracker) readHead(ctx context.Context, c *kafka.Client) error {
-	_, end, err := broker.PartitionBounds(ctx, c, t.deltasTopic)
-	if err != nil {
-		return err
-	}
-	if end <= 0 {
-		return nil
-	}
-	t.mu.RLock()
-	known := t.latest
-	t.mu.RUnlock()
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: t.brokers, Topic: t.deltasTopic, Partition: 0, MinBytes: 1, MaxBytes: 2 << 20, MaxWait: 500 * time.Millisecond})
-	defer r.Close()
-	if err := r.SetOffset(end - 1); err != nil {
-		return err
-	}
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	m, err := r.ReadMessage(rctx)
-	if err != nil {
-		return fmt.Errorf("read %s@%d: %w", t.deltasTopic, end-1, err)
-	}
-	h, err := wire.DecodeDeltaHeader(m.Headers)
-	if err != nil {
-		return fmt.Errorf("%s@%d: %w", t.deltasTopic, m.Offset, err)
-	}
-	if h.Version >= known.Version {
-		t.mu.Lock()
-		t.latest = Latest{Version: h.Version, Hash: h.Hash, At: m.Time, Known: true}
-		t.mu.Unlock()
-	}
-	return nil
-}
-
-// Latest returns the newest version seen on dp.deltas.
+// Latest returns the newest version seen on dp.deltas, or applied by a
+// data plane when that is newer: a data plane applies only published
+// versions, so its heartbeat proves the version exists before admin-api
+// has read dp.deltas' head (right after start).
 func (t *Tracker) Latest() Latest {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return t.latest
+	return t.latestLocked()
+}
+
+func (t *Tracker) latestLocked() Latest {
+	l := t.latest
+	for _, hb := range t.nodes {
+		if hb.Version > l.Version {
+			l = Latest{Version: hb.Version, At: hb.LastApply, Known: true}
+			l.Hash, _ = wire.ParseHash(hb.Hash)
+		}
+	}
+	return l
 }
 
 // PurgeDelay is how long a silent data plane stays listed (Kong's
 // cluster_data_plane_purge_delay default).
 const PurgeDelay = 14 * 24 * time.Hour
+
+// Kong's sync_status values (kong/constants.lua, CLUSTERING_SYNC_STATUS).
+// deltaplane reports unknown (the data plane applied no version yet), normal
+// (it applies the configuration; how far behind is versions_behind) and
+// kong_version_incompatible (its heartbeat has a schema this admin-api
+// does not know); the plugin and filter ones are Kong's and never set.
+const (
+	SyncUnknown                   = "unknown"
+	SyncNormal                    = "normal"
+	SyncKongVersionIncompatible   = "kong_version_incompatible"
+	SyncPluginSetIncompatible     = "plugin_set_incompatible"
+	SyncPluginVersionIncompatible = "plugin_version_incompatible"
+	SyncFilterSetIncompatible     = "filter_set_incompatible"
+)
 
 // DataPlane is one row of GET /clustering/data-planes.
 type DataPlane struct {
@@ -187,6 +184,10 @@ type DataPlane struct {
 	SecondsBehind  float64  `json:"seconds_behind"`
 	Resyncs        uint64   `json:"resyncs"`
 	Errors         []string `json:"errors"`
+	// Live: a heartbeat arrived within the live TTL (see SetLiveTTL).
+	Live      bool      `json:"live"`
+	Degraded  bool      `json:"degraded"`
+	LastApply time.Time `json:"last_apply"`
 }
 
 // DataPlanes lists the known data planes ordered by id; version is the
@@ -194,6 +195,7 @@ type DataPlane struct {
 func (t *Tracker) DataPlanes(now time.Time, version string) []DataPlane {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
+	latest := t.latestLocked()
 	out := make([]DataPlane, 0, len(t.nodes))
 	for _, hb := range t.nodes {
 		ttl := int64(PurgeDelay.Seconds()) - int64(now.Sub(hb.LastSeen).Seconds())
@@ -203,17 +205,22 @@ func (t *Tracker) DataPlanes(now time.Time, version string) []DataPlane {
 		dp := DataPlane{
 			ID: hb.NodeID, IP: hb.IP, Hostname: hb.Hostname, Version: version, ConfigHash: hb.Hash,
 			LastSeen: hb.LastSeen.Unix(), TTL: ttl, Mode: hb.Mode, AppliedVersion: hb.Version,
-			LatestVersion: t.latest.Version, Resyncs: hb.Resyncs, Errors: hb.Errors, SyncStatus: "unknown",
+			LatestVersion: latest.Version, Resyncs: hb.Resyncs, Errors: hb.Errors, SyncStatus: SyncUnknown,
+			Live: now.Sub(hb.LastSeen) <= t.liveTTL, LastApply: hb.LastApply,
 		}
 		if dp.Errors == nil {
 			dp.Errors = []string{}
 		}
-		if t.latest.Known {
-			dp.SyncStatus = "normal"
-			if t.latest.Version > hb.Version {
-				dp.VersionsBehind = t.latest.Version - hb.Version
-				dp.SecondsBehind = max(0, now.Sub(t.latest.At).Seconds())
-			}
+		dp.Degraded = len(dp.Errors) > 0 && strings.HasPrefix(dp.Errors[0], "degraded: ")
+		switch {
+		case hb.Schema > wire.SchemaVersion:
+			dp.SyncStatus = SyncKongVersionIncompatible
+		case hb.Version > 0:
+			dp.SyncStatus = SyncNormal
+		}
+		if latest.Version > hb.Version {
+			dp.VersionsBehind = latest.Version - hb.Version
+			dp.SecondsBehind = max(0, now.Sub(t.firstAfterLocked(hb.Version, latest.At)).Seconds())
 		}
 		out = append(out, dp)
 	}
