@@ -341,3 +341,23 @@ func TestRateLimitingLimitBy(t *testing.T) {
 		t.Fatalf("second route of the same service shares the limit: %d", code)
 	}
 }
+
+// TestRateLimitingRefusedDoNotCount: a request refused with 429 is not
+// counted, so a client hammering a full minute window does not use up its
+// hour (Kong counts only the requests it lets through).
+func TestRateLimitingRefusedDoNotCount(t *testing.T) {
+	h := newHarness(t)
+	h.apply(put("plugins/rl", `{"id":"rl","name":"rate-limiting","route":{"id":"open"},"config":{"minute":3,"hour":10,"limit_by":"ip","policy":"local"},"enabled":true}`))
+	for i := 1; i <= 3; i++ {
+		if code, _, _ := h.get("/open", nil); code != 200 {
+			t.Fatalf("request %d: %d", i, code)
+		}
+	}
+	for i := 4; i <= 8; i++ {
+		code, _, hdr := h.get("/open", nil)
+		if code != 429 || hdr.Get("X-RateLimit-Remaining-Minute") != "0" || hdr.Get("X-RateLimit-Remaining-Hour") != "7" {
+			t.Fatalf("request %d: %d, remaining minute %s hour %s; want 429, 0 and 7 (refused requests do not count)",
+				i, code, hdr.Get("X-RateLimit-Remaining-Minute"), hdr.Get("X-RateLimit-Remaining-Hour"))
+		}
+	}
+}

@@ -178,12 +178,22 @@ func (h *handler) Access(c *plugin.Context) bool {
 		c.Respond(http.StatusInternalServerError, "An unexpected error occurred")
 		return false
 	}
+	// used[i] is the window's count before this request; a refused
+	// request is not counted, so its remaining counts stay (as in Kong).
 	exceeded := false
+	for i, w := range h.windows {
+		if used[i] >= w.limit {
+			exceeded = true
+		}
+	}
 	var retry time.Duration
 	for i, w := range h.windows {
-		remaining := max(w.limit-used[i], 0)
-		if used[i] > w.limit {
-			exceeded = true
+		remaining := w.limit - used[i]
+		if !exceeded {
+			remaining--
+		}
+		remaining = max(remaining, 0)
+		if used[i] >= w.limit {
 			start := now.Truncate(w.period)
 			retry = max(retry, start.Add(w.period).Sub(now))
 		}
@@ -203,8 +213,8 @@ func (h *handler) Access(c *plugin.Context) bool {
 	return true
 }
 
-// count adds this request to every window and returns the usage including
-// it (one value per window).
+// count returns each window's usage before this request and adds the
+// request to every window unless one of them is full.
 func (h *handler) count(ctx context.Context, ident string, now time.Time) ([]int64, error) {
 	// Keys are id|sig|ident|window|start.
 	var a [160]byte
@@ -233,6 +243,8 @@ func (h *handler) count(ctx context.Context, ident string, now time.Time) ([]int
 		}
 		l.swept = now
 	}
+	var cs [4]*counter
+	allowed := true
 	for i, w := range h.windows {
 		k := key(i)
 		c := l.local[string(k)] // no copy of the key for a lookup
@@ -240,8 +252,17 @@ func (h *handler) count(ctx context.Context, ident string, now time.Time) ([]int
 			c = &counter{expires: now.Truncate(w.period).Add(w.period)}
 			l.local[string(k)] = c
 		}
-		c.n++
+		cs[i] = c
 		out[i] = c.n
+		if c.n >= w.limit {
+			allowed = false
+		}
+	}
+	// A refused request is not counted (as in Kong).
+	if allowed {
+		for i := range h.windows {
+			cs[i].n++
+		}
 	}
 	return out, nil
 }
@@ -260,8 +281,23 @@ func (h *handler) countRedis(ctx context.Context, keys []string) ([]int64, error
 		return nil, fmt.Errorf("redis %s:%d: %w", h.cfg.RedisHost, h.cfg.RedisPort, err)
 	}
 	out := make([]int64, len(keys))
+	refused := false
 	for i, c := range incrs {
-		out[i] = c.Val()
+		out[i] = c.Val() - 1
+		if out[i] >= h.windows[i].limit {
+			refused = true
+		}
+	}
+	if refused {
+		// A refused request is not counted: take it back from every
+		// window (between the two steps a concurrent request may see it).
+		pipe := cl.Pipeline()
+		for _, k := range keys {
+			pipe.Decr(ctx, "deltaplane:ratelimit:"+k)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, fmt.Errorf("redis %s:%d: %w", h.cfg.RedisHost, h.cfg.RedisPort, err)
+		}
 	}
 	return out, nil
 }
