@@ -9,8 +9,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -42,6 +42,33 @@ type TopicSpec struct {
 	// but may lack without being refused: Deviations reports them. A
 	// numeric value is met by a larger one.
 	Advise []string
+	// Replicas is the replication factor the service is configured to
+	// require (0 or 1: none). A topic is created with at least this many
+	// copies, and with three once the cluster has three brokers; an
+	// existing topic with fewer is an ErrTopicMismatch, and so is one of
+	// three or more copies whose min.insync.replicas is below a majority.
+	Replicas int
+}
+
+// WithReplicas returns the spec requiring a replication factor of at
+// least n (see TopicSpec.Replicas).
+func (s TopicSpec) WithReplicas(n int) TopicSpec {
+	s.Replicas = n
+	return s
+}
+
+// replication is the replication factor and min.insync.replicas ("" for
+// the broker's default) a topic is created with on a cluster of brokers:
+// what is required, and three copies once there are three brokers, with
+// a majority of them in sync before a write with acks=all is acknowledged
+// (two of three: one broker may be down without stopping writes, and an
+// acknowledged write survives the loss of any one).
+func replication(required, brokers int) (factor int, minInsync string) {
+	factor = max(required, min(3, brokers), 1)
+	if factor >= 3 {
+		minInsync = strconv.Itoa(factor/2 + 1)
+	}
+	return factor, minInsync
 }
 
 // DefaultCompactionLag is how long dp.deltas keeps a record from the
@@ -121,16 +148,32 @@ func EnsureTopics(ctx context.Context, brokers []string, maxWait time.Duration, 
 }
 
 func ensure(ctx context.Context, c *kafka.Client, specs []TopicSpec) error {
+	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: names(specs)})
+	if err != nil {
+		return fmt.Errorf("cluster metadata: %w", err)
+	}
+	exists := map[string]bool{}
+	for _, t := range md.Topics {
+		exists[t.Name] = t.Error == nil
+	}
 	req := &kafka.CreateTopicsRequest{}
 	for _, s := range specs {
-		tc := kafka.TopicConfig{Topic: s.Name, NumPartitions: s.Partitions, ReplicationFactor: 1}
-		keys := make([]string, 0, len(s.Configs))
-		for k := range s.Configs {
-			keys = append(keys, k)
+		if exists[s.Name] {
+			continue
 		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: s.Configs[k]})
+		factor, minInsync := replication(s.Replicas, len(md.Brokers))
+		if factor > len(md.Brokers) {
+			// Retried: a cluster that is starting may not list them all yet.
+			return fmt.Errorf("topic %s needs %d replicas, the cluster has %d brokers", s.Name, factor, len(md.Brokers))
+		}
+		cfg := s.Configs
+		if _, ok := cfg["min.insync.replicas"]; !ok && minInsync != "" {
+			cfg = maps.Clone(cfg)
+			cfg["min.insync.replicas"] = minInsync
+		}
+		tc := kafka.TopicConfig{Topic: s.Name, NumPartitions: s.Partitions, ReplicationFactor: factor}
+		for _, k := range slices.Sorted(maps.Keys(cfg)) {
+			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: cfg[k]})
 		}
 		req.Topics = append(req.Topics, tc)
 	}
@@ -149,27 +192,40 @@ func ensure(ctx context.Context, c *kafka.Client, specs []TopicSpec) error {
 	return verify(ctx, c, specs)
 }
 
-func verify(ctx context.Context, c *kafka.Client, specs []TopicSpec) error {
-	names := make([]string, len(specs))
+func names(specs []TopicSpec) []string {
+	out := make([]string, len(specs))
 	for i, s := range specs {
-		names[i] = s.Name
+		out[i] = s.Name
 	}
-	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
+	return out
+}
+
+func verify(ctx context.Context, c *kafka.Client, specs []TopicSpec) error {
+	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: names(specs)})
 	if err != nil {
 		return fmt.Errorf("topic metadata: %w", err)
 	}
-	parts := map[string]int{}
+	parts, replicas := map[string]int{}, map[string]int{}
 	for _, t := range md.Topics {
 		if t.Error != nil {
 			return fmt.Errorf("topic %s metadata: %w", t.Name, t.Error)
 		}
 		parts[t.Name] = len(t.Partitions)
+		for _, p := range t.Partitions {
+			if p.ID == 0 {
+				replicas[t.Name] = len(p.Replicas)
+			}
+		}
 	}
 	dreq := &kafka.DescribeConfigsRequest{}
 	for _, s := range specs {
-		if len(s.Verify) > 0 {
+		keys := s.Verify
+		if _, minInsync := replication(s.Replicas, 0); minInsync != "" {
+			keys = append(slices.Clip(keys), "min.insync.replicas")
+		}
+		if len(keys) > 0 {
 			dreq.Resources = append(dreq.Resources, kafka.DescribeConfigRequestResource{
-				ResourceType: kafka.ResourceTypeTopic, ResourceName: s.Name, ConfigNames: s.Verify,
+				ResourceType: kafka.ResourceTypeTopic, ResourceName: s.Name, ConfigNames: keys,
 			})
 		}
 	}
@@ -188,6 +244,11 @@ func verify(ctx context.Context, c *kafka.Client, specs []TopicSpec) error {
 			if v := got[s.Name][k]; v != s.Configs[k] {
 				errs = append(errs, fmt.Errorf("%w: %s has %s=%q, deltaplane needs %q (alter or recreate the topic)", ErrTopicMismatch, s.Name, k, v, s.Configs[k]))
 			}
+		}
+		if n := replicas[s.Name]; n < s.Replicas {
+			errs = append(errs, fmt.Errorf("%w: %s has replication factor %d, deltaplane is configured to require %d (reassign its partition, or lower KAFKA_REPLICATION_FACTOR)", ErrTopicMismatch, s.Name, n, s.Replicas))
+		} else if _, want := replication(s.Replicas, 0); want != "" && !meets(got[s.Name]["min.insync.replicas"], want) {
+			errs = append(errs, fmt.Errorf("%w: %s has min.insync.replicas=%q, deltaplane needs at least %q with %d replicas (alter the topic)", ErrTopicMismatch, s.Name, got[s.Name]["min.insync.replicas"], want, s.Replicas))
 		}
 	}
 	return errors.Join(errs...)

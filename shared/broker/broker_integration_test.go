@@ -76,6 +76,27 @@ func TestEnsureTopicsRefusesDrift(t *testing.T) {
 	}
 }
 
+// A topic with fewer copies than a service is configured to require is
+// refused with the numbers; one that meets it is accepted. (On the shared
+// single broker: the 3-broker case is in e2e's cluster tests.)
+func TestEnsureTopicsRefusesTooFewReplicas(t *testing.T) {
+	brokers := testsupport.Kafka(t)
+	topic := uniqueTopic(t, "cp.changes")
+	resp, err := Client(brokers).CreateTopics(t.Context(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: topic, NumPartitions: 1, ReplicationFactor: 1,
+		ConfigEntries: []kafka.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}}}}})
+	if err != nil || resp.Errors[topic] != nil {
+		t.Fatalf("create a topic of one copy: %v %v", err, resp)
+	}
+	if err := EnsureTopics(t.Context(), brokers, 30*time.Second, Compacted(topic, nil).WithReplicas(1)); err != nil {
+		t.Fatalf("one copy, one required: %v", err)
+	}
+	err = EnsureTopics(t.Context(), brokers, 30*time.Second, Compacted(topic, nil).WithReplicas(3))
+	want := topic + " has replication factor 1, deltaplane is configured to require 3"
+	if !errors.Is(err, ErrTopicMismatch) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("EnsureTopics = %v, want ErrTopicMismatch mentioning %q", err, want)
+	}
+}
+
 // A topic created by a spec without the compaction lag (another service's,
 // or an older deployment's) is accepted and its shortfall reported; one
 // created with it, or with a longer lag, is not reported.

@@ -42,3 +42,25 @@ func TestMeets(t *testing.T) {
 		}
 	}
 }
+
+// The replication a topic is created with: what the spec requires, and at
+// least three copies (with a majority in sync) once the cluster has three
+// brokers; a single broker keeps one.
+func TestReplication(t *testing.T) {
+	for _, c := range []struct {
+		required, brokers, factor int
+		minInsync                 string
+	}{
+		{0, 1, 1, ""}, {1, 1, 1, ""}, {1, 2, 2, ""}, {1, 3, 3, "2"}, {1, 5, 3, "2"},
+		{3, 3, 3, "2"}, {3, 1, 3, "2"}, {5, 5, 5, "3"},
+	} {
+		factor, minInsync := replication(c.required, c.brokers)
+		if factor != c.factor || minInsync != c.minInsync {
+			t.Errorf("replication(%d, %d) = %d, %q; want %d, %q", c.required, c.brokers, factor, minInsync, c.factor, c.minInsync)
+		}
+	}
+	s := Compacted("cp.changes", nil).WithReplicas(3)
+	if s.Replicas != 3 || Compacted("cp.changes", nil).Replicas != 0 {
+		t.Fatalf("WithReplicas: %+v", s)
+	}
+}
