@@ -177,6 +177,9 @@ func ensure(ctx context.Context, c *kafka.Client, specs []TopicSpec) error {
 		}
 		req.Topics = append(req.Topics, tc)
 	}
+	if len(req.Topics) == 0 {
+		return verify(ctx, c, specs)
+	}
 	resp, err := c.CreateTopics(ctx, req)
 	if err != nil {
 		return fmt.Errorf("create topics: %w", err)
