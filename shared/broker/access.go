@@ -9,7 +9,10 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/cenkalti/backoff/v4"
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
@@ -164,6 +167,43 @@ func containsString(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// AwaitAccess runs CheckAccess until the cluster answers (retrying
+// connection failures with backoff until ctx ends) and returns its
+// *RefusedError, or nil when every need is granted. A refusal is not
+// retried: it does not heal by waiting, and a loop of retries would look
+// like a broker outage in the logs.
+func AwaitAccess(ctx context.Context, brokers []string, needs ...Need) error {
+	return Retry(ctx, 0, func() error {
+		err := CheckAccess(ctx, brokers, needs...)
+		var refused *RefusedError
+		if errors.As(err, &refused) {
+			return backoff.Permanent(err)
+		}
+		return err
+	})
+}
+
+// Gate holds a service's ACL refusal, if any, and answers /status with it.
+type Gate struct{ refused atomic.Pointer[RefusedError] }
+
+// Refuse records the refusal: from now on Wrap's /status answers 503 with it.
+func (g *Gate) Refuse(err *RefusedError) { g.refused.Store(err) }
+
+// Refused returns the refusal, or nil.
+func (g *Gate) Refused() *RefusedError { return g.refused.Load() }
+
+// Wrap serves /status from RefusedHandler once a refusal is recorded, and
+// everything else (and /status before) from next.
+func (g *Gate) Wrap(service string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ref := g.refused.Load(); ref != nil && r.URL.Path == "/status" {
+			RefusedHandler(service, ref).ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // RefusedHandler is what a service serves instead of its API when Kafka's

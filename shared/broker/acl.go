@@ -25,8 +25,10 @@ func DataPlanePrincipal(node string) string { return "dataplane-" + node }
 
 // Grants is the ACL table of a secured cluster, in one place:
 //
-//	admin-api     WRITE cp.changes; READ dp.status and dp.deltas (the data
-//	              plane listing and the head version; no group)
+//	admin-api     WRITE cp.changes; READ dp.status, dp.deltas and the three
+//	              quarantine topics (the data plane listing, the head
+//	              version, /clustering's quarantine; no group); DESCRIBE
+//	              the sync group (which sync-gateway is active)
 //	sync-gateway  READ cp.changes with group syncGroup; WRITE (and READ:
 //	              it replays its own output) dp.deltas, dp.full and the
 //	              quarantine topic cp.changes.dlq
@@ -47,9 +49,11 @@ func Grants(prefix, syncGroup, dpGroupPrefix string, dataplanes ...string) []kaf
 			out = append(out, entry(principal, kafka.ResourceTypeTopic, t, op))
 		}
 	}
+	dlqs := []string{changes + wire.DLQSuffix, deltas + wire.DLQSuffix, full + wire.DLQSuffix}
 	topic(PrincipalAdminAPI, kafka.ACLOperationTypeWrite, changes)
-	topic(PrincipalAdminAPI, kafka.ACLOperationTypeRead, status, deltas)
+	topic(PrincipalAdminAPI, kafka.ACLOperationTypeRead, append([]string{status, deltas}, dlqs...)...)
 	topic(PrincipalAdminAPI, kafka.ACLOperationTypeDescribeConfigs, changes, status, deltas)
+	out = append(out, entry(PrincipalAdminAPI, kafka.ResourceTypeGroup, syncGroup, kafka.ACLOperationTypeDescribe))
 
 	sgOut := []string{deltas, full, changes + wire.DLQSuffix}
 	topic(PrincipalSyncGateway, kafka.ACLOperationTypeRead, append([]string{changes}, sgOut...)...)
