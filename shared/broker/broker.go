@@ -157,14 +157,18 @@ func ensure(ctx context.Context, c *kafka.Client, specs []TopicSpec) error {
 		exists[t.Name] = t.Error == nil
 	}
 	req := &kafka.CreateTopicsRequest{}
+	var existing []TopicSpec
+	var uncreatable error
 	for _, s := range specs {
 		if exists[s.Name] {
+			existing = append(existing, s)
 			continue
 		}
 		factor, minInsync := replication(s.Replicas, len(md.Brokers))
 		if factor > len(md.Brokers) {
 			// Retried: a cluster that is starting may not list them all yet.
-			return fmt.Errorf("topic %s needs %d replicas, the cluster has %d brokers", s.Name, factor, len(md.Brokers))
+			uncreatable = errors.Join(uncreatable, fmt.Errorf("topic %s needs %d replicas, the cluster has %d brokers", s.Name, factor, len(md.Brokers)))
+			continue
 		}
 		cfg := s.Configs
 		if _, ok := cfg["min.insync.replicas"]; !ok && minInsync != "" {
@@ -176,6 +180,15 @@ func ensure(ctx context.Context, c *kafka.Client, specs []TopicSpec) error {
 			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: cfg[k]})
 		}
 		req.Topics = append(req.Topics, tc)
+	}
+	if uncreatable != nil {
+		// An existing topic of the wrong shape is refused at once all the same.
+		if len(existing) > 0 {
+			if err := verify(ctx, c, existing); err != nil {
+				return err
+			}
+		}
+		return uncreatable
 	}
 	if len(req.Topics) == 0 {
 		return verify(ctx, c, specs)
