@@ -61,7 +61,7 @@ func New(cfg Config, ap *app.App, cl Cluster, log *slog.Logger) *echo.Echo {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(a.log)
-	e.Use(a.recoverer, a.auth)
+	e.Use(a.recoverer, a.auth, rejectNUL)
 	e.GET("/health", a.health)
 	e.GET("/", a.root)
 	e.GET("/status", a.status)
@@ -229,14 +229,29 @@ func parseObject(raw []byte) (map[string]any, error) {
 	return m, nil
 }
 
+func sizeError(msg string) *Error {
+	return &Error{Status: http.StatusBadRequest, Message: msg, Code: codeSize}
+}
+
+// pageSize is a list's ?size= (default 100): one integer between 1 and
+// 1000. Empty ("?size=", "?size") or repeated is "size must be a number"
+// (Kong reads a repeated parameter as a table, which is not a number).
 func pageSize(c echo.Context) (int, error) {
-	s := c.QueryParam("size")
-	if s == "" {
+	vals, ok := c.QueryParams()["size"]
+	if !ok {
 		return 100, nil
 	}
-	n, err := strconv.Atoi(s)
+	if len(vals) != 1 || vals[0] == "" {
+		return 0, sizeError("size must be a number")
+	}
+	n, err := strconv.Atoi(vals[0])
+	if err != nil {
+		if _, ferr := strconv.ParseFloat(vals[0], 64); ferr != nil {
+			return 0, sizeError("size must be a number")
+		}
+	}
 	if err != nil || n < 1 || n > 1000 {
-		return 0, &Error{Status: http.StatusBadRequest, Message: "size must be an integer between 1 and 1000", Code: codeSize}
+		return 0, sizeError("size must be an integer between 1 and 1000")
 	}
 	return n, nil
 }
@@ -255,7 +270,11 @@ func (a *API) list(ep endpoint) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		p := app.Page{Size: size, Offset: c.QueryParam("offset")}
+		offset, err := pageOffset(c)
+		if err != nil {
+			return err
+		}
+		p := app.Page{Size: size, Offset: offset}
 		if tags := c.QueryParam("tags"); tags != "" {
 			if strings.Contains(tags, "/") {
 				p.Tags = strings.Split(tags, "/")
