@@ -44,6 +44,7 @@ type Tracker struct {
 	group    string
 	liveTTL  time.Duration
 	changed  chan struct{}
+	check    *heartbeatCheck // nil: heartbeats unchecked (see attest.go)
 }
 
 // New returns a tracker of prefix+dp.status and prefix+dp.deltas.
@@ -98,6 +99,9 @@ func (t *Tracker) consume(ctx context.Context) error {
 		m, err := r.ReadMessage(ctx)
 		if err != nil {
 			return fmt.Errorf("read %s: %w", t.statusTopic, err)
+		}
+		if !t.admit(m) {
+			continue
 		}
 		t.apply(m.Key, m.Value, m.Offset)
 	}
