@@ -68,6 +68,7 @@ func New(cfg Config, ap *app.App, cl Cluster, log *slog.Logger) *echo.Echo {
 	e.GET("/openapi.json", a.openAPI)
 	e.GET("/clustering/data-planes", a.dataPlanes)
 	e.GET("/clustering/status", a.clusteringStatus)
+	e.GET("/clustering/changes/:tx", a.change)
 	e.GET("/config", a.getConfig)
 	e.POST("/config", a.postConfig)
 	for _, ep := range endpoints() {
@@ -342,6 +343,8 @@ func reply(c echo.Context, r app.Reply, err error) error {
 	}
 	if r.Replayed {
 		c.Response().Header().Set("Idempotent-Replayed", "true")
+	} else {
+		c.Response().Header().Set(HeaderTx, strconv.FormatUint(r.Tx, 10))
 	}
 	if len(r.Body) == 0 {
 		return c.NoContent(r.Status)

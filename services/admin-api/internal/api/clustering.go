@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -12,6 +13,14 @@ import (
 type Cluster interface {
 	DataPlanes(now time.Time, version string) []cluster.DataPlane
 	Latest() cluster.Latest
+	// Change tracking (changes.go) and the cluster page (ui.go).
+	Change(tx uint64, now time.Time) cluster.Change
+	WaitLive(ctx context.Context, tx uint64) cluster.Change
+	Versions(n int) []cluster.Version
+	Quarantined() []cluster.Quarantined
+	Gateways() []cluster.Gateway
+	LiveTTL() time.Duration
+	Changed() <-chan struct{}
 }
 
 var _ Cluster = (*cluster.Tracker)(nil)

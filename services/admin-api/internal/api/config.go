@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"strconv"
 
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/declarative"
 	"github.com/labstack/echo/v4"
@@ -14,8 +15,31 @@ func (a *API) postConfig(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if dry, err := dryRun(c); err != nil || dry {
+		if err != nil {
+			return err
+		}
+		p, err := a.app.PreviewConfig(c.Request().Context(), raw)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, p)
+	}
 	r, err := a.app.ReplaceConfig(c.Request().Context(), key(c, raw), raw)
 	return reply(c, r, err)
+}
+
+// dryRun reads ?dry_run= (true or false; 1 and 0 too).
+func dryRun(c echo.Context) (bool, error) {
+	s := c.QueryParam("dry_run")
+	if s == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return false, &Error{Status: http.StatusBadRequest, Message: "dry_run must be true or false", Code: codeSchema}
+	}
+	return b, nil
 }
 
 // getConfig exports the configuration as Kong does: {"config": "<yaml>"}.

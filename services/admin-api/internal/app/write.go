@@ -17,6 +17,9 @@ type Reply struct {
 	Status   int
 	Body     []byte
 	Replayed bool
+	// Tx is the transaction the write committed (0: it changed nothing,
+	// or it is a replay).
+	Tx uint64
 }
 
 // Key is a write's Idempotency-Key and the fingerprint of its request
@@ -52,7 +55,7 @@ func (a *App) write(ctx context.Context, k Key, fn func(ctx context.Context, tx 
 	}
 	var r Reply
 	var prior *store.Idempotency
-	_, err := a.store.Write(ctx, func(tx *store.Tx) error {
+	res, err := a.store.Write(ctx, func(tx *store.Tx) error {
 		if k.Key != "" {
 			// Concurrent requests with this key wait here for the first.
 			rec, err := tx.ClaimIdempotency(ctx, k.Key)
@@ -79,6 +82,7 @@ func (a *App) write(ctx context.Context, k Key, fn func(ctx context.Context, tx 
 	if err != nil {
 		return Reply{}, err
 	}
+	r.Tx = res.Tx
 	return r, nil
 }
 
