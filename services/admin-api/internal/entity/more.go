@@ -8,11 +8,16 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"net"
+	"os"
+	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/deltaplane/deltaplane/shared/pluginschema"
 	"github.com/deltaplane/deltaplane/shared/wire"
 )
 
@@ -46,54 +51,128 @@ var Consumer = withRefs(&Type{
 	},
 })
 
-// PluginSchemas are the config schemas of the plugins deltaplane knows.
-var PluginSchemas = map[string][]Field{
-	"key-auth": {
-		{Name: "key_names", Kind: Array, Elem: &Field{Kind: String}, Default: []any{"apikey"}, Required: true},
-		{Name: "hide_credentials", Kind: Boolean, Default: false},
-		{Name: "anonymous", Kind: String},
-		{Name: "key_in_header", Kind: Boolean, Default: true},
-		{Name: "key_in_query", Kind: Boolean, Default: true},
-		{Name: "key_in_body", Kind: Boolean, Default: false},
-		{Name: "run_on_preflight", Kind: Boolean, Default: true},
-		{Name: "realm", Kind: String},
-	},
-	"rate-limiting": {
-		{Name: "second", Kind: Number, Check: positive},
-		{Name: "minute", Kind: Number, Check: positive},
-		{Name: "hour", Kind: Number, Check: positive},
-		{Name: "day", Kind: Number, Check: positive},
-		{Name: "month", Kind: Number, Check: positive},
-		{Name: "year", Kind: Number, Check: positive},
-		{Name: "limit_by", Kind: String, Default: "consumer", Enum: []string{"consumer", "credential", "ip", "service", "header", "path", "consumer-group"}},
-		{Name: "header_name", Kind: String},
-		{Name: "path", Kind: String},
-		{Name: "policy", Kind: String, Default: "local", Enum: []string{"local", "cluster", "redis"}},
-		{Name: "fault_tolerant", Kind: Boolean, Default: true},
-		{Name: "hide_client_headers", Kind: Boolean, Default: false},
-		{Name: "retry_after_jitter_max", Kind: Number, Default: json.Number("0")},
-		{Name: "error_code", Kind: Number, Default: json.Number("429")},
-		{Name: "error_message", Kind: String, Default: "API rate limit exceeded"},
-		{Name: "sync_rate", Kind: Number, Default: json.Number("-1")},
-		{Name: "redis", Kind: Record, Default: map[string]any{}, Fields: []Field{
-			{Name: "host", Kind: String},
-			{Name: "port", Kind: Integer, Default: int64(6379), Min: i64(0), Max: i64(65535)},
-			{Name: "username", Kind: String},
-			{Name: "password", Kind: String},
-			{Name: "database", Kind: Integer, Default: int64(0)},
-			{Name: "timeout", Kind: Integer, Default: int64(2000)},
-			{Name: "ssl", Kind: Boolean, Default: false},
-			{Name: "ssl_verify", Kind: Boolean, Default: false},
-			{Name: "server_name", Kind: String},
-		}},
-	},
+// pluginSchemas are the plugins admin-api accepts, by name: the built-in
+// ones and the custom ones added at start (AddPluginSchemas). One
+// definition, package pluginschema, validates here and decodes on the data
+// plane.
+var pluginSchemas = pluginschema.Builtin()
+
+// PluginSchemas are the config fields of the plugins admin-api accepts, in
+// this package's field terms (the OpenAPI document's request schemas).
+var PluginSchemas = map[string][]Field{}
+
+func init() {
+	for name, s := range pluginSchemas {
+		PluginSchemas[name] = fieldsOf(s.Fields)
+	}
 }
 
-func positive(v any) string {
-	if f, ok := v.(float64); ok && f <= 0 {
-		return "value must be greater than 0"
+// PluginSchema is the schema of a plugin admin-api accepts.
+func PluginSchema(name string) (*pluginschema.Schema, bool) {
+	s, ok := pluginSchemas[name]
+	return s, ok
+}
+
+// PluginNames are the plugins admin-api accepts, sorted.
+func PluginNames() []string {
+	names := make([]string, 0, len(pluginSchemas))
+	for n := range pluginSchemas {
+		names = append(names, n)
 	}
-	return ""
+	sort.Strings(names)
+	return names
+}
+
+// AddPluginSchemas makes admin-api accept custom plugins. It is called once
+// at start, before any request; a name already known is an error.
+func AddPluginSchemas(ss ...*pluginschema.Schema) error {
+	for _, s := range ss {
+		if err := s.Check(); err != nil {
+			return err
+		}
+		if _, ok := pluginSchemas[s.Name]; ok {
+			return fmt.Errorf("plugin schema %s: a plugin of that name is already known", s.Name)
+		}
+		pluginSchemas[s.Name] = s
+		PluginSchemas[s.Name] = fieldsOf(s.Fields)
+	}
+	return nil
+}
+
+// LoadPluginSchemas adds the schemas of dir's *.json files (written by a
+// data plane's "schemas -out DIR") and returns their names. Schemas of the
+// built-in plugins in dir are skipped when identical to the built-in ones.
+func LoadPluginSchemas(dir string) ([]string, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("plugin schema: %w", err)
+		}
+		s, err := pluginschema.Parse(b)
+		if err != nil {
+			return nil, fmt.Errorf("plugin schema %s: %w", f, err)
+		}
+		if builtin, ok := pluginschema.Builtin()[s.Name]; ok {
+			want, _ := json.Marshal(builtin)
+			got, _ := json.Marshal(s)
+			if string(want) != string(got) {
+				return nil, fmt.Errorf("plugin schema %s: %s differs from the built-in plugin's schema", f, s.Name)
+			}
+			continue
+		}
+		if err := AddPluginSchemas(s); err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		names = append(names, s.Name)
+	}
+	return names, nil
+}
+
+// fieldsOf turns schema fields into this package's (for OpenAPI).
+func fieldsOf(fs []pluginschema.Field) []Field {
+	out := make([]Field, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, fieldOfSchema(f))
+	}
+	return out
+}
+
+func fieldOfSchema(f pluginschema.Field) Field {
+	kinds := map[string]Kind{pluginschema.String: String, pluginschema.Integer: Integer, pluginschema.Number: Number, pluginschema.Boolean: Boolean,
+		pluginschema.Array: Array, pluginschema.Set: Set, pluginschema.Map: Map, pluginschema.Record: Record}
+	out := Field{Name: f.Name, Kind: kinds[f.Type], Default: f.Default, Required: f.Required, Enum: f.OneOf, Fields: fieldsOf(f.Fields)}
+	if len(f.Between) == 2 {
+		out.Min, out.Max = i64(f.Between[0]), i64(f.Between[1])
+	}
+	if f.Elements != nil {
+		el := fieldOfSchema(*f.Elements)
+		out.Elem = &el
+	} else if out.Kind == Array || out.Kind == Set || out.Kind == Map {
+		out.Elem = &Field{Kind: String}
+	}
+	return out
+}
+
+// pluginErrors turns pluginschema's violations into Errors (nested records
+// as Errors, so Message flattens them).
+func pluginErrors(e map[string]any) Errors {
+	out := Errors{}
+	for k, v := range e {
+		switch x := v.(type) {
+		case pluginschema.Errors:
+			out[k] = pluginErrors(x)
+		case map[string]any:
+			out[k] = pluginErrors(x)
+		default:
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // Plugin is Kong's plugins entity.
@@ -114,34 +193,16 @@ var Plugin = withRefs(&Type{
 	Check: func(e map[string]any) Errors {
 		errs := Errors{}
 		name, _ := e["name"].(string)
-		schema, ok := PluginSchemas[name]
+		schema, ok := pluginSchemas[name]
 		if !ok {
 			errs.Add("name", "plugin '"+name+"' not enabled; add it to the 'plugins' configuration property")
 			return errs
 		}
-		cfg, msg := checkValue(Field{Kind: Record, Fields: schema}, e["config"])
-		if msg != nil {
-			errs["config"] = msg
-			return errs
+		cfg, violations := schema.Validate(e["config"])
+		if violations != nil {
+			return pluginErrors(violations)
 		}
 		e["config"] = cfg
-		if name == "rate-limiting" {
-			c, _ := cfg.(map[string]any)
-			set := false
-			for _, k := range []string{"second", "minute", "hour", "day", "month", "year"} {
-				if c[k] != nil {
-					set = true
-				}
-			}
-			if !set {
-				errs.Add("@entity", "at least one of these fields must be non-empty: 'config.second', 'config.minute', 'config.hour', 'config.day', 'config.month', 'config.year'")
-			}
-			redis, _ := c["redis"].(map[string]any)
-			if c["policy"] == "redis" && redis["host"] == nil {
-				errs.Add("@entity", "failed conditional validation given value of field 'config.policy'")
-				errs["config"] = Errors{"redis": Errors{"host": "required field missing"}}
-			}
-		}
 		return errs
 	},
 })
