@@ -14,19 +14,22 @@ import (
 // its env and envDefault tags, read by shared/config's rules (trimmed, blank
 // means the default, durations positive, errors naming the variable).
 type Config struct {
-	Listen          string        `env:"ADMIN_LISTEN" envDefault:"127.0.0.1:8001"`
-	DatabaseURL     string        `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:55432/deltaplane?sslmode=disable"`
-	Brokers         []string      `env:"KAFKA_BROKERS" envDefault:"127.0.0.1:9092"`
-	TopicPrefix     string        `env:"TOPIC_PREFIX"`
-	Token           string        `env:"ADMIN_TOKEN"`                                   // masked in logs
-	MaxBodyBytes    int64         `env:"ADMIN_MAX_BODY_BYTES" envDefault:"1048576"`     // limit of request bodies
-	MaxConfigBytes  int64         `env:"ADMIN_MAX_CONFIG_BYTES" envDefault:"134217728"` // limit of POST /config bodies
-	OutboxRetention time.Duration `env:"OUTBOX_RETENTION" envDefault:"1h"`
-	IdemRetention   time.Duration `env:"IDEMPOTENCY_RETENTION" envDefault:"24h"` // how long Idempotency-Key responses are kept
-	LogLevel        slog.Level    `env:"LOG_LEVEL" envDefault:"info"`
-	StartupTimeout  time.Duration `env:"ADMIN_STARTUP_TIMEOUT" envDefault:"2m"` // how long to wait for Postgres at start
-	RelayTick       time.Duration `env:"OUTBOX_POLL_INTERVAL" envDefault:"5s"`  // relay fallback poll when no NOTIFY arrives
-	ClusterPoll     time.Duration `env:"CLUSTER_POLL_INTERVAL" envDefault:"2s"` // how often the latest dp.deltas version is read
+	Listen          string          `env:"ADMIN_LISTEN" envDefault:"127.0.0.1:8001"`
+	DatabaseURL     string          `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:55432/deltaplane?sslmode=disable"`
+	Brokers         []string        `env:"KAFKA_BROKERS" envDefault:"127.0.0.1:9092"`
+	TopicPrefix     string          `env:"TOPIC_PREFIX"`
+	Token           string          `env:"ADMIN_TOKEN"`                                   // masked in logs
+	MaxBodyBytes    int64           `env:"ADMIN_MAX_BODY_BYTES" envDefault:"1048576"`     // limit of request bodies
+	MaxConfigBytes  int64           `env:"ADMIN_MAX_CONFIG_BYTES" envDefault:"134217728"` // limit of POST /config bodies
+	OutboxRetention time.Duration   `env:"OUTBOX_RETENTION" envDefault:"1h"`
+	IdemRetention   time.Duration   `env:"IDEMPOTENCY_RETENTION" envDefault:"24h"` // how long Idempotency-Key responses are kept
+	LogLevel        slog.Level      `env:"LOG_LEVEL" envDefault:"info"`
+	StartupTimeout  time.Duration   `env:"ADMIN_STARTUP_TIMEOUT" envDefault:"2m"` // how long to wait for Postgres at start
+	RelayTick       time.Duration   `env:"OUTBOX_POLL_INTERVAL" envDefault:"5s"`  // relay fallback poll when no NOTIFY arrives
+	ClusterPoll     time.Duration   `env:"CLUSTER_POLL_INTERVAL" envDefault:"2s"` // how often the latest dp.deltas version is read
+	TLSCert         string          `env:"ADMIN_TLS_CERT"`                        // PEM certificate (chain): serve HTTPS instead of HTTP
+	TLSKey          string          `env:"ADMIN_TLS_KEY"`                         // its private key
+	KafkaTLS        config.KafkaTLS // KAFKA_TLS_*: mutual TLS to Kafka as principal admin-api
 }
 
 func loadConfig(getenv func(string) string) (Config, error) {
@@ -35,6 +38,10 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	if len(cfg.Brokers) == 0 {
 		errs = append(errs, errors.New("KAFKA_BROKERS: no broker"))
 	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		errs = append(errs, errors.New("ADMIN_TLS_CERT and ADMIN_TLS_KEY: set both (HTTPS) or neither"))
+	}
+	errs = append(errs, cfg.KafkaTLS.Check())
 	if _, err := url.Parse(cfg.DatabaseURL); err != nil {
 		errs = append(errs, fmt.Errorf("DATABASE_URL: %w", err))
 	}
@@ -57,5 +64,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("relay_poll_interval", c.RelayTick),
 		slog.Duration("cluster_poll_interval", c.ClusterPoll),
 		slog.String("log_level", c.LogLevel.String()),
+		slog.String("tls_cert", c.TLSCert),
+		slog.Any("kafka_tls", c.KafkaTLS),
 	)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/deltaplane/deltaplane/shared/broker"
 	"github.com/deltaplane/deltaplane/shared/wire"
 	"github.com/google/uuid"
+	"github.com/segmentio/kafka-go"
 )
 
 // run starts admin-api and blocks until ctx ends, then shuts down.
@@ -32,6 +33,14 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		return fmt.Errorf("config: %w", cfgErr)
 	}
 	log.Info("starting", "config", cfg)
+	if err := loadPluginSchemas(getenv, log); err != nil {
+		return err
+	}
+	restoreKafka, err := broker.Secure(cfg.KafkaTLS)
+	if err != nil {
+		return err
+	}
+	defer restoreKafka()
 
 	db, err := database.Open(ctx, cfg.DatabaseURL, cfg.StartupTimeout, log.With("component", "database"))
 	if err != nil {
@@ -54,6 +63,14 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	}, db, log)
 
 	tracker := cluster.New(cfg.Brokers, cfg.TopicPrefix, cfg.ClusterPoll, log)
+	if cfg.KafkaTLS.Enabled() {
+		v, err := cluster.NewHeartbeatVerifier(cfg.KafkaTLS.CA)
+		if err != nil {
+			return err
+		}
+		tracker.RequireSigned(v)
+	}
+	var gate broker.Gate
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -64,7 +81,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		Token: cfg.Token, MaxBodyBytes: cfg.MaxBodyBytes, MaxConfigBytes: cfg.MaxConfigBytes, ListenAddr: ln.Addr().String(),
 		NodeID: uuid.NewSHA1(uuid.NameSpaceOID, []byte(host+ln.Addr().String())).String(),
 	}, app.New(st), tracker, log)
-	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: gate.Wrap("admin-api", e), ReadHeaderTimeout: 10 * time.Second}
 
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
@@ -73,6 +90,19 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	// wrong configuration stops admin-api.
 	fatal := make(chan error, 1)
 	wg.Go(func() {
+		// On a secured cluster, an ACL refusal is reported once (log and
+		// /status) and nothing retries it: see docs/security.md.
+		if cfg.KafkaTLS.Enabled() {
+			var refused *broker.RefusedError
+			if err := broker.AwaitAccess(relayCtx, cfg.Brokers, kafkaNeeds(cfg)...); errors.As(err, &refused) {
+				log.Error("kafka refuses admin-api's access; not relaying until restarted with the ACLs of docs/security.md", "refused", refused.Error())
+				gate.Refuse(refused)
+				return
+			} else if err != nil {
+				return
+			}
+		}
+		wg.Go(func() { tracker.Run(relayCtx) })
 		err := broker.EnsureTopics(relayCtx, cfg.Brokers, 0, broker.Compacted(topic, nil))
 		switch {
 		case relayCtx.Err() != nil:
@@ -87,11 +117,16 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		log.Info("topic verified", "topic", topic)
 		_ = relay.Run(relayCtx)
 	})
-	wg.Go(func() { tracker.Run(relayCtx) })
 	wg.Go(func() { st.ExpireIdempotency(relayCtx, cfg.IdemRetention, time.Minute, log.With("component", "store")) })
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("admin api listening", "addr", ln.Addr().String())
+	go func() {
+		if cfg.TLSCert != "" {
+			serveErr <- srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+			return
+		}
+		serveErr <- srv.Serve(ln)
+	}()
+	log.Info("admin api listening", "addr", ln.Addr().String(), "tls", cfg.TLSCert != "")
 
 	select {
 	case <-ctx.Done():
@@ -116,4 +151,20 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		return nil
 	}
 	return err
+}
+
+// kafkaNeeds is the access admin-api needs on a secured cluster (the
+// admin-api rows of broker.Grants).
+func kafkaNeeds(cfg Config) []broker.Need {
+	p := cfg.TopicPrefix
+	needs := []broker.Need{
+		{Topic: p + wire.TopicChanges, Op: kafka.ACLOperationTypeWrite},
+		{Topic: p + wire.TopicChanges, Op: kafka.ACLOperationTypeDescribeConfigs},
+		{Topic: p + wire.TopicStatus, Op: kafka.ACLOperationTypeRead},
+		{Topic: p + wire.TopicDeltas, Op: kafka.ACLOperationTypeRead},
+	}
+	for _, t := range []string{wire.TopicChanges, wire.TopicDeltas, wire.TopicFull} {
+		needs = append(needs, broker.Need{Topic: p + t + wire.DLQSuffix, Op: kafka.ACLOperationTypeRead})
+	}
+	return needs
 }
