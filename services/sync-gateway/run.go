@@ -17,6 +17,7 @@ import (
 	"github.com/deltaplane/deltaplane/services/sync-gateway/internal/pipeline"
 	"github.com/deltaplane/deltaplane/shared/broker"
 	"github.com/deltaplane/deltaplane/shared/wire"
+	"github.com/segmentio/kafka-go"
 )
 
 func run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
@@ -26,6 +27,23 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		return fmt.Errorf("config: %w", cfgErr)
 	}
 	log.Info("starting", "config", cfg)
+	restoreKafka, err := broker.Secure(cfg.KafkaTLS)
+	if err != nil {
+		return err
+	}
+	defer restoreKafka()
+	// On a secured cluster an ACL refusal is reported once (log and a 503
+	// /status naming it) and the pipeline does not start: see
+	// docs/security.md.
+	if cfg.KafkaTLS.Enabled() {
+		var refused *broker.RefusedError
+		if err := broker.AwaitAccess(ctx, cfg.Brokers, kafkaNeeds(cfg)...); errors.As(err, &refused) {
+			log.Error("kafka refuses the sync-gateway's access; not starting until restarted with the ACLs of docs/security.md", "refused", refused.Error())
+			return serveRefused(ctx, cfg.Listen, refused, log)
+		} else if err != nil {
+			return fmt.Errorf("kafka access: %w", err)
+		}
+	}
 
 	if err := broker.EnsureTopics(ctx, cfg.Brokers, cfg.StartTimeout, topics(cfg)...); err != nil {
 		if errors.Is(err, broker.ErrTopicMismatch) {
@@ -105,4 +123,44 @@ func topics(cfg Config) []broker.TopicSpec {
 		specs = append(specs, broker.Compacted(cfg.TopicPrefix+wire.TopicFull, nil))
 	}
 	return specs
+}
+
+// kafkaNeeds is the access the sync-gateway needs on a secured cluster
+// (its rows of broker.Grants).
+func kafkaNeeds(cfg Config) []broker.Need {
+	p := cfg.TopicPrefix
+	out := []broker.Need{
+		{Topic: p + wire.TopicChanges, Op: kafka.ACLOperationTypeRead},
+		{Topic: p + wire.TopicChanges, Group: cfg.Group, Op: kafka.ACLOperationTypeRead},
+	}
+	writes := []string{p + wire.TopicDeltas, p + wire.TopicChanges + wire.DLQSuffix}
+	if cfg.Mode == wire.ModeFull {
+		writes = append(writes, p+wire.TopicFull)
+	}
+	for _, t := range writes {
+		out = append(out, broker.Need{Topic: t, Op: kafka.ACLOperationTypeWrite}, broker.Need{Topic: t, Op: kafka.ACLOperationTypeRead})
+	}
+	for _, t := range append(writes, p+wire.TopicChanges) {
+		out = append(out, broker.Need{Topic: t, Op: kafka.ACLOperationTypeDescribeConfigs})
+	}
+	return out
+}
+
+// serveRefused answers /status with the refusal (503) until ctx ends.
+func serveRefused(ctx context.Context, listen string, refused *broker.RefusedError, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", listen, err)
+	}
+	var gate broker.Gate
+	gate.Refuse(refused)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }) // alive; /status says why idle
+	srv := &http.Server{Handler: gate.Wrap("sync-gateway", mux), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("listening", "component", "http", "addr", ln.Addr().String(), "refused", true)
+	<-ctx.Done()
+	shutCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
+	defer done()
+	return srv.Shutdown(shutCtx)
 }

@@ -304,7 +304,7 @@ func (p *Pipeline) newReader() *kafka.Reader {
 		Brokers:     p.cfg.Brokers,
 		GroupID:     p.cfg.Group,
 		Topic:       p.topicChanges,
-		Dialer:      &kafka.Dialer{ClientID: p.cfg.ClientID, Timeout: 10 * time.Second, DualStack: true},
+		Dialer:      broker.Dialer(p.cfg.ClientID), // the process's TLS settings, if any
 		MinBytes:    1,
 		MaxBytes:    16 << 20,
 		MaxWait:     100 * time.Millisecond,
