@@ -70,6 +70,8 @@ func New(cfg Config, ap *app.App, cl Cluster, log *slog.Logger) *echo.Echo {
 	e.GET("/clustering/status", a.clusteringStatus)
 	e.GET("/clustering/changes/:tx", a.change)
 	e.GET("/config", a.getConfig)
+	e.GET("/plugins/enabled", a.pluginsEnabled)
+	e.GET("/schemas/plugins/:name", a.pluginSchema)
 	e.POST("/config", a.postConfig)
 	for _, ep := range endpoints() {
 		e.GET(ep.path, a.list(ep))
