@@ -186,12 +186,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	reqPath := normalizePath(r.URL.Path)
 	rreq := &router.Request{Method: r.Method, Host: r.Host, Path: reqPath, Header: r.Header, Scheme: scheme}
+	if r.TLS != nil {
+		rreq.TLS, rreq.SNI = true, r.TLS.ServerName
+	}
 	m := s.Router().Match(rreq)
 	if m == nil {
 		if scheme == "http" {
 			rreq.Scheme = "https"
 			if hm := s.Router().Match(rreq); hm != nil {
-				WriteMessage(w, hm.Route.HTTPSRedirectStatusCode, msgUseHTTPS)
+				httpsRedirect(w, r, hm.Route.HTTPSRedirectStatusCode)
 				return
 			}
 		}
@@ -274,6 +277,30 @@ func appendVia(prior []string) []string {
 		return viaValue[:1:1]
 	}
 	return []string{strings.Join(prior, ", ") + ", " + Via}
+}
+
+// httpsRedirect answers a plain-HTTP request to an https-only route as
+// Kong does: 426 with Upgrade headers and a message, or a redirect
+// (301, 302, 307, 308) to the same host (without its port) and URI over
+// https.
+func httpsRedirect(w http.ResponseWriter, r *http.Request, code int) {
+	switch code {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+			if strings.IndexByte(h, ':') >= 0 {
+				host = "[" + h + "]"
+			}
+		}
+		w.Header().Set("Location", "https://"+host+r.URL.RequestURI())
+		w.WriteHeader(code)
+		return
+	case http.StatusUpgradeRequired:
+		w.Header().Set("Connection", "Upgrade")
+		w.Header().Set("Upgrade", "TLS/1.2, HTTP/1.1")
+	}
+	WriteMessage(w, code, msgUseHTTPS)
 }
 
 // joinHostPort is net.JoinHostPort(host, strconv.Itoa(port)) in one

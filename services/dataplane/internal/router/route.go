@@ -27,6 +27,7 @@ type Route struct {
 	Paths         []string // prefix paths
 	Regexes       []*regexPath
 	Headers       []headerMatch
+	SNIs          []string // lower case; matched on TLS connections only
 	StripPath     bool
 	PreserveHost  bool
 	RegexPriority int
@@ -131,7 +132,8 @@ type wildHost struct {
 
 // Criteria bits, in the order Kong's traditional router weighs them.
 const (
-	critMethod = 1 << iota
+	critSNI = 1 << iota
+	critMethod
 	critPath
 	critHeader
 	critHost
@@ -146,6 +148,7 @@ type routeJSON struct {
 	Hosts         []string            `json:"hosts"`
 	Paths         []string            `json:"paths"`
 	Headers       map[string][]string `json:"headers"`
+	SNIs          []string            `json:"snis"`
 	StripPath     *bool               `json:"strip_path"`
 	PreserveHost  bool                `json:"preserve_host"`
 	RegexPriority int                 `json:"regex_priority"`
@@ -233,8 +236,14 @@ func Parse(raw []byte) (*Route, error) {
 		}
 		r.Headers = append(r.Headers, hm)
 	}
+	for _, n := range j.SNIs {
+		r.SNIs = append(r.SNIs, strings.ToLower(n))
+	}
 	if len(r.Hosts) > 0 {
 		r.category |= critHost
+	}
+	if len(r.SNIs) > 0 {
+		r.category |= critSNI
 	}
 	if len(r.Headers) > 0 {
 		r.category |= critHeader
@@ -258,6 +267,12 @@ type Request struct {
 	Path   string
 	Header http.Header
 	Scheme string // "http" or "https"
+	// TLS is set for requests that came over TLS, SNI to the server name
+	// the client sent ("" when none). As in Kong, routes' snis are not
+	// checked on plain-HTTP requests (so that an https-only route still
+	// answers them with its https_redirect_status_code).
+	TLS bool
+	SNI string
 }
 
 // Match is a matched route and how it matched.
@@ -306,6 +321,9 @@ func (r *Route) match(req *Request, host, hostNoPort string) (Match, bool) {
 		if !ok {
 			return m, false
 		}
+	}
+	if len(r.SNIs) > 0 && req.TLS && !contains(r.SNIs, strings.ToLower(req.SNI)) {
+		return m, false
 	}
 	for _, hm := range r.Headers {
 		if !hm.matches(req.Header.Values(hm.name)) {

@@ -1,7 +1,9 @@
 package snapshot
 
 import (
+	"crypto/tls"
 	"encoding/json"
+	"strings"
 	"fmt"
 	"sync"
 	"time"
@@ -259,4 +261,92 @@ type keyAuthJSON struct {
 	ID       string `json:"id"`
 	Key      string `json:"key"`
 	Consumer ref    `json:"consumer"`
+}
+
+// Certificate is a parsed certificate entity: PEM certificate (chain) and
+// key, and the alternate pair (Kong's cert_alt/key_alt, e.g. ECDSA beside
+// RSA). The key pairs are parsed on first use, once per entity value.
+type Certificate struct {
+	ID      string
+	Cert    string
+	Key     string
+	CertAlt string
+	KeyAlt  string
+
+	once  sync.Once
+	pairs []tls.Certificate
+	err   error
+}
+
+// KeyPairs returns the certificate's key pairs (the main one first, then
+// the alternate one when set), parsed once.
+func (c *Certificate) KeyPairs() ([]tls.Certificate, error) {
+	c.once.Do(func() {
+		p, err := tls.X509KeyPair([]byte(c.Cert), []byte(c.Key))
+		if err != nil {
+			c.err = fmt.Errorf("certificate %s: %w", c.ID, err)
+			return
+		}
+		c.pairs = append(c.pairs, p)
+		if c.CertAlt != "" && c.KeyAlt != "" {
+			alt, err := tls.X509KeyPair([]byte(c.CertAlt), []byte(c.KeyAlt))
+			if err != nil {
+				c.err = fmt.Errorf("certificate %s (alternate): %w", c.ID, err)
+				return
+			}
+			c.pairs = append(c.pairs, alt)
+		}
+	})
+	return c.pairs, c.err
+}
+
+type certificateJSON struct {
+	ID      string  `json:"id"`
+	Cert    string  `json:"cert"`
+	Key     string  `json:"key"`
+	CertAlt *string `json:"cert_alt"`
+	KeyAlt  *string `json:"key_alt"`
+}
+
+// ParseCertificate decodes a certificate entity (the key pairs are parsed
+// on first use: KeyPairs).
+func ParseCertificate(raw []byte) (*Certificate, error) {
+	var j certificateJSON
+	if err := json.Unmarshal(raw, &j); err != nil {
+		return nil, fmt.Errorf("decode certificate: %w", err)
+	}
+	c := &Certificate{ID: j.ID, Cert: j.Cert, Key: j.Key}
+	if j.CertAlt != nil {
+		c.CertAlt = *j.CertAlt
+	}
+	if j.KeyAlt != nil {
+		c.KeyAlt = *j.KeyAlt
+	}
+	return c, nil
+}
+
+// SNI is a parsed SNI entity: a server name (lower case; "*.example.com",
+// "example.*" or "*" for wildcards) and its certificate.
+type SNI struct {
+	ID            string
+	Name          string
+	CertificateID string
+}
+
+type sniJSON struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Certificate ref    `json:"certificate"`
+}
+
+// ParseSNI decodes an SNI entity.
+func ParseSNI(raw []byte) (*SNI, error) {
+	var j sniJSON
+	if err := json.Unmarshal(raw, &j); err != nil {
+		return nil, fmt.Errorf("decode sni: %w", err)
+	}
+	if j.Name == "" {
+		return nil, fmt.Errorf("sni without name")
+	}
+	return &SNI{ID: j.ID, Name: strings.ToLower(j.Name), CertificateID: j.Certificate.ID}, nil
 }

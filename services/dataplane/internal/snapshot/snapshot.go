@@ -34,6 +34,8 @@ type Snapshot struct {
 	plugins   *iradix.Tree[*Plugin]            // by id
 	scoped    *iradix.Tree[*Plugin]            // scope key -> plugin, see scopeKey
 	keys      *iradix.Tree[*KeyAuthCredential] // by key
+	certs     *iradix.Tree[*Certificate]       // by id
+	snis      *iradix.Tree[*SNI]               // by name (lower case)
 }
 
 // Write is one entity write of a batch: Value nil deletes.
@@ -62,6 +64,8 @@ func Empty() *Snapshot {
 		plugins:   iradix.New[*Plugin](),
 		scoped:    iradix.New[*Plugin](),
 		keys:      iradix.New[*KeyAuthCredential](),
+		certs:     iradix.New[*Certificate](),
+		snis:      iradix.New[*SNI](),
 	}
 }
 
@@ -107,6 +111,44 @@ func (s *Snapshot) ForEachConsumer(fn func(*Consumer) bool) {
 
 // KeyAuth returns the credential with the key.
 func (s *Snapshot) KeyAuth(key string) (*KeyAuthCredential, bool) { return s.keys.Get([]byte(key)) }
+
+// Certificate returns a certificate by id.
+func (s *Snapshot) Certificate(id string) (*Certificate, bool) { return s.certs.Get([]byte(id)) }
+
+// SNI returns an SNI by name (lower case).
+func (s *Snapshot) SNI(name string) (*SNI, bool) { return s.snis.Get([]byte(name)) }
+
+// CertificateFor returns the certificate to serve for a TLS server name,
+// looked up as Kong does: the name itself, then the wildcard SNI for its
+// first label ("*.example.com" for "api.example.com"), then the one for
+// its last label ("api.example.*"), then the SNI named "*"; false when
+// none is configured (the listener's default certificate applies).
+func (s *Snapshot) CertificateFor(serverName string) (*Certificate, bool) {
+	name := strings.ToLower(strings.TrimSuffix(serverName, "."))
+	try := func(n string) (*Certificate, bool) {
+		sn, ok := s.snis.Get([]byte(n))
+		if !ok {
+			return nil, false
+		}
+		return s.certs.Get([]byte(sn.CertificateID))
+	}
+	if name != "" {
+		if c, ok := try(name); ok {
+			return c, true
+		}
+		if i := strings.IndexByte(name, '.'); i > 0 {
+			if c, ok := try("*" + name[i:]); ok {
+				return c, true
+			}
+		}
+		if i := strings.LastIndexByte(name, '.'); i > 0 {
+			if c, ok := try(name[:i+1] + "*"); ok {
+				return c, true
+			}
+		}
+	}
+	return try("*")
+}
 
 // Plugin returns a plugin by id.
 func (s *Snapshot) Plugin(id string) (*Plugin, bool) { return s.plugins.Get([]byte(id)) }
@@ -187,6 +229,8 @@ type txn struct {
 	plugins   *iradix.Txn[*Plugin]
 	scoped    *iradix.Txn[*Plugin]
 	keys      *iradix.Txn[*KeyAuthCredential]
+	certs     *iradix.Txn[*Certificate]
+	snis      *iradix.Txn[*SNI]
 	dirtyUp   map[string]bool // upstream ids whose target lists must be rebuilt
 }
 
@@ -203,6 +247,8 @@ func (s *Snapshot) begin() *txn {
 		plugins:   s.plugins.Txn(),
 		scoped:    s.scoped.Txn(),
 		keys:      s.keys.Txn(),
+		certs:     s.certs.Txn(),
+		snis:      s.snis.Txn(),
 		dirtyUp:   map[string]bool{},
 	}
 }
@@ -223,6 +269,8 @@ func (t *txn) commit() *Snapshot {
 		plugins:   t.plugins.Commit(),
 		scoped:    t.scoped.Commit(),
 		keys:      t.keys.Commit(),
+		certs:     t.certs.Commit(),
+		snis:      t.snis.Commit(),
 	}
 }
 
@@ -283,6 +331,14 @@ func (t *txn) remove(typ, id string, old []byte) {
 		if json.Unmarshal(old, &j) == nil {
 			if c, ok := t.keys.Get([]byte(j.Key)); ok && c.ID == id {
 				t.keys.Delete([]byte(j.Key))
+			}
+		}
+	case wire.TypeCertificate:
+		t.certs.Delete([]byte(id))
+	case wire.TypeSNI:
+		if sn, err := ParseSNI(old); err == nil {
+			if cur, ok := t.snis.Get([]byte(sn.Name)); ok && cur.ID == id {
+				t.snis.Delete([]byte(sn.Name))
 			}
 		}
 	}
@@ -347,6 +403,20 @@ func (t *txn) add(typ, id string, raw []byte) error {
 			return fmt.Errorf("decode keyauth credential: %w", err)
 		}
 		t.keys.Insert([]byte(j.Key), &KeyAuthCredential{ID: id, Key: j.Key, ConsumerID: j.Consumer.ID})
+	case wire.TypeCertificate:
+		c, err := ParseCertificate(raw)
+		if err != nil {
+			return err
+		}
+		c.ID = id
+		t.certs.Insert([]byte(id), c)
+	case wire.TypeSNI:
+		sn, err := ParseSNI(raw)
+		if err != nil {
+			return err
+		}
+		sn.ID = id
+		t.snis.Insert([]byte(sn.Name), sn)
 	}
 	return nil
 }
@@ -412,6 +482,10 @@ func Check(key string, value []byte) error {
 	case wire.TypeKeyAuth:
 		var j keyAuthJSON
 		dec = json.Unmarshal(value, &j)
+	case wire.TypeCertificate:
+		_, dec = ParseCertificate(value)
+	case wire.TypeSNI:
+		_, dec = ParseSNI(value)
 	}
 	if dec != nil {
 		return &CheckError{Kind: wire.ReasonEntity, Err: fmt.Errorf("%s: %w", key, dec)}
