@@ -3,8 +3,8 @@ package snapshot
 import (
 	"crypto/tls"
 	"encoding/json"
-	"strings"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 )

@@ -81,7 +81,9 @@ func sni(id, name, cert string) string {
 
 // live is a configuration that tests change by applying writes, as the
 // consumer does.
-type live struct{ p atomic.Pointer[snapshot.Snapshot] }
+type live struct {
+	p atomic.Pointer[snapshot.Snapshot]
+}
 
 func (l *live) get() *snapshot.Snapshot { return l.p.Load() }
 
