@@ -27,6 +27,10 @@ type Config struct {
 	GroupPrefix       string        `env:"DP_GROUP_PREFIX" envDefault:"deltaplane-dp-"`
 	HeartbeatInterval time.Duration `env:"DP_HEARTBEAT_INTERVAL" envDefault:"5s"`
 	LogLevel          slog.Level    `env:"LOG_LEVEL" envDefault:"info"`
+
+	// KAFKA_TLS_*: mutual TLS to Kafka as principal dataplane-<node id>;
+	// heartbeats are signed with the same key.
+	KafkaTLS config.KafkaTLS
 }
 
 func loadConfig(getenv func(string) string) (Config, error) {
@@ -40,6 +44,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	if len(cfg.Brokers) == 0 {
 		errs = append(errs, errors.New("KAFKA_BROKERS: empty"))
 	}
+	errs = append(errs, cfg.KafkaTLS.Check())
 	for _, l := range []struct{ name, addr string }{{"DP_PROXY_LISTEN", cfg.ProxyListen}, {"DP_STATUS_LISTEN", cfg.StatusListen}} {
 		if _, _, err := net.SplitHostPort(l.addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", l.name, err))
@@ -77,5 +82,6 @@ func (c Config) LogValue() slog.Value {
 		slog.String("group_prefix", c.GroupPrefix),
 		slog.Duration("heartbeat_interval", c.HeartbeatInterval),
 		slog.String("log_level", c.LogLevel.String()),
+		slog.Any("kafka_tls", c.KafkaTLS),
 	)
 }

@@ -30,11 +30,13 @@ import (
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/snapshot"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/status"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/store"
+	"github.com/deltaplane/deltaplane/shared/attest"
 	"github.com/deltaplane/deltaplane/shared/broker"
 	"github.com/deltaplane/deltaplane/shared/wire"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/segmentio/kafka-go"
 )
 
 // Main runs a data plane until SIGINT or SIGTERM and exits the process: 0
@@ -65,6 +67,21 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	cfg.NodeID = nodeID
 	log = log.With("node_id", nodeID)
 	log.Info("starting", "config", cfg)
+	restoreKafka, err := broker.Secure(cfg.KafkaTLS)
+	if err != nil {
+		return err
+	}
+	defer restoreKafka()
+	var signer *attest.Signer
+	if cfg.KafkaTLS.Enabled() {
+		if signer, err = attest.NewSigner(cfg.KafkaTLS.Cert, cfg.KafkaTLS.Key); err != nil {
+			return err
+		}
+		if want := broker.DataPlanePrincipal(nodeID); signer.CommonName() != want {
+			return fmt.Errorf("KAFKA_TLS_CERT: CN=%s, but node %s authenticates as CN=%s (docs/security.md)", signer.CommonName(), nodeID, want)
+		}
+	}
+	var gate broker.Gate
 
 	st, err := store.Open(cfg.DataDir, store.Options{})
 	if err != nil {
@@ -114,6 +131,9 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		return h
 	}, cons.Touch)
 	cons.Subscribe(func(*snapshot.Snapshot, []snapshot.Event, bool) { hb.Kick() })
+	if signer != nil {
+		hb.SignWith(signer.Sign)
+	}
 
 	plugins := plugin.NewRegistry(log)
 	keyauth.Register(plugins)
@@ -129,7 +149,7 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	px.ObserveLatency(func(route string, d time.Duration) { proxySeconds.WithLabelValues(route).Observe(d.Seconds()) })
 	servers := []*http.Server{
 		{Addr: cfg.ProxyListen, Handler: px, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)},
-		{Addr: cfg.StatusListen, Handler: status.Handler(report, cons.WaitVersion, func() wire.ContentView { return cons.Snapshot().Content(nodeID) }, reg), ReadHeaderTimeout: 10 * time.Second},
+		{Addr: cfg.StatusListen, Handler: gate.Wrap("dataplane", status.Handler(report, cons.WaitVersion, func() wire.ContentView { return cons.Snapshot().Content(nodeID) }, reg)), ReadHeaderTimeout: 10 * time.Second},
 	}
 	var listeners []net.Listener
 	for _, srv := range servers {
@@ -155,6 +175,19 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		})
 	}
 	wg.Go(func() {
+		// On a secured cluster an ACL refusal is reported once (log and a
+		// 503 /status naming it) and not retried; the proxy keeps serving
+		// the stored configuration. See docs/security.md.
+		if cfg.KafkaTLS.Enabled() {
+			var refused *broker.RefusedError
+			if err := broker.AwaitAccess(ctx, cfg.Brokers, kafkaNeeds(cfg)...); errors.As(err, &refused) {
+				log.Error("kafka refuses this data plane's access; not following the configuration until restarted with the ACLs of docs/security.md", "refused", refused.Error())
+				gate.Refuse(refused)
+				return
+			} else if err != nil {
+				return
+			}
+		}
 		// Topics may not exist yet: keep serving the stored configuration
 		// while waiting; a topic of the wrong shape stops the data plane.
 		config := broker.Compacted(cfg.configTopic(), nil)
@@ -269,4 +302,18 @@ func nodeErrors(cons *consumer.Consumer) []string {
 		}
 	}
 	return out
+}
+
+// kafkaNeeds is the access a data plane needs on a secured cluster (its
+// rows of broker.Grants).
+func kafkaNeeds(cfg Config) []broker.Need {
+	return []broker.Need{
+		{Topic: cfg.configTopic(), Op: kafka.ACLOperationTypeRead},
+		{Topic: cfg.configTopic(), Group: cfg.GroupPrefix + cfg.NodeID, Op: kafka.ACLOperationTypeRead},
+		{Topic: cfg.statusTopic(), Op: kafka.ACLOperationTypeWrite},
+		{Topic: cfg.dlqTopic(), Op: kafka.ACLOperationTypeWrite},
+		{Topic: cfg.configTopic(), Op: kafka.ACLOperationTypeDescribeConfigs},
+		{Topic: cfg.statusTopic(), Op: kafka.ACLOperationTypeDescribeConfigs},
+		{Topic: cfg.dlqTopic(), Op: kafka.ACLOperationTypeDescribeConfigs},
+	}
 }

@@ -24,7 +24,13 @@ type Publisher struct {
 	state    func() wire.Heartbeat
 	kick     chan struct{}
 	onSent   func()
+	sign     func(key, value []byte) ([]kafka.Header, error) // nil: unsigned
 }
+
+// SignWith attaches sign's headers to every heartbeat (on a secured
+// cluster: the node's certificate and signature, see shared/attest).
+// Call before Run.
+func (p *Publisher) SignWith(sign func(key, value []byte) ([]kafka.Header, error)) { p.sign = sign }
 
 // New builds a publisher. state fills the version-dependent fields; onSent
 // (may be nil) is called after each successful publish.
@@ -70,9 +76,13 @@ func (p *Publisher) Run(ctx context.Context) {
 		hb.LastSeen = time.Now().UTC()
 		hb.ProcessName = "dataplane"
 		v, err := json.Marshal(hb)
+		var headers []kafka.Header
+		if err == nil && p.sign != nil {
+			headers, err = p.sign([]byte(p.nodeID), v)
+		}
 		if err == nil {
 			wctx, cancel := context.WithTimeout(ctx, 2*p.interval)
-			err = p.w.WriteMessages(wctx, kafka.Message{Key: []byte(p.nodeID), Value: v})
+			err = p.w.WriteMessages(wctx, kafka.Message{Key: []byte(p.nodeID), Value: v, Headers: headers})
 			cancel()
 		}
 		switch {
