@@ -3,6 +3,7 @@
 package api_test
 
 import (
+	"slices"
 	"testing"
 )
 
@@ -69,5 +70,113 @@ func TestNULAnywhere(t *testing.T) {
 				t.Fatalf("%s %q = %d %v, want 400 code 2 or 14", c.method, c.path, code, body)
 			}
 		})
+	}
+}
+
+// names lists the strings of a JSON array.
+func names(v any) []string {
+	var out []string
+	arr, _ := v.([]any)
+	for _, x := range arr {
+		s, _ := x.(string)
+		out = append(out, s)
+	}
+	return out
+}
+
+// TestCertificateSNIs: as Kong, a certificate's "snis" list creates its
+// SNIs with it (one transaction), reads back sorted on every certificate
+// read, replaces them on PUT and PATCH (kept when absent), and DELETE
+// deletes them with the certificate; a name that another certificate has
+// or a repeated name is a 400 that writes nothing.
+func TestCertificateSNIs(t *testing.T) {
+	e := setup(t, false)
+	cert, key := selfSigned(t, false)
+	code, c := e.do(t, "POST", "/certificates", js(map[string]any{"cert": cert, "key": key, "snis": []string{"b.example.com", "a.example.com"}}))
+	if code != 201 || !slices.Equal(names(c["snis"]), []string{"a.example.com", "b.example.com"}) {
+		t.Fatalf("POST /certificates with snis = %d %v", code, c)
+	}
+	id := c["id"].(string)
+	if n := e.count(t, "SELECT count(DISTINCT tx) FROM outbox"); n != 1 {
+		t.Errorf("certificate and SNIs in %d transactions, want 1", n)
+	}
+	if code, s := e.do(t, "GET", "/snis/a.example.com", ""); code != 200 || s["certificate"].(map[string]any)["id"] != id {
+		t.Fatalf("GET /snis/a.example.com = %d %v", code, s)
+	}
+	if code, g := e.do(t, "GET", "/certificates/"+id, ""); code != 200 || !slices.Equal(names(g["snis"]), []string{"a.example.com", "b.example.com"}) {
+		t.Errorf("GET /certificates/{id} = %d %v", code, g)
+	}
+	code, l := e.do(t, "GET", "/certificates", "")
+	if data, _ := l["data"].([]any); code != 200 || len(data) != 1 || !slices.Equal(names(data[0].(map[string]any)["snis"]), []string{"a.example.com", "b.example.com"}) {
+		t.Errorf("GET /certificates = %d %v", code, l)
+	}
+	// Without snis, nothing.
+	cert2, key2 := selfSigned(t, false)
+	code, c2 := e.do(t, "POST", "/certificates", js(map[string]any{"cert": cert2, "key": key2}))
+	if code != 201 || c2["snis"] == nil || len(names(c2["snis"])) != 0 {
+		t.Fatalf("POST /certificates without snis = %d %v", code, c2)
+	}
+	before := e.count(t, "SELECT count(*) FROM outbox")
+	for name, body := range map[string]string{
+		"taken":     js(map[string]any{"cert": cert2, "key": key2, "snis": []string{"a.example.com"}}),
+		"repeated":  js(map[string]any{"cert": cert2, "key": key2, "snis": []string{"x.example.com", "x.example.com"}}),
+		"not names": js(map[string]any{"cert": cert2, "key": key2, "snis": []string{"a b"}}),
+		"not list":  js(map[string]any{"cert": cert2, "key": key2, "snis": "a.example.com"}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			code, b := e.do(t, "POST", "/certificates", body)
+			f, _ := b["fields"].(map[string]any)
+			if code != 400 || b["code"] != float64(2) || f["snis"] == nil {
+				t.Fatalf("= %d %v, want 400 code 2 on snis", code, b)
+			}
+		})
+	}
+	if code, b := e.do(t, "PATCH", "/certificates/"+c2["id"].(string), `{"snis":["b.example.com"]}`); code != 400 ||
+		b["fields"].(map[string]any)["snis"] != "b.example.com already associated with existing certificate '"+id+"'" {
+		t.Errorf("PATCH with a taken name = %d %v", code, b)
+	}
+	if n := e.count(t, "SELECT count(*) FROM outbox"); n != before {
+		t.Errorf("refused writes wrote %d outbox rows", n-before)
+	}
+	// PATCH replaces the list; without snis it keeps it.
+	code, p := e.do(t, "PATCH", "/certificates/"+id, `{"snis":["c.example.com","b.example.com"]}`)
+	if code != 200 || !slices.Equal(names(p["snis"]), []string{"b.example.com", "c.example.com"}) {
+		t.Fatalf("PATCH snis = %d %v", code, p)
+	}
+	if code, _ := e.do(t, "GET", "/snis/a.example.com", ""); code != 404 {
+		t.Errorf("a.example.com after PATCH = %d, want 404", code)
+	}
+	code, p = e.do(t, "PATCH", "/certificates/"+id, `{"tags":["t"]}`)
+	if code != 200 || !slices.Equal(names(p["snis"]), []string{"b.example.com", "c.example.com"}) {
+		t.Errorf("PATCH without snis = %d %v", code, p)
+	}
+	code, p = e.do(t, "PUT", "/certificates/"+id, js(map[string]any{"cert": cert, "key": key, "snis": []string{}}))
+	if code != 200 || p["snis"] == nil || len(names(p["snis"])) != 0 || e.count(t, "SELECT count(*) FROM snis") != 0 {
+		t.Errorf("PUT with snis [] = %d %v", code, p)
+	}
+	// DELETE takes the SNIs with the certificate.
+	e.do(t, "POST", "/certificates/"+id+"/snis", `{"name":"d.example.com"}`)
+	if code, b := e.do(t, "DELETE", "/certificates/"+id, ""); code != 204 {
+		t.Fatalf("DELETE certificate with an SNI = %d %v", code, b)
+	}
+	if n := e.count(t, "SELECT count(*) FROM snis"); n != 0 {
+		t.Errorf("SNIs left after the certificate's delete: %d", n)
+	}
+	if n := e.count(t, "SELECT count(*) FROM outbox WHERE type = 'snis' AND op = 'delete'"); n != 4 {
+		t.Errorf("SNI delete events = %d, want 4 (a by PATCH, b and c by PUT, d by DELETE)", n)
+	}
+	// Declarative: certificates[].snis, names or objects.
+	cfg := js(map[string]any{"_format_version": "3.0", "certificates": []any{
+		map[string]any{"cert": cert, "key": key, "snis": []any{"e.example.com", map[string]any{"name": "f.example.com"}}},
+	}})
+	if code, b := e.do(t, "POST", "/config", cfg); code != 201 || b["inserted"] != float64(3) {
+		t.Fatalf("POST /config with certificates.snis = %d %v", code, b)
+	}
+	code, l = e.do(t, "GET", "/certificates", "")
+	if data, _ := l["data"].([]any); code != 200 || len(data) != 1 || !slices.Equal(names(data[0].(map[string]any)["snis"]), []string{"e.example.com", "f.example.com"}) {
+		t.Errorf("GET /certificates after import = %d %v", code, l)
+	}
+	if code, b := e.do(t, "POST", "/config", cfg); code != 201 || b["changes"] != float64(0) {
+		t.Errorf("re-import = %d %v", code, b)
 	}
 }

@@ -96,7 +96,11 @@ func (a *App) Get(ctx context.Context, t *entity.Type, sc Scope, idOrName string
 	if err != nil {
 		return nil, err
 	}
-	return a.store.Get(ctx, t, idOrName, sc.filter(pid))
+	e, err := a.store.Get(ctx, t, idOrName, sc.filter(pid))
+	if err != nil {
+		return nil, err
+	}
+	return a.withSNIs(ctx, t, e)
 }
 
 // Page asks for a page of a list.
@@ -121,7 +125,12 @@ func (a *App) List(ctx context.Context, t *entity.Type, sc Scope, p Page) ([]jso
 	}
 	f := sc.filter(pid)
 	f.Tags, f.And = p.Tags, p.AllOf
-	return a.store.List(ctx, t, f, p.Size, p.Offset)
+	page, next, err := a.store.List(ctx, t, f, p.Size, p.Offset)
+	if err != nil {
+		return nil, "", err
+	}
+	page, err = a.listWithSNIs(ctx, t, page)
+	return page, next, err
 }
 
 // parentID resolves the parent of a nested URL outside a write ("" for a

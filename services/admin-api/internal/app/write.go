@@ -150,6 +150,10 @@ func (a *App) Create(ctx context.Context, k Key, t *entity.Type, sc Scope, in ma
 		if _, err := scopeInput(ctx, tx, t, sc, in); err != nil {
 			return Reply{}, err
 		}
+		snis, err := takeSNIs(t, in)
+		if err != nil {
+			return Reply{}, err
+		}
 		now := a.now().Unix()
 		e, errs := entity.Normalize(t, in, nil, map[string]any{"created_at": now, "updated_at": now})
 		if errs != nil {
@@ -159,6 +163,9 @@ func (a *App) Create(ctx context.Context, k Key, t *entity.Type, sc Scope, in ma
 			e["id"] = uuid.NewString()
 		}
 		b, err := tx.Insert(ctx, t, e)
+		if err == nil {
+			b, err = syncSNIs(ctx, tx, t, e["id"].(string), b, snis, now)
+		}
 		return Reply{Status: http.StatusCreated, Body: b}, err
 	})
 }
@@ -170,6 +177,10 @@ func (a *App) Create(ctx context.Context, k Key, t *entity.Type, sc Scope, in ma
 func (a *App) Put(ctx context.Context, k Key, t *entity.Type, sc Scope, idOrName string, in map[string]any) (Reply, error) {
 	return a.write(ctx, k, func(ctx context.Context, tx Tx) (Reply, error) {
 		pid, err := scopeInput(ctx, tx, t, sc, in)
+		if err != nil {
+			return Reply{}, err
+		}
+		snis, err := takeSNIs(t, in)
 		if err != nil {
 			return Reply{}, err
 		}
@@ -203,6 +214,9 @@ func (a *App) Put(ctx context.Context, k Key, t *entity.Type, sc Scope, idOrName
 		} else {
 			b, err = tx.Insert(ctx, t, e)
 		}
+		if err == nil {
+			b, err = syncSNIs(ctx, tx, t, keep["id"].(string), b, snis, now)
+		}
 		return Reply{Status: http.StatusOK, Body: b}, err
 	})
 }
@@ -223,11 +237,19 @@ func (a *App) Patch(ctx context.Context, k Key, t *entity.Type, sc Scope, idOrNa
 		if err := resolveRefs(ctx, tx, t, in); err != nil {
 			return Reply{}, err
 		}
-		e, errs := entity.Normalize(t, in, old, map[string]any{"updated_at": a.now().Unix()})
+		snis, err := takeSNIs(t, in)
+		if err != nil {
+			return Reply{}, err
+		}
+		now := a.now().Unix()
+		e, errs := entity.Normalize(t, in, old, map[string]any{"updated_at": now})
 		if errs != nil {
 			return Reply{}, errs
 		}
 		b, err := tx.Update(ctx, t, e)
+		if err == nil {
+			b, err = syncSNIs(ctx, tx, t, e["id"].(string), b, snis, now)
+		}
 		return Reply{Status: http.StatusOK, Body: b}, err
 	})
 }
@@ -249,6 +271,9 @@ func (a *App) Delete(ctx context.Context, k Key, t *entity.Type, sc Scope, idOrN
 		}
 		id, err := entity.ID(old)
 		if err != nil {
+			return Reply{}, err
+		}
+		if err := deleteSNIs(ctx, tx, t, id); err != nil {
 			return Reply{}, err
 		}
 		_, err = tx.Delete(ctx, t, id)
