@@ -70,6 +70,10 @@ type Type struct {
 	Check func(e map[string]any) Errors
 	// Fill completes server-generated values (a key-auth key).
 	Fill func(e map[string]any)
+	// Extra are fields of the Admin API's requests and answers that are
+	// not stored with the entity (a certificate's "snis", its SNI
+	// entities' names; package app handles them); Normalize refuses them.
+	Extra []Field
 }
 
 // Field returns the named field.

@@ -167,3 +167,9 @@ func checkCACert(pemText string, c *x509.Certificate, now time.Time) string {
 	}
 	return ""
 }
+
+func init() {
+	// Kong's certificates DAO reads and answers "snis", the names of the
+	// certificate's SNI entities (package app).
+	Certificate.Extra = []Field{{Name: "snis", Kind: Set, Elem: &Field{Kind: String, Check: checkHost}}}
+}
