@@ -11,7 +11,9 @@
 #
 # Overridable: PGPORT (55432), PGDATABASE (deltaplane), PG_HOME
 # (/tmp/deltaplane-pg-$PGPORT; outside the checkout so the postgres user can
-# always reach it).
+# always reach it). PG_TLS_DIR: a directory of certs.sh (ca.crt,
+# postgres.crt, postgres.key) to serve TLS with (clients then connect with
+# sslmode=verify-full&sslrootcert=$PG_TLS_DIR/ca.crt; see docs/security.md).
 set -euo pipefail
 
 PGPORT=${PGPORT:-55432}
@@ -47,8 +49,17 @@ start() {
     if [ ! -f "$data/PG_VERSION" ]; then
       as_pg "$bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
     fi
+    local tls=""
+    if [ -n "${PG_TLS_DIR:-}" ]; then
+      # The server's key must belong to the server's user, mode 0600.
+      mkdir -p "$PG_HOME/tls"
+      cp "$PG_TLS_DIR/ca.crt" "$PG_TLS_DIR/postgres.crt" "$PG_TLS_DIR/postgres.key" "$PG_HOME/tls/"
+      chmod 600 "$PG_HOME/tls/postgres.key"
+      [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$PG_HOME/tls"
+      tls="-c ssl=on -c ssl_cert_file=$PG_HOME/tls/postgres.crt -c ssl_key_file=$PG_HOME/tls/postgres.key -c ssl_ca_file=$PG_HOME/tls/ca.crt"
+    fi
     as_pg "$bin/pg_ctl" -D "$data" -l "$PG_HOME/postgres.log" -w -t 60 \
-      -o "-p $PGPORT -k $PG_HOME -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=on -c shared_buffers=256MB" start >/dev/null
+      -o "-p $PGPORT -k $PG_HOME -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=on -c shared_buffers=256MB $tls" start >/dev/null
   fi
   if ! as_pg "$bin/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres -tAc "select 1 from pg_database where datname='$PGDATABASE'" | grep -q 1; then
     as_pg "$bin/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres -qc "create database \"$PGDATABASE\"" >/dev/null
