@@ -24,11 +24,13 @@ type Config struct {
 	OutboxRetention time.Duration   `env:"OUTBOX_RETENTION" envDefault:"1h"`
 	IdemRetention   time.Duration   `env:"IDEMPOTENCY_RETENTION" envDefault:"24h"` // how long Idempotency-Key responses are kept
 	LogLevel        slog.Level      `env:"LOG_LEVEL" envDefault:"info"`
-	StartupTimeout  time.Duration   `env:"ADMIN_STARTUP_TIMEOUT" envDefault:"2m"` // how long to wait for Postgres at start
-	RelayTick       time.Duration   `env:"OUTBOX_POLL_INTERVAL" envDefault:"5s"`  // relay fallback poll when no NOTIFY arrives
-	ClusterPoll     time.Duration   `env:"CLUSTER_POLL_INTERVAL" envDefault:"2s"` // how often the latest dp.deltas version is read
-	TLSCert         string          `env:"ADMIN_TLS_CERT"`                        // PEM certificate (chain): serve HTTPS instead of HTTP
-	TLSKey          string          `env:"ADMIN_TLS_KEY"`                         // its private key
+	StartupTimeout  time.Duration   `env:"ADMIN_STARTUP_TIMEOUT" envDefault:"2m"`           // how long to wait for Postgres at start
+	RelayTick       time.Duration   `env:"OUTBOX_POLL_INTERVAL" envDefault:"5s"`            // relay fallback poll when no NOTIFY arrives
+	ClusterPoll     time.Duration   `env:"CLUSTER_POLL_INTERVAL" envDefault:"2s"`           // how often dp.deltas' existence, the quarantine topics and the sync group are read
+	LiveTTL         time.Duration   `env:"CLUSTER_LIVE_TTL" envDefault:"15s"`               // a data plane is live while its last heartbeat is this recent
+	SyncGroup       string          `env:"SYNC_GROUP" envDefault:"deltaplane-sync-gateway"` // the sync-gateways' consumer group, shown on /ui
+	TLSCert         string          `env:"ADMIN_TLS_CERT"`                                  // PEM certificate (chain): serve HTTPS instead of HTTP
+	TLSKey          string          `env:"ADMIN_TLS_KEY"`                                   // its private key
 	KafkaTLS        config.KafkaTLS // KAFKA_TLS_*: mutual TLS to Kafka as principal admin-api
 }
 
@@ -63,6 +65,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("startup_timeout", c.StartupTimeout),
 		slog.Duration("relay_poll_interval", c.RelayTick),
 		slog.Duration("cluster_poll_interval", c.ClusterPoll),
+		slog.Duration("cluster_live_ttl", c.LiveTTL),
+		slog.String("sync_group", c.SyncGroup),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("tls_cert", c.TLSCert),
 		slog.Any("kafka_tls", c.KafkaTLS),

@@ -62,7 +62,11 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		Retention: cfg.OutboxRetention, Tick: cfg.RelayTick,
 	}, db, log)
 
+	ap := app.New(st)
+	ap.SetLogger(log.With("component", "app"))
 	tracker := cluster.New(cfg.Brokers, cfg.TopicPrefix, cfg.ClusterPoll, log)
+	tracker.SetLiveTTL(cfg.LiveTTL)
+	tracker.SetSyncGroup(cfg.SyncGroup)
 	if cfg.KafkaTLS.Enabled() {
 		v, err := cluster.NewHeartbeatVerifier(cfg.KafkaTLS.CA)
 		if err != nil {
@@ -80,7 +84,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	e := api.New(api.Config{
 		Token: cfg.Token, MaxBodyBytes: cfg.MaxBodyBytes, MaxConfigBytes: cfg.MaxConfigBytes, ListenAddr: ln.Addr().String(),
 		NodeID: uuid.NewSHA1(uuid.NameSpaceOID, []byte(host+ln.Addr().String())).String(),
-	}, app.New(st), tracker, log)
+	}, ap, tracker, log)
 	srv := &http.Server{Handler: gate.Wrap("admin-api", e), ReadHeaderTimeout: 10 * time.Second}
 
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))

@@ -126,7 +126,8 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 
 	hb := heartbeat.New(log, cfg.Brokers, cfg.statusTopic(), nodeID, cfg.HeartbeatInterval, func() wire.Heartbeat {
 		s := cons.Snapshot()
-		h := wire.Heartbeat{Mode: cfg.SyncMode, Version: s.Version, Hash: s.Hash.String(), LastApply: cons.LastSync(), Resyncs: cons.Stats.Resyncs.Load()}
+		h := wire.Heartbeat{Mode: cfg.SyncMode, Version: s.Version, Hash: s.Hash.String(), LastApply: cons.LastSync(), Resyncs: cons.Stats.Resyncs.Load(),
+			ResyncReason: cons.LastResyncReason()}
 		h.Errors = nodeErrors(cons)
 		return h
 	}, cons.Touch)

@@ -21,6 +21,7 @@ type Cluster interface {
 	Gateways() []cluster.Gateway
 	LiveTTL() time.Duration
 	Changed() <-chan struct{}
+	ResyncReasons() map[string]string
 }
 
 var _ Cluster = (*cluster.Tracker)(nil)

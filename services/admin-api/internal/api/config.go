@@ -1,9 +1,11 @@
 package api
 
 import (
+	"encoding/json"
 	"net/http"
 	"strconv"
 
+	"github.com/deltaplane/deltaplane/services/admin-api/internal/app"
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/declarative"
 	"github.com/labstack/echo/v4"
 )
@@ -26,6 +28,12 @@ func (a *API) postConfig(c echo.Context) error {
 		return c.JSON(http.StatusOK, p)
 	}
 	r, err := a.app.ReplaceConfig(c.Request().Context(), key(c, raw), raw)
+	if err == nil && r.Tx > 0 {
+		var res app.ConfigResult
+		if json.Unmarshal(r.Body, &res) == nil {
+			go a.followImport(r.Tx, res.Changes)
+		}
+	}
 	return reply(c, r, err)
 }
 

@@ -55,8 +55,9 @@ var (
 
 // App runs the Admin API's operations.
 type App struct {
-	store Store
-	now   func() time.Time
+	store   Store
+	now     func() time.Time
+	imports imports // progress.go
 }
 
 // New returns an App over st.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/declarative"
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/entity"
@@ -26,7 +27,8 @@ type ConfigResult struct {
 // only the differences (declarative.Plan). Other writes wait for it. 201
 // with a ConfigResult; an invalid configuration is a *declarative.Error.
 func (a *App) ReplaceConfig(ctx context.Context, k Key, raw []byte) (Reply, error) {
-	return a.write(ctx, k, func(ctx context.Context, tx Tx) (Reply, error) {
+	prog := a.imports.start(a.now())
+	r, err := a.write(ctx, k, func(ctx context.Context, tx Tx) (Reply, error) {
 		doc, err := declarative.Parse(raw)
 		if err != nil {
 			return Reply{}, err
@@ -61,31 +63,69 @@ func (a *App) ReplaceConfig(ctx context.Context, k Key, raw []byte) (Reply, erro
 		if err != nil {
 			return Reply{}, err
 		}
-		if err := apply(ctx, tx, plan); err != nil {
-			return Reply{}, err
-		}
 		var res ConfigResult
 		res.Inserted, res.Updated, res.Deleted = plan.Counts()
 		res.Unchanged, res.Changes = plan.Unchanged, res.Inserted+res.Updated+res.Deleted
+		a.imports.update(prog, func(p *Progress) { p.Phase, p.Rows = "writing", res.Changes })
+		if err := a.apply(ctx, tx, plan, prog); err != nil {
+			return Reply{}, err
+		}
 		body, err := json.Marshal(res)
 		return Reply{Status: http.StatusCreated, Body: body}, err
 	})
+	a.imports.update(prog, func(p *Progress) {
+		p.Finished, p.Tx = a.now(), r.Tx
+		switch {
+		case err != nil:
+			p.Phase, p.Err = "failed", err.Error()
+		case r.Tx == 0:
+			p.Phase = "unchanged"
+		default:
+			p.Phase = "committed"
+		}
+	})
+	p := a.imports.snapshot(prog)
+	a.imports.logger().Info("declarative import "+p.Phase, "import", prog.ID, "rows", p.Rows, "tx", p.Tx,
+		"took", p.Finished.Sub(p.Started).Round(time.Millisecond), "err", p.Err)
+	return r, err
 }
 
 // apply writes the changes: parents' upserts first, then children's
-// deletes first.
-func apply(ctx context.Context, tx Tx, c declarative.Changes) error {
-	for _, u := range c.Upserts {
-		if err := tx.UpdateMany(ctx, u.Type, u.Update); err != nil {
-			return declarativeStoreError(u.Type.Name, err)
+// deletes first, importChunk entities a statement, advancing prog and
+// logging it at most every second.
+func (a *App) apply(ctx context.Context, tx Tx, c declarative.Changes, prog *Progress) error {
+	last := a.now()
+	done := func(n int) {
+		a.imports.update(prog, func(p *Progress) { p.RowsWritten += n })
+		if now := a.now(); now.Sub(last) >= time.Second {
+			last = now
+			p := a.imports.snapshot(prog)
+			a.imports.logger().Info("declarative import writing", "import", prog.ID, "rows_written", p.RowsWritten, "rows", p.Rows)
 		}
-		if err := tx.InsertMany(ctx, u.Type, u.Insert, u.Bodies); err != nil {
-			return declarativeStoreError(u.Type.Name, err)
+	}
+	for _, u := range c.Upserts {
+		for i := 0; i < len(u.Update); i += importChunk {
+			part := u.Update[i:min(i+importChunk, len(u.Update))]
+			if err := tx.UpdateMany(ctx, u.Type, part); err != nil {
+				return declarativeStoreError(u.Type.Name, err)
+			}
+			done(len(part))
+		}
+		for i := 0; i < len(u.Insert); i += importChunk {
+			j := min(i+importChunk, len(u.Insert))
+			if err := tx.InsertMany(ctx, u.Type, u.Insert[i:j], u.Bodies[i:j]); err != nil {
+				return declarativeStoreError(u.Type.Name, err)
+			}
+			done(j - i)
 		}
 	}
 	for _, d := range c.Deletes {
-		if err := tx.DeleteMany(ctx, d.Type, d.IDs); err != nil {
-			return err
+		for i := 0; i < len(d.IDs); i += importChunk {
+			part := d.IDs[i:min(i+importChunk, len(d.IDs))]
+			if err := tx.DeleteMany(ctx, d.Type, part); err != nil {
+				return err
+			}
+			done(len(part))
 		}
 	}
 	return nil

@@ -268,3 +268,15 @@ func (t *Tracker) WaitLive(ctx context.Context, tx uint64) Change {
 func sortNodes(l []NodeChange) {
 	sort.Slice(l, func(i, j int) bool { return l[i].ID < l[j].ID })
 }
+
+// ResyncReasons maps each data plane to why its last resync happened, as
+// its heartbeat says ("" when it never resynced).
+func (t *Tracker) ResyncReasons() map[string]string {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	out := make(map[string]string, len(t.nodes))
+	for _, hb := range t.nodes {
+		out[hb.NodeID] = hb.ResyncReason
+	}
+	return out
+}
