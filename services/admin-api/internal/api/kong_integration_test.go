@@ -5,6 +5,9 @@ package api_test
 import (
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/deltaplane/deltaplane/services/admin-api/internal/testenv"
 )
 
 // TestPageParams: a repeated or empty size or offset is a 400 in Kong's
@@ -178,5 +181,40 @@ func TestCertificateSNIs(t *testing.T) {
 	}
 	if code, b := e.do(t, "POST", "/config", cfg); code != 201 || b["changes"] != float64(0) {
 		t.Errorf("re-import = %d %v", code, b)
+	}
+}
+
+// TestKeyAuthTTL: as Kong, a key-auth credential written with ttl expires
+// ttl seconds after the write; reads show the seconds left; a PATCH
+// without ttl keeps the expiry; an expired credential is not found and
+// not listed.
+func TestKeyAuthTTL(t *testing.T) {
+	e := setup(t, false)
+	e.do(t, "POST", "/consumers", `{"username":"u"}`)
+	code, k := e.do(t, "POST", "/consumers/u/key-auth", `{"key":"long","ttl":1000}`)
+	if code != 201 || k["ttl"] != float64(1000) {
+		t.Fatalf("POST with ttl = %d %v", code, k)
+	}
+	code, g := e.do(t, "GET", "/key-auths/long", "")
+	if ttl, _ := g["ttl"].(float64); code != 200 || ttl < 990 || ttl > 1000 {
+		t.Fatalf("GET = %d %v, want ttl 990..1000", code, g)
+	}
+	code, p := e.do(t, "PATCH", "/key-auths/long", `{"tags":["x"]}`)
+	if ttl, _ := p["ttl"].(float64); code != 200 || ttl < 990 || ttl > 1000 {
+		t.Fatalf("PATCH without ttl = %d %v, want the expiry kept", code, p)
+	}
+	if code, k := e.do(t, "POST", "/consumers/u/key-auth", `{"key":"short","ttl":1}`); code != 201 {
+		t.Fatalf("POST ttl 1 = %d %v", code, k)
+	}
+	testenv.Eventually(t, 10*time.Second, "the credential with ttl 1 expires", func() bool {
+		code, _ := e.do(t, "GET", "/key-auths/short", "")
+		return code == 404
+	})
+	code, l := e.do(t, "GET", "/consumers/u/key-auth", "")
+	if data, _ := l["data"].([]any); code != 200 || len(data) != 1 || data[0].(map[string]any)["key"] != "long" {
+		t.Errorf("list after expiry = %d %v, want only long", code, l)
+	}
+	if code, _ := e.do(t, "PATCH", "/key-auths/short", `{"tags":["y"]}`); code != 404 {
+		t.Errorf("PATCH of an expired credential = %d, want 404", code)
 	}
 }

@@ -101,6 +101,10 @@ func (a *App) Get(ctx context.Context, t *entity.Type, sc Scope, idOrName string
 	if err != nil {
 		return nil, err
 	}
+	e, live := liveView(t, e, a.now().Unix())
+	if !live {
+		return nil, store.ErrNotFound
+	}
 	return a.withSNIs(ctx, t, e)
 }
 
@@ -128,6 +132,9 @@ func (a *App) List(ctx context.Context, t *entity.Type, sc Scope, p Page) ([]jso
 	f.Tags, f.And = p.Tags, p.AllOf
 	page, next, err := a.store.List(ctx, t, f, p.Size, p.Offset)
 	if err != nil {
+		return nil, "", err
+	}
+	if page, err = liveList(t, page, a.now().Unix()); err != nil {
 		return nil, "", err
 	}
 	page, err = a.listWithSNIs(ctx, t, page)

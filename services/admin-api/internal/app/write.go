@@ -242,6 +242,9 @@ func (a *App) Patch(ctx context.Context, k Key, t *entity.Type, sc Scope, idOrNa
 			return Reply{}, err
 		}
 		now := a.now().Unix()
+		if !keepExpiry(t, old, in, now) {
+			return Reply{}, store.ErrNotFound
+		}
 		e, errs := entity.Normalize(t, in, old, map[string]any{"updated_at": now})
 		if errs != nil {
 			return Reply{}, errs
