@@ -71,6 +71,7 @@ func New(cfg Config, ap *app.App, cl Cluster, log *slog.Logger) *echo.Echo {
 	e.GET("/clustering/changes/:tx", a.change)
 	e.GET("/ui", a.ui)
 	e.GET("/ui/cluster", a.uiCluster)
+	e.GET("/metrics", a.metricsHandler())
 	e.GET("/config", a.getConfig)
 	e.GET("/plugins/enabled", a.pluginsEnabled)
 	e.GET("/schemas/plugins/:name", a.pluginSchema)
