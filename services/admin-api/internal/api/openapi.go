@@ -3,6 +3,9 @@ package api
 import (
 	"net/http"
 	"regexp"
+	"slices"
+	"sort"
+	"strconv"
 	"sync"
 
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/entity"
@@ -12,7 +15,17 @@ import (
 // The OpenAPI 3 description is generated from the entity descriptors and
 // the endpoint table, so it cannot drift from what the API serves.
 
+// fieldSchema is the schema of a field's value in a response: every
+// field present, null when unset and not required.
 func fieldSchema(f entity.Field) map[string]any {
+	return valueSchema(f, false)
+}
+
+// valueSchema is the schema of a field's value; in a request (req) the
+// constraints the descriptor checks are stated (minLength, minimum,
+// maximum, enum), foreign references may name their target by endpoint
+// key, and records list the fields they accept.
+func valueSchema(f entity.Field, req bool) map[string]any {
 	var s map[string]any
 	switch f.Kind {
 	case entity.String:
@@ -20,38 +33,84 @@ func fieldSchema(f entity.Field) map[string]any {
 		if len(f.Enum) > 0 {
 			s["enum"] = f.Enum
 		}
+		if req {
+			s["minLength"] = 1
+			if fm := stringFormat(f); fm != "" {
+				s["format"] = fm
+			}
+		}
 	case entity.Integer:
 		s = map[string]any{"type": "integer"}
+		if len(f.Enum) > 0 {
+			var en []any
+			for _, e := range f.Enum {
+				n, _ := strconv.ParseInt(e, 10, 64)
+				en = append(en, n)
+			}
+			s["enum"] = en
+		}
+		if f.Min != nil {
+			s["minimum"] = *f.Min
+		}
+		if f.Max != nil {
+			s["maximum"] = *f.Max
+		}
 	case entity.Number:
 		s = map[string]any{"type": "number"}
 	case entity.Boolean:
 		s = map[string]any{"type": "boolean"}
 	case entity.Array, entity.Set:
-		s = map[string]any{"type": "array", "items": fieldSchema(*f.Elem)}
+		s = map[string]any{"type": "array", "items": map[string]any{}}
+		if f.Elem != nil {
+			el := *f.Elem
+			el.Required = true // an array element is never null
+			s["items"] = valueSchema(el, req)
+		}
 	case entity.Map:
-		s = map[string]any{"type": "object", "additionalProperties": fieldSchema(*f.Elem)}
+		el := *f.Elem
+		el.Required = true
+		s = map[string]any{"type": "object", "additionalProperties": valueSchema(el, req)}
 	case entity.Record:
 		s = map[string]any{"type": "object"}
 		if len(f.Fields) > 0 {
 			props := map[string]any{}
 			for _, sf := range f.Fields {
-				props[sf.Name] = fieldSchema(sf)
+				props[sf.Name] = valueSchema(sf, req)
 			}
 			s["properties"] = props
+			if req && !f.Loose {
+				s["additionalProperties"] = false
+			}
 		}
 	case entity.Foreign:
-		s = map[string]any{"type": "object", "properties": map[string]any{"id": map[string]any{"type": "string", "format": "uuid"}},
+		id := map[string]any{"type": "object", "properties": map[string]any{"id": map[string]any{"type": "string", "format": "uuid"}},
 			"required": []string{"id"}, "additionalProperties": false}
+		s = id
+		if req && f.Ref != nil {
+			if rt, ok := entity.Lookup(f.Ref.To); ok && rt.Endpoint != "" {
+				byKey := map[string]any{"type": "object", "properties": map[string]any{rt.Endpoint: map[string]any{"type": "string", "minLength": 1}},
+					"required": []string{rt.Endpoint}, "additionalProperties": false}
+				s = map[string]any{"oneOf": []any{id, byKey}}
+			}
+		}
 	case entity.JSON:
 		s = map[string]any{}
 	}
-	if !f.Required && f.Name != "id" && f.Name != "created_at" && f.Name != "updated_at" {
+	if !f.Required && f.Kind != entity.JSON && f.Name != "id" && f.Name != "created_at" && f.Name != "updated_at" {
 		s["nullable"] = true
 	}
-	if f.Name != "" && f.Elem == nil && f.Kind == entity.Array {
-		s["items"] = map[string]any{}
-	}
 	return s
+}
+
+// stringFormat names the OpenAPI format of a string field whose value
+// the descriptor checks as a host, a UUID or a PEM document, so that a
+// generator produces values the check accepts.
+func stringFormat(f entity.Field) string {
+	switch f.Name {
+	case "host", "host_header", "sni", "https_sni":
+		return "hostname"
+	}
+	return ""
 }
 
 func entitySchema(t *entity.Type) map[string]any {
@@ -62,6 +121,70 @@ func entitySchema(t *entity.Type) map[string]any {
 		req = append(req, f.Name)
 	}
 	return map[string]any{"type": "object", "properties": props, "required": req, "additionalProperties": false}
+}
+
+// requestSchema is the body of a write of t: the fields a client may
+// send, with the descriptor's constraints. A create (POST, PUT) requires
+// the fields that are required and have no default, except skip (the
+// field a nested URL sets); an update (PATCH) requires none.
+func requestSchema(t *entity.Type, create bool, skip string) map[string]any {
+	props := map[string]any{}
+	var req []string
+	for _, f := range t.Fields {
+		switch {
+		case f.Name == "id":
+			props[f.Name] = map[string]any{"type": "string", "format": "uuid"}
+			continue
+		case f.ReadOnly:
+			props[f.Name] = map[string]any{"type": "integer"} // accepted and ignored
+			continue
+		}
+		props[f.Name] = valueSchema(f, true)
+		if create && f.Required && f.Default == nil && f.Name != skip {
+			req = append(req, f.Name)
+		}
+	}
+	s := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
+	if t == entity.Service {
+		// url is shorthand for protocol, host, port and path.
+		props["url"] = map[string]any{"type": "string", "format": "uri"}
+		req = slices.DeleteFunc(req, func(n string) bool { return n == "host" })
+		if create {
+			s["anyOf"] = []any{map[string]any{"required": []string{"host"}}, map[string]any{"required": []string{"url"}}}
+		}
+	}
+	if len(req) > 0 {
+		s["required"] = req
+	}
+	if t == entity.Plugin {
+		return pluginRequestSchema(s)
+	}
+	return s
+}
+
+// pluginRequestSchema narrows a plugin body by its name: one alternative
+// per plugin schema deltaplane knows, with that plugin's config fields.
+func pluginRequestSchema(base map[string]any) map[string]any {
+	names := make([]string, 0, len(entity.PluginSchemas))
+	for n := range entity.PluginSchemas {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var alts []any
+	for _, n := range names {
+		props := map[string]any{}
+		for k, v := range base["properties"].(map[string]any) {
+			props[k] = v
+		}
+		props["name"] = map[string]any{"type": "string", "enum": []string{n}}
+		props["config"] = valueSchema(entity.Field{Name: "config", Kind: entity.Record, Fields: entity.PluginSchemas[n]}, true)
+		alt := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
+		if r, ok := base["required"]; ok {
+			alt["required"] = r
+		}
+		alts = append(alts, alt)
+	}
+	return map[string]any{"oneOf": alts}
 }
 
 func ref(name string) map[string]any { return map[string]any{"$ref": "#/components/schemas/" + name} }
@@ -80,6 +203,46 @@ func resp(desc string, schema map[string]any) map[string]any {
 
 var paramRe = regexp.MustCompile(`:([a-z]+)`)
 
+// responses is an operation's responses: the given ones and the answers
+// every operation can give (401 with ADMIN_TOKEN set, 503 when Postgres
+// is unreachable).
+func responses(rs map[string]any) map[string]any {
+	if _, ok := rs["401"]; !ok {
+		rs["401"] = resp("missing or wrong admin token", ref("Error"))
+	}
+	if _, ok := rs["503"]; !ok {
+		rs["503"] = resp("database unavailable", ref("Error"))
+	}
+	return rs
+}
+
+func errResp(d string) map[string]any { return resp(d, ref("Error")) }
+
+// pathParams are the path parameters of an echo path ("/services/:id").
+func pathParams(p string) []any {
+	var out []any
+	for _, m := range paramRe.FindAllStringSubmatch(p, -1) {
+		out = append(out, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
+	}
+	return out
+}
+
+// oaPath turns an echo path into an OpenAPI one (/services/{id}).
+func oaPath(p string) string { return paramRe.ReplaceAllString(p, "{$1}") }
+
+// pathItem is a path's operations with its parameters (omitted when it has
+// none: OpenAPI wants an array or nothing).
+func pathItem(p string, ops map[string]any) map[string]any {
+	if ps := pathParams(p); len(ps) > 0 {
+		ops["parameters"] = ps
+	}
+	return ops
+}
+
+func body(schema map[string]any) map[string]any {
+	return map[string]any{"content": jsonContent(schema)}
+}
+
 func buildOpenAPI() map[string]any {
 	schemas := map[string]any{
 		"Error": map[string]any{"type": "object", "required": []string{"message"}, "properties": map[string]any{
@@ -97,9 +260,7 @@ func buildOpenAPI() map[string]any {
 				"errors": map[string]any{"type": "array", "items": map[string]any{"type": "string"}},
 			}},
 	}
-	errResp := func(d string) map[string]any { return resp(d, ref("Error")) }
 	paths := map[string]any{}
-	anyBody := map[string]any{"content": jsonContent(map[string]any{"type": "object"})}
 	for _, t := range entity.Types {
 		schemas[t.Name] = entitySchema(t)
 		schemas[t.Name+"_list"] = map[string]any{"type": "object", "required": []string{"data", "next"}, "properties": map[string]any{
@@ -107,60 +268,80 @@ func buildOpenAPI() map[string]any {
 			"next":   map[string]any{"type": "string", "nullable": true},
 			"offset": map[string]any{"type": "string"},
 		}}
+		schemas[t.Name+"_create"] = requestSchema(t, true, "")
+		schemas[t.Name+"_update"] = requestSchema(t, false, "")
 	}
-	params := func(p string) []any {
-		var out []any
-		for _, m := range paramRe.FindAllStringSubmatch(p, -1) {
-			out = append(out, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
-		}
-		return out
+	listParams := []any{
+		map[string]any{"name": "size", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1, "maximum": 1000}},
+		map[string]any{"name": "offset", "in": "query", "schema": map[string]any{"type": "string"}},
+		map[string]any{"name": "tags", "in": "query", "schema": map[string]any{"type": "string"}},
 	}
-	oa := func(p string) string { return paramRe.ReplaceAllString(p, "{$1}") }
 	for _, ep := range endpoints() {
+		n := ep.t.Name
+		create := ref(n + "_create")
+		if ep.parent != nil {
+			create = requestSchema(ep.t, true, ep.field)
+		}
+		missing := "not found"
+		if ep.parent != nil {
+			missing = "not found, or the parent in the URL not found"
+		}
 		col := ep.path
-		paths[oa(col)] = map[string]any{
-			"parameters": params(col),
-			"get": map[string]any{"summary": "List " + ep.t.Name, "parameters": []any{
-				map[string]any{"name": "size", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1, "maximum": 1000}},
-				map[string]any{"name": "offset", "in": "query", "schema": map[string]any{"type": "string"}},
-				map[string]any{"name": "tags", "in": "query", "schema": map[string]any{"type": "string"}},
-			}, "responses": map[string]any{"200": resp("a page", ref(ep.t.Name+"_list")), "400": errResp("bad size or offset"), "404": errResp("parent not found"), "503": errResp("database unavailable")}},
-			"post": map[string]any{"summary": "Create a " + ep.t.Name + " entity", "requestBody": anyBody, "responses": map[string]any{
-				"201": resp("created", ref(ep.t.Name)), "400": errResp("invalid"), "404": errResp("parent not found"), "409": errResp("unique violation"), "413": errResp("body too large"), "422": errResp("idempotency key reused"), "503": errResp("database unavailable")}},
+		list := map[string]any{"200": resp("a page", ref(n+"_list")), "400": errResp("bad size, offset or tags")}
+		post := map[string]any{"201": resp("created", ref(n)), "400": errResp("invalid entity or body"), "409": errResp("unique constraint violation"),
+			"413": errResp("body too large"), "422": errResp("Idempotency-Key used for a different request")}
+		if ep.parent != nil {
+			list["404"] = errResp("parent not found")
+			post["404"] = errResp("parent not found")
 		}
+		paths[oaPath(col)] = pathItem(col, map[string]any{
+			"get":  map[string]any{"summary": "List " + n, "parameters": listParams, "responses": responses(list)},
+			"post": map[string]any{"summary": "Create a " + n + " entity", "requestBody": body(create), "responses": responses(post)},
+		})
 		item := col + "/:id"
-		paths[oa(item)] = map[string]any{
-			"parameters": params(item),
-			"get":        map[string]any{"responses": map[string]any{"200": resp("the entity", ref(ep.t.Name)), "404": errResp("not found"), "503": errResp("database unavailable")}},
-			"put":        map[string]any{"requestBody": anyBody, "responses": map[string]any{"200": resp("created or replaced", ref(ep.t.Name)), "400": errResp("invalid"), "404": errResp("not found"), "409": errResp("unique violation"), "413": errResp("body too large"), "503": errResp("database unavailable")}},
-			"patch":      map[string]any{"requestBody": anyBody, "responses": map[string]any{"200": resp("updated", ref(ep.t.Name)), "400": errResp("invalid"), "404": errResp("not found"), "409": errResp("unique violation"), "413": errResp("body too large"), "503": errResp("database unavailable")}},
-			"delete":     map[string]any{"responses": map[string]any{"204": resp("deleted (or absent)", nil), "400": errResp("referenced"), "503": errResp("database unavailable")}},
+		write := func(ok string, schema map[string]any) map[string]any {
+			return map[string]any{"requestBody": body(schema), "responses": responses(map[string]any{
+				"200": resp(ok, ref(n)), "400": errResp("invalid entity or body"), "404": errResp(missing), "409": errResp("unique constraint violation"),
+				"413": errResp("body too large"), "422": errResp("Idempotency-Key used for a different request")})}
 		}
+		del := map[string]any{"204": resp("deleted (or absent)", nil), "400": errResp("still referenced, or invalid body"),
+			"413": errResp("body too large"), "422": errResp("Idempotency-Key used for a different request")}
+		if ep.parent != nil {
+			del["404"] = errResp("parent not found")
+		}
+		paths[oaPath(item)] = pathItem(item, map[string]any{
+			"get":    map[string]any{"responses": responses(map[string]any{"200": resp("the entity", ref(n)), "404": errResp(missing)})},
+			"put":    write("created or replaced", create),
+			"patch":  write("updated", ref(n+"_update")),
+			"delete": map[string]any{"responses": responses(del)},
+		})
 	}
 	obj := map[string]any{"type": "object"}
-	paths["/"] = map[string]any{"get": map[string]any{"responses": map[string]any{"200": resp("node information", map[string]any{"type": "object", "required": []string{"version", "tagline", "configuration"}, "properties": map[string]any{
-		"version": map[string]any{"type": "string"}, "tagline": map[string]any{"type": "string"}, "configuration": obj}})}}}
+	paths["/"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": resp("node information", map[string]any{"type": "object", "required": []string{"version", "tagline", "configuration"}, "properties": map[string]any{
+		"version": map[string]any{"type": "string"}, "tagline": map[string]any{"type": "string"}, "configuration": obj}})})}}
 	paths["/health"] = map[string]any{"get": map[string]any{"responses": map[string]any{"200": resp("healthy", obj), "503": resp("database unreachable", obj)}}}
-	paths["/status"] = map[string]any{"get": map[string]any{"responses": map[string]any{"200": resp("status", map[string]any{"type": "object", "required": []string{"database"}, "properties": map[string]any{
+	paths["/status"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": resp("status", map[string]any{"type": "object", "required": []string{"database"}, "properties": map[string]any{
 		"database": map[string]any{"type": "object", "required": []string{"reachable"}, "properties": map[string]any{"reachable": map[string]any{"type": "boolean"}}},
 		"outbox": map[string]any{"type": "object", "properties": map[string]any{
 			"backlog": map[string]any{"type": "integer"}, "last_tx": map[string]any{"type": "integer"},
-			"last_published_tx": map[string]any{"type": "integer"}, "last_published_at": map[string]any{"type": "string", "nullable": true}}}}})}}}
+			"last_published_tx": map[string]any{"type": "integer"}, "last_published_at": map[string]any{"type": "string", "nullable": true}}}}})})}}
 	paths["/config"] = map[string]any{
-		"get": map[string]any{"responses": map[string]any{"200": resp("the configuration as declarative YAML", map[string]any{"type": "object", "required": []string{"config"}, "properties": map[string]any{"config": map[string]any{"type": "string"}}})}},
+		"get": map[string]any{"responses": responses(map[string]any{"200": resp("the configuration as declarative YAML", map[string]any{"type": "object", "required": []string{"config"}, "properties": map[string]any{"config": map[string]any{"type": "string"}}})})},
 		"post": map[string]any{"requestBody": map[string]any{"content": map[string]any{"application/json": map[string]any{"schema": obj}, "application/yaml": map[string]any{"schema": map[string]any{"type": "string"}}}},
-			"responses": map[string]any{"201": resp("applied", map[string]any{"type": "object", "required": []string{"changes"}, "properties": map[string]any{
+			"responses": responses(map[string]any{"201": resp("applied", map[string]any{"type": "object", "required": []string{"changes"}, "properties": map[string]any{
 				"changes": map[string]any{"type": "integer"}, "inserted": map[string]any{"type": "integer"}, "updated": map[string]any{"type": "integer"},
-				"deleted": map[string]any{"type": "integer"}, "unchanged": map[string]any{"type": "integer"}}}), "400": errResp("invalid declarative configuration"), "413": errResp("body too large"), "503": errResp("database unavailable")}},
+				"deleted": map[string]any{"type": "integer"}, "unchanged": map[string]any{"type": "integer"}}}), "400": errResp("invalid declarative configuration"),
+				"413": errResp("body too large"), "422": errResp("Idempotency-Key used for a different request")})},
 	}
-	paths["/clustering/data-planes"] = map[string]any{"get": map[string]any{"responses": map[string]any{"200": resp("data planes", map[string]any{"type": "object", "required": []string{"data"}, "properties": map[string]any{
-		"data": map[string]any{"type": "array", "items": ref("DataPlane")}, "next": map[string]any{"type": "string", "nullable": true}}})}}}
-	paths["/clustering/status"] = map[string]any{"get": map[string]any{"responses": map[string]any{"200": resp("data planes by id", map[string]any{"type": "object", "additionalProperties": obj})}}}
-	paths["/openapi.json"] = map[string]any{"get": map[string]any{"responses": map[string]any{"200": resp("this document", obj)}}}
+	paths["/clustering/data-planes"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": resp("data planes", map[string]any{"type": "object", "required": []string{"data"}, "properties": map[string]any{
+		"data": map[string]any{"type": "array", "items": ref("DataPlane")}, "next": map[string]any{"type": "string", "nullable": true}}})})}}
+	paths["/clustering/status"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": resp("data planes by id", map[string]any{"type": "object", "additionalProperties": obj})})}}
+	paths["/openapi.json"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": resp("this document", obj)})}}
 	return map[string]any{
-		"openapi": "3.0.3",
-		"info":    map[string]any{"title": "deltaplane Admin API", "version": Version, "description": "Kong-compatible Admin API of the deltaplane control plane."},
-		"paths":   paths,
+		"openapi":  "3.0.3",
+		"info":     map[string]any{"title": "deltaplane Admin API", "version": Version, "description": "Kong-compatible Admin API of the deltaplane control plane."},
+		"paths":    paths,
+		"security": []any{map[string]any{}, map[string]any{"adminToken": []any{}}},
 		"components": map[string]any{"schemas": schemas, "securitySchemes": map[string]any{
 			"adminToken": map[string]any{"type": "apiKey", "in": "header", "name": "Kong-Admin-Token"}}},
 	}
