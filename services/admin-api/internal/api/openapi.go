@@ -120,6 +120,11 @@ func entitySchema(t *entity.Type) map[string]any {
 		props[f.Name] = fieldSchema(f)
 		req = append(req, f.Name)
 	}
+	if t == entity.Certificate {
+		// Kong's certificates answer with their SNIs' names (package app).
+		props["snis"] = map[string]any{"type": "array", "items": map[string]any{"type": "string"}}
+		req = append(req, "snis")
+	}
 	return map[string]any{"type": "object", "properties": props, "required": req, "additionalProperties": false}
 }
 
@@ -145,6 +150,11 @@ func requestSchema(t *entity.Type, create bool, skip string) map[string]any {
 		}
 	}
 	s := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
+	if t == entity.Certificate {
+		// the names of the certificate's SNIs, created with it (package app)
+		props["snis"] = map[string]any{"type": "array", "nullable": true, "uniqueItems": true,
+			"items": map[string]any{"type": "string", "minLength": 1, "format": "hostname"}}
+	}
 	if t == entity.Service {
 		// url is shorthand for protocol, host, port and path.
 		props["url"] = map[string]any{"type": "string", "format": "uri"}
