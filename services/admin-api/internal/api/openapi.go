@@ -96,7 +96,7 @@ func valueSchema(f entity.Field, req bool) map[string]any {
 	case entity.JSON:
 		s = map[string]any{}
 	}
-	if !f.Required && f.Kind != entity.JSON && f.Name != "id" && f.Name != "created_at" && f.Name != "updated_at" {
+	if !f.Required && f.Name != "id" && f.Name != "created_at" && f.Name != "updated_at" {
 		s["nullable"] = true
 	}
 	return s
