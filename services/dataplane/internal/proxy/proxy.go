@@ -44,7 +44,22 @@ type Proxy struct {
 	rr       sync.Map // upstream id -> *atomic.Uint64 (round-robin position)
 	observe  func(route string, d time.Duration)
 	port     atomic.Pointer[listenPort]
+	health   Health
 }
+
+// Health decides which targets of an upstream receive traffic and hears
+// how proxied requests to them ended (internal/health.Checker).
+type Health interface {
+	// Healthy reports whether the target may receive traffic.
+	Healthy(upstreamID, target string) bool
+	// Report is the outcome of one attempt: the response status, or the
+	// error that ended it (a timeout satisfies Timeout() bool).
+	Report(upstreamID, target string, status int, err error)
+}
+
+// UseHealth makes the balancer skip the targets h finds unhealthy and
+// report every attempt to h; call before serving.
+func (p *Proxy) UseHealth(h Health) { p.health = h }
 
 // ObserveLatency makes the proxy report, per request that matched a route,
 // the route (its name, or its id when it has none) and the time from
@@ -80,6 +95,7 @@ type routing struct {
 	target   string // host:port of the first attempt
 	up       *snapshot.Upstream
 	rr       *atomic.Uint64 // round-robin position of up
+	health   Health         // nil: every target
 	host     string         // Host header to send
 	path     string
 	prefix   string // stripped prefix, for X-Forwarded-Prefix
@@ -92,13 +108,24 @@ type routing struct {
 	sent     time.Time // its first attempt upstream began
 }
 
-// pick returns the target of the next attempt.
+// pick returns the target of the next attempt: the next one in the
+// round-robin schedule that is healthy, "" when none is.
 func (rt *routing) pick() string {
 	if rt.up == nil {
 		return rt.target
 	}
 	sched := rt.up.Schedule()
-	return rt.up.Targets[sched[(rt.rr.Add(1)-1)%uint64(len(sched))]].Target
+	n := uint64(len(sched))
+	pos := rt.rr.Add(1) - 1
+	if rt.health == nil {
+		return rt.up.Targets[sched[pos%n]].Target
+	}
+	for i := range n {
+		if t := rt.up.Targets[sched[(pos+i)%n]].Target; rt.health.Healthy(rt.up.ID, t) {
+			return t
+		}
+	}
+	return ""
 }
 
 // request is everything the proxy keeps for one request, in one
@@ -246,8 +273,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if v == nil {
 			v, _ = p.rr.LoadOrStore(up.ID, new(atomic.Uint64))
 		}
-		rt.up, rt.rr = up, v.(*atomic.Uint64)
-		rt.target = rt.pick()
+		rt.up, rt.rr, rt.health = up, v.(*atomic.Uint64), p.health
+		if rt.target = rt.pick(); rt.target == "" {
+			WriteMessage(w, http.StatusServiceUnavailable, msgNoTarget)
+			return
+		}
 		rt.host = svc.Host
 		if up.HostHeader != "" {
 			rt.host = up.HostHeader

@@ -52,17 +52,37 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	for attempt := 0; ; attempt++ {
 		resp, err := t.once(req, rt)
+		if rt.health != nil {
+			report(rt, req.URL.Host, resp, err)
+		}
 		if err == nil {
 			kongHeaders(resp.Header, rt)
 		}
 		if err == nil || !replayable || attempt >= rt.retries || !isConnectError(err) || req.Context().Err() != nil {
 			return resp, err
 		}
+		next := rt.pick()
+		if next == "" {
+			return resp, err
+		}
 		req = req.Clone(req.Context())
 		if req.GetBody != nil {
 			req.Body, _ = req.GetBody()
 		}
-		req.URL.Host = rt.pick()
+		req.URL.Host = next
+	}
+}
+
+// report tells the health checks how an attempt on target ended.
+func report(rt *routing, target string, resp *http.Response, err error) {
+	switch {
+	case err == nil:
+		rt.health.Report(rt.up.ID, target, resp.StatusCode, nil)
+	case errors.Is(err, errReadTimeout) || errors.Is(err, errWriteTimeout):
+		rt.health.Report(rt.up.ID, target, 0, context.DeadlineExceeded)
+	case errors.Is(err, context.Canceled): // the client went away: says nothing of the target
+	default:
+		rt.health.Report(rt.up.ID, target, 0, err)
 	}
 }
 

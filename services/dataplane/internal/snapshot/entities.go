@@ -82,7 +82,10 @@ type Upstream struct {
 	ID         string
 	Name       string
 	HostHeader string
-	Targets    []*Target // weight > 0, sorted by id
+	// Healthchecks is the upstream's healthchecks field as configured
+	// (nil when absent); internal/health reads it.
+	Healthchecks json.RawMessage
+	Targets      []*Target // weight > 0, sorted by id
 	// TotalWeight is the sum of the targets' weights.
 	TotalWeight int
 
@@ -141,9 +144,10 @@ func gcd(a, b int) int {
 }
 
 type upstreamJSON struct {
-	ID         string  `json:"id"`
-	Name       string  `json:"name"`
-	HostHeader *string `json:"host_header"`
+	ID           string          `json:"id"`
+	Name         string          `json:"name"`
+	HostHeader   *string         `json:"host_header"`
+	Healthchecks json.RawMessage `json:"healthchecks"`
 }
 
 // Target is a parsed target.

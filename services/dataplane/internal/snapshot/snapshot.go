@@ -96,6 +96,25 @@ func (s *Snapshot) Upstream(name string) (*Upstream, bool) {
 	return s.upstreams.Get([]byte(strings.ToLower(name)))
 }
 
+// UpstreamByID returns an upstream by id.
+func (s *Snapshot) UpstreamByID(id string) (*Upstream, bool) {
+	name, ok := s.upNames.Get([]byte(id))
+	if !ok {
+		return nil, false
+	}
+	return s.upstreams.Get([]byte(name))
+}
+
+// ForEachUpstream visits upstreams in name order until fn returns false.
+func (s *Snapshot) ForEachUpstream(fn func(*Upstream) bool) {
+	it := s.upstreams.Root().Iterator()
+	for _, u, ok := it.Next(); ok; _, u, ok = it.Next() {
+		if !fn(u) {
+			return
+		}
+	}
+}
+
 // Consumer returns a consumer by id.
 func (s *Snapshot) Consumer(id string) (*Consumer, bool) { return s.consumers.Get([]byte(id)) }
 
@@ -372,6 +391,9 @@ func (t *txn) add(typ, id string, raw []byte) error {
 		if j.HostHeader != nil {
 			u.HostHeader = *j.HostHeader
 		}
+		if len(j.Healthchecks) > 0 && string(j.Healthchecks) != "null" {
+			u.Healthchecks = j.Healthchecks
+		}
 		t.upstreams.Insert([]byte(name), u)
 		t.dirtyUp[id] = true
 	case wire.TypeTarget:
@@ -430,7 +452,7 @@ func (t *txn) rebuildUpstream(id string) {
 	if !ok {
 		return
 	}
-	nu := &Upstream{ID: u.ID, Name: u.Name, HostHeader: u.HostHeader}
+	nu := &Upstream{ID: u.ID, Name: u.Name, HostHeader: u.HostHeader, Healthchecks: u.Healthchecks}
 	t.targets.Root().WalkPrefix([]byte(id+"/"), func(_ []byte, tg *Target) bool {
 		if tg.Weight > 0 {
 			nu.Targets = append(nu.Targets, tg)
