@@ -60,8 +60,12 @@ func FormatTime(t time.Time) string {
 // content renders GET /status/config: every entity the node serves with
 // its wire.ContentDigest, and the version and hash of that configuration,
 // all taken from one snapshot.
-func Handler(report func() Status, wait func(context.Context, uint64) bool, content func() wire.ContentView, reg *prometheus.Registry) http.Handler {
+// extra adds endpoints of other packages (GET /status/upstreams: Upstreams).
+func Handler(report func() Status, wait func(context.Context, uint64) bool, content func() wire.ContentView, reg *prometheus.Registry, extra ...Route) http.Handler {
 	mux := http.NewServeMux()
+	for _, r := range extra {
+		mux.Handle(r.Pattern, r.Handler)
+	}
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -97,6 +101,20 @@ func Handler(report func() Status, wait func(context.Context, uint64) bool, cont
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return mux
+}
+
+// Route is an endpoint added to Handler's.
+type Route struct {
+	Pattern string // http.ServeMux pattern
+	Handler http.Handler
+}
+
+// Upstreams is GET /status/upstreams: this data plane's view of the
+// health of its upstreams' targets, {"data": view()} (internal/health).
+func Upstreams(view func() any) Route {
+	return Route{Pattern: "GET /status/upstreams", Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"data": view()})
+	})}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -121,3 +121,21 @@ func TestStatusConfig(t *testing.T) {
 		t.Fatalf("/status/config = %v", raw)
 	}
 }
+
+func TestStatusUpstreams(t *testing.T) {
+	view := []map[string]string{{"name": "pool.internal", "health": "UNHEALTHY"}}
+	h := Handler(func() Status { return Status{} }, nil, nil, prometheus.NewRegistry(), Upstreams(func() any { return view }))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/status/upstreams")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Data []map[string]string `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != 200 || len(body.Data) != 1 || body.Data[0]["health"] != "UNHEALTHY" {
+		t.Fatalf("%d %+v %v", resp.StatusCode, body, err)
+	}
+}
