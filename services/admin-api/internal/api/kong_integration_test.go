@@ -4,6 +4,7 @@ package api_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -216,5 +217,77 @@ func TestKeyAuthTTL(t *testing.T) {
 	}
 	if code, _ := e.do(t, "PATCH", "/key-auths/short", `{"tags":["y"]}`); code != 404 {
 		t.Errorf("PATCH of an expired credential = %d, want 404", code)
+	}
+}
+
+// TestKongValidationAnswers: Kong's name, path and CA certificate rules
+// answer 400 code 2 with the field's message, over HTTP and in a
+// declarative file (code 14).
+func TestKongValidationAnswers(t *testing.T) {
+	e := setup(t, false)
+	for _, c := range []struct{ name, path, body, field, msg string }{
+		{"service name", "/services", `{"name":"a b","host":"h"}`, "name", "invalid value 'a b': the only accepted ascii characters are alphanumerics or ., -, _, and ~"},
+		{"route name", "/routes", `{"name":"r/1","paths":["/"]}`, "name", "invalid value 'r/1': the only accepted ascii characters are alphanumerics or ., -, _, and ~"},
+		{"empty segment", "/routes", `{"paths":["/a//b"]}`, "paths", "must not have empty segments"},
+		{"bad percent", "/routes", `{"paths":["/a%zz"]}`, "paths", "invalid url-encoded value: '%zz'"},
+		{"not normalized", "/routes", `{"paths":["/a/../b"]}`, "paths", "non-normalized path, consider use '/b' instead"},
+		{"service path", "/services", `{"host":"h","path":"/a%zz"}`, "path", "invalid url-encoded value: '%zz'"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, b := e.do(t, "POST", c.path, c.body)
+			f, _ := b["fields"].(map[string]any)
+			if code != 400 || b["code"] != float64(2) || f[c.field] != c.msg {
+				t.Fatalf("= %d %v, want 400 code 2 %s: %q", code, b, c.field, c.msg)
+			}
+		})
+	}
+	ca1, _ := selfSigned(t, true)
+	ca2, _ := selfSigned(t, true)
+	code, b := e.do(t, "POST", "/ca_certificates", js(map[string]any{"cert": ca1 + ca2}))
+	if code != 400 || b["message"] != "schema violation (please submit only one certificate at a time)" {
+		t.Errorf("two CA certificates = %d %v", code, b)
+	}
+	code, b = e.do(t, "POST", "/config", `{"_format_version":"3.0","services":[{"name":"a b","host":"h"}]}`)
+	if code != 400 || b["code"] != float64(14) {
+		t.Errorf("bad name in a declarative file = %d %v", code, b)
+	}
+}
+
+// TestKongFormatVersions: a "1.1" file shaped as decK writes them (ids,
+// nested routes, a regex path without ~) and a "2.1" one import; the regex
+// path is stored as Kong 3.x migrates it, and the same file again changes
+// nothing.
+func TestKongFormatVersions(t *testing.T) {
+	e := setup(t, false)
+	const v11 = `_format_version: "1.1"
+services:
+- connect_timeout: 60000
+  id: 58076db2-28b6-423b-ba39-a797193017f8
+  host: orders.internal
+  name: svc1
+  port: 80
+  protocol: http
+  routes:
+  - name: r1
+    id: 87b6a97e-f3f7-4c47-857a-7464cb9e202c
+    https_redirect_status_code: 301
+    paths:
+    - /r1
+    - /users/\d+/orders
+`
+	code, b := e.do(t, "POST", "/config", v11)
+	if code != 201 || b["inserted"] != float64(2) {
+		t.Fatalf("POST /config 1.1 = %d %v", code, b)
+	}
+	code, r := e.do(t, "GET", "/routes/r1", "")
+	if code != 200 || !slices.Equal(names(r["paths"]), []string{"/r1", `~/users/\d+/orders`}) {
+		t.Errorf("migrated route = %d %v", code, r)
+	}
+	if code, b := e.do(t, "POST", "/config", v11); code != 201 || b["changes"] != float64(0) {
+		t.Errorf("same 1.1 file again = %d %v", code, b)
+	}
+	v21 := strings.Replace(v11, `"1.1"`, `"2.1"`, 1)
+	if code, b := e.do(t, "POST", "/config", v21); code != 201 || b["changes"] != float64(0) {
+		t.Errorf("the file as 2.1 = %d %v", code, b)
 	}
 }

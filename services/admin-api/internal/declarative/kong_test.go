@@ -61,57 +61,49 @@ routes:
 	}
 }
 
-// kongExample is Kong's own kong.yml template (kong/templates/kong_yml.lua)
-// with its example entities uncommented, plus _ignore at the top level and
-// on entities.
+// kongExample has the shape of Kong's kong.yml template
+// (kong/templates/kong_yml.lua: _comment on nested and top-level plugins,
+// _transform, nested routes, plugins and credentials), with _ignore at
+// the top level and on entities added.
 const kongExample = `
-# Metadata fields start with an underscore (_)
 _format_version: "3.0"
 _transform: true
-_comment: "top-level comment"
+_comment: "orders API"
 _ignore:
   - anything: [1, 2]
 services:
-- name: example-service
-  url: http://example.com
-  tags:
-  - example
+- name: orders
+  url: http://orders.internal
+  tags: [team-a]
   _ignore: [{x: 1}]
   routes:
-  - name: example-route
+  - name: orders-route
     _comment: "nested route"
-    paths:
-    - /
+    paths: [/orders]
   plugins:
   - name: key-auth
-- name: another-service
-  url: https://example.org
+- name: billing
+  url: https://billing.internal
 routes:
-- name: another-route
-  service: example-service
-  hosts: ["hello.com"]
+- name: billing-route
+  service: orders
+  hosts: ["billing.example"]
 consumers:
-- username: example-user
+- username: alice
   keyauth_credentials:
-  - key: my-key
+  - key: alice-key
     _comment: "a credential"
   plugins:
   - name: rate-limiting
-    _comment: "these are default rate-limits for user example-user"
-    config:
-      policy: local
-      second: 5
-      hour: 10000
+    _comment: "alice's own limits"
+    config: {policy: local, second: 5, hour: 10000}
 plugins:
 - name: rate-limiting
-  consumer: example-user
-  service: another-service
-  _comment: "example-user is extra limited when using another-service"
-  config:
-    hour: 2
-  tags:
-  - extra_limits
-  - my_tag
+  consumer: alice
+  service: billing
+  _comment: "alice on billing"
+  config: {hour: 2}
+  tags: [limits]
 `
 
 // TestKongExampleFile: _comment and _ignore are accepted on entities

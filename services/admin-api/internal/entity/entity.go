@@ -157,7 +157,7 @@ func (e Errors) Count() int {
 }
 
 // Message is Kong's summary: "2 schema violations (host: required field
-// missing; port: ...)".
+// missing; port: ...)"; entity checks (@entity) without a field prefix.
 func (e Errors) Message() string {
 	keys := make([]string, 0, len(e))
 	for k := range e {
@@ -166,6 +166,10 @@ func (e Errors) Message() string {
 	sort.Strings(keys)
 	var parts []string
 	for _, k := range keys {
+		if l, ok := e[k].([]string); ok && k == "@entity" {
+			parts = append(parts, l...) // Kong: entity checks without a prefix
+			continue
+		}
 		parts = append(parts, flatten(k, e[k])...)
 	}
 	n := len(parts)

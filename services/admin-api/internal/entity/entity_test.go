@@ -164,7 +164,11 @@ func TestErrorsMessage(t *testing.T) {
 	if got := two.Message(); got != "2 schema violations (host: required field missing; port: expected an integer)" {
 		t.Errorf("two = %q", got)
 	}
-	nested := Errors{"config": Errors{"second": "expected a number"}}
+	entityCheck := Errors{"@entity": []string{"please submit only one certificate at a time"}}
+	if got := entityCheck.Message(); got != "schema violation (please submit only one certificate at a time)" {
+		t.Errorf("entity check = %q", got)
+	}
+		nested := Errors{"config": Errors{"second": "expected a number"}}
 	if got := nested.Message(); got != "schema violation (config.second: expected a number)" {
 		t.Errorf("nested = %q", got)
 	}
