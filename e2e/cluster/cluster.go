@@ -82,8 +82,10 @@ type Dataplane struct {
 	*Process
 	NodeID string
 	Proxy  string // proxy base URL
-	Status string // status base URL
-	Data   string // store directory
+	// ProxyTLS is the TLS proxy listener's address (host:port).
+	ProxyTLS string
+	Status   string // status base URL
+	Data     string // store directory
 }
 
 // FreePort asks the kernel for a free loopback port.
@@ -161,21 +163,23 @@ func (c *Cluster) Spawn(name, binary string, env ...string) (*Process, error) {
 // StartDataplane starts a data plane with a node id unique to the cluster
 // and waits for its /health.
 func (c *Cluster) StartDataplane(ctx context.Context, node string, env ...string) (*Dataplane, error) {
-	ports, err := freePorts(2)
+	ports, err := freePorts(3)
 	if err != nil {
 		return nil, err
 	}
 	dp := &Dataplane{
-		NodeID: c.Prefix + node,
-		Proxy:  fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
-		Status: fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
-		Data:   filepath.Join(c.opts.WorkDir, node),
+		NodeID:   c.Prefix + node,
+		Proxy:    fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
+		ProxyTLS: fmt.Sprintf("127.0.0.1:%d", ports[2]),
+		Status:   fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
+		Data:     filepath.Join(c.opts.WorkDir, node),
 	}
 	dp.Process, err = c.Spawn("dataplane-"+node, "dataplane", append([]string{
 		"DP_NODE_ID=" + dp.NodeID,
 		"DP_DATA_DIR=" + dp.Data,
 		fmt.Sprintf("DP_PROXY_LISTEN=127.0.0.1:%d", ports[0]),
 		fmt.Sprintf("DP_STATUS_LISTEN=127.0.0.1:%d", ports[1]),
+		"DP_PROXY_TLS_LISTEN=" + dp.ProxyTLS,
 	}, env...)...)
 	if err != nil {
 		return nil, err
