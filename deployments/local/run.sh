@@ -40,8 +40,8 @@ start() { # name, then env assignments, then the binary
 
 start admin-api ADMIN_LISTEN=127.0.0.1:8001 "$bin/admin-api"
 start sync-gateway SYNC_LISTEN=127.0.0.1:8005 "$bin/sync-gateway"
-start dataplane-1 DP_NODE_ID=dp-1 DP_DATA_DIR="$state/dp-1" DP_PROXY_LISTEN=127.0.0.1:8000 DP_STATUS_LISTEN=127.0.0.1:8100 "$bin/dataplane"
-start dataplane-2 DP_NODE_ID=dp-2 DP_DATA_DIR="$state/dp-2" DP_PROXY_LISTEN=127.0.0.1:8010 DP_STATUS_LISTEN=127.0.0.1:8110 "$bin/dataplane"
+start dataplane-1 DP_NODE_ID=dp-1 DP_DATA_DIR="$state/dp-1" DP_PROXY_LISTEN=127.0.0.1:8000 DP_PROXY_TLS_LISTEN=127.0.0.1:8443 DP_STATUS_LISTEN=127.0.0.1:8100 "$bin/dataplane"
+start dataplane-2 DP_NODE_ID=dp-2 DP_DATA_DIR="$state/dp-2" DP_PROXY_LISTEN=127.0.0.1:8010 DP_PROXY_TLS_LISTEN=127.0.0.1:8453 DP_STATUS_LISTEN=127.0.0.1:8110 "$bin/dataplane"
 
 wait_http() {
   for _ in $(seq 1 300); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done
