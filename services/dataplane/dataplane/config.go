@@ -27,6 +27,10 @@ type Config struct {
 	GroupPrefix       string        `env:"DP_GROUP_PREFIX" envDefault:"deltaplane-dp-"`
 	HeartbeatInterval time.Duration `env:"DP_HEARTBEAT_INTERVAL" envDefault:"5s"`
 	LogLevel          slog.Level    `env:"LOG_LEVEL" envDefault:"info"`
+	// PluginCacheTracking drops plugins' cached values when what they
+	// derive from changes. Off only in tests that prove they would catch
+	// stale values; never in production.
+	PluginCacheTracking bool `env:"DP_PLUGIN_CACHE_TRACKING" envDefault:"true"`
 
 	// KAFKA_TLS_*: mutual TLS to Kafka as principal dataplane-<node id>;
 	// heartbeats are signed with the same key.
@@ -82,6 +86,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("group_prefix", c.GroupPrefix),
 		slog.Duration("heartbeat_interval", c.HeartbeatInterval),
 		slog.String("log_level", c.LogLevel.String()),
+		slog.Bool("plugin_cache_tracking", c.PluginCacheTracking),
 		slog.Any("kafka_tls", c.KafkaTLS),
 	)
 }

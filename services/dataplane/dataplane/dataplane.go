@@ -24,12 +24,12 @@ import (
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/consumer"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/heartbeat"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/plugin"
-	"github.com/deltaplane/deltaplane/services/dataplane/internal/plugin/keyauth"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/plugin/ratelimit"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/proxy"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/snapshot"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/status"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/store"
+	"github.com/deltaplane/deltaplane/services/dataplane/sdk"
 	"github.com/deltaplane/deltaplane/shared/attest"
 	"github.com/deltaplane/deltaplane/shared/broker"
 	"github.com/deltaplane/deltaplane/shared/wire"
@@ -39,21 +39,32 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-// Main runs a data plane until SIGINT or SIGTERM and exits the process: 0
-// after a clean stop, 1 on error.
-func Main() {
+// Main runs a data plane with the built-in plugins and plugins until
+// SIGINT or SIGTERM and exits the process: 0 after a clean stop, 1 on
+// error. With the arguments "schemas -out DIR" it writes every plugin's
+// config schema to DIR/<name>.json (the files admin-api loads from
+// ADMIN_PLUGIN_SCHEMAS_DIR) and exits.
+func Main(plugins ...sdk.Plugin) {
+	if len(os.Args) > 1 {
+		if err := command(os.Args[1:], os.Stdout, plugins); err != nil {
+			fmt.Fprintln(os.Stderr, "dataplane:", err)
+			os.Exit(2)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := Run(ctx, os.Getenv, os.Stdout); err != nil {
+	if err := Run(ctx, os.Getenv, os.Stdout, plugins...); err != nil {
 		fmt.Fprintln(os.Stderr, "dataplane:", err)
 		stop()
 		os.Exit(1)
 	}
 }
 
-// Run runs a data plane configured by getenv (the variables of Config),
-// logging JSON to stdout, until ctx is done or it fails.
-func Run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+// Run runs a data plane with the built-in plugins and plugins, configured
+// by getenv (the variables of Config), logging JSON to stdout, until ctx is
+// done or it fails.
+func Run(ctx context.Context, getenv func(string) string, stdout io.Writer, plugins ...sdk.Plugin) error {
 	cfg, cfgErr := loadConfig(getenv)
 	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel})).With("service", "dataplane")
 	if cfgErr != nil {
@@ -136,20 +147,22 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		hb.SignWith(signer.Sign)
 	}
 
-	plugins := plugin.NewRegistry(log)
-	keyauth.Register(plugins)
-	limiter := ratelimit.Register(plugins, log)
+	limiter := ratelimit.New(log)
 	defer limiter.Close()
-	cons.Prepare(plugins.Prepare)
-	cons.Subscribe(plugins.Notify)
+	fw, err := plugin.New(log, plugin.Options{Tracking: cfg.PluginCacheTracking}, withBuiltins(limiter, plugins)...)
+	if err != nil {
+		return err
+	}
+	cons.Prepare(fw.Prepare)
+	cons.Subscribe(fw.Notify)
 
-	px := proxy.New(log, cons.Snapshot, plugins.Access)
+	px := proxy.New(log, cons.Snapshot, fw.Access)
 	proxySeconds := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "deltaplane", Subsystem: "dataplane", Name: "proxy_seconds",
 		Help: "Time from a proxied request to the end of its response, by route.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}, []string{"route"})
 	reg.MustRegister(proxySeconds)
 	px.ObserveLatency(func(route string, d time.Duration) { proxySeconds.WithLabelValues(route).Observe(d.Seconds()) })
 	servers := []*http.Server{
-		{Addr: cfg.ProxyListen, Handler: px, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)},
+		{Addr: cfg.ProxyListen, Handler: fw.Wrap(px), ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)},
 		{Addr: cfg.StatusListen, Handler: gate.Wrap("dataplane", status.Handler(report, cons.WaitVersion, func() wire.ContentView { return cons.Snapshot().Content(nodeID) }, reg)), ReadHeaderTimeout: 10 * time.Second},
 	}
 	var listeners []net.Listener

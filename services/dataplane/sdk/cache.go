@@ -1,22 +1,26 @@
-package plugin
+package sdk
 
 import (
+	"encoding/json"
+	"strings"
 	"sync"
 
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/snapshot"
 	"github.com/deltaplane/deltaplane/shared/wire"
 )
 
-// Cache holds values plugins derive from entities. A value remembers the
-// entity keys it was derived from (every read through its View, plus
-// View.Depend) and is dropped when any of them changes: plugin authors
-// never register for events to keep it fresh.
-type Cache struct {
-	mu      sync.Mutex
-	entries map[string]*entry
-	deps    map[string]map[string]struct{} // entity key -> cache keys
-	changed map[string]uint64              // entity key -> Seq of its last change
-	purged  uint64                         // Seq of the last purge
+// cache holds values plugins derive from entities. A value remembers what
+// it was derived from (every read through its View) and is dropped when
+// any of it changes: plugin authors never register for events to keep it
+// fresh. With tracking off (a test switch, never for production) nothing
+// is dropped on changes, so a test can show it would catch stale values.
+type cache struct {
+	tracking bool
+	mu       sync.Mutex
+	entries  map[string]*entry
+	deps     map[string]map[string]struct{} // entity key or "type/" -> cache keys
+	changed  map[string]uint64              // entity key or "type/" -> Seq of its last change
+	purged   uint64                         // Seq of the last purge
 }
 
 type entry struct {
@@ -24,45 +28,106 @@ type entry struct {
 	deps []string
 }
 
-// NewCache returns an empty cache.
-func NewCache() *Cache {
-	return &Cache{entries: map[string]*entry{}, deps: map[string]map[string]struct{}{}, changed: map[string]uint64{}}
+func newCache(tracking bool) *cache {
+	return &cache{tracking: tracking, entries: map[string]*entry{}, deps: map[string]map[string]struct{}{}, changed: map[string]uint64{}}
 }
 
-// View is the snapshot as seen by a loader; it records what it reads.
+// View is the configuration as a loader of Context.Cached sees it: every
+// read records a dependency of the value being computed.
 type View struct {
 	s    *snapshot.Snapshot
 	deps []string
 }
 
-// Depend declares that the value derives from an entity key.
-func (v *View) Depend(key string) { v.deps = append(v.deps, key) }
+// Depend declares that the value derives from the entity typ/id (read in
+// some other way than through the View).
+func (v *View) Depend(typ, id string) { v.deps = append(v.deps, wire.Key(typ, id)) }
 
-// Entity reads an entity's JSON.
-func (v *View) Entity(key string) ([]byte, bool) {
-	v.Depend(key)
-	return v.s.Entity(key)
+// DependType declares that the value derives from the set of entities of
+// typ: any create, update or delete of one of them drops it (what a
+// lookup by something other than the id needs, found or not).
+func (v *View) DependType(typ string) { v.deps = append(v.deps, typ+"/") }
+
+// Entity reads an entity's raw JSON.
+func (v *View) Entity(typ, id string) (json.RawMessage, bool) {
+	v.Depend(typ, id)
+	return v.s.Entity(wire.Key(typ, id))
 }
 
-// Consumer reads a consumer.
-func (v *View) Consumer(id string) (*snapshot.Consumer, bool) {
-	v.Depend(wire.Key(wire.TypeConsumer, id))
-	return v.s.Consumer(id)
+// Each visits the entities of typ in id order until fn returns false; the
+// value depends on every entity of the type. It scans the configuration:
+// use it in loaders, whose results are cached.
+func (v *View) Each(typ string, fn func(id string, raw json.RawMessage) bool) {
+	v.DependType(typ)
+	prefix := typ + "/"
+	v.s.ForEach(func(key string, value []byte) bool {
+		if !strings.HasPrefix(key, prefix) {
+			return key < prefix // before the type's keys: go on; after: stop
+		}
+		return fn(key[len(prefix):], value)
+	})
 }
 
-// KeyAuth reads the credential holding key (the credential entity becomes a
-// dependency when found).
-func (v *View) KeyAuth(key string) (*snapshot.KeyAuthCredential, bool) {
-	c, ok := v.s.KeyAuth(key)
-	if ok {
-		v.Depend(wire.Key(wire.TypeKeyAuth, c.ID))
+// Consumer reads a consumer by id.
+func (v *View) Consumer(id string) (Consumer, bool) {
+	raw, ok := v.Entity(TypeConsumer, id)
+	if !ok {
+		return Consumer{}, false
 	}
-	return c, ok
+	return parseConsumer(raw)
 }
 
-// Get returns the cached value for key, or loads it from snapshot s. A
+// ConsumerByUsername finds a consumer by username; the value depends on
+// every consumer (a consumer created later with that name drops it too).
+func (v *View) ConsumerByUsername(name string) (Consumer, bool) {
+	var found Consumer
+	ok := false
+	v.Each(TypeConsumer, func(_ string, raw json.RawMessage) bool {
+		if c, parsed := parseConsumer(raw); parsed && c.Username == name {
+			found, ok = c, true
+			return false
+		}
+		return true
+	})
+	return found, ok
+}
+
+// Route reads a route by id.
+func (v *View) Route(id string) (Route, bool) {
+	raw, ok := v.Entity(TypeRoute, id)
+	if !ok {
+		return Route{}, false
+	}
+	return parseRoute(raw)
+}
+
+// Service reads a service by id.
+func (v *View) Service(id string) (Service, bool) {
+	raw, ok := v.Entity(TypeService, id)
+	if !ok {
+		return Service{}, false
+	}
+	return parseService(raw)
+}
+
+// KeyAuth finds the key-auth credential holding key. Found, the value
+// depends on that credential; not found, on every credential.
+func (v *View) KeyAuth(key string) (KeyAuthCredential, bool) {
+	c, ok := v.s.KeyAuth(key)
+	if !ok {
+		v.DependType(TypeKeyAuth)
+		return KeyAuthCredential{}, false
+	}
+	raw, ok := v.Entity(TypeKeyAuth, c.ID)
+	if !ok {
+		return KeyAuthCredential{}, false
+	}
+	return parseKeyAuth(raw)
+}
+
+// get returns the cached value for key, or loads it from snapshot s. A
 // failed load is not cached.
-func (c *Cache) Get(s *snapshot.Snapshot, key string, load func(*View) (any, error)) (any, error) {
+func (c *cache) get(s *snapshot.Snapshot, key string, load func(*View) (any, error)) (any, error) {
 	c.mu.Lock()
 	e, ok := c.entries[key]
 	c.mu.Unlock()
@@ -96,28 +161,38 @@ func (c *Cache) Get(s *snapshot.Snapshot, key string, load func(*View) (any, err
 	return val, nil
 }
 
-// Len is the number of cached values.
-func (c *Cache) Len() int {
+// len is the number of cached values.
+func (c *cache) len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.entries)
 }
 
-// Invalidate drops the values derived from the changed entity keys; seq is
-// the Seq of the snapshot that changed them.
-func (c *Cache) Invalidate(seq uint64, keys ...string) {
+// invalidate drops the values derived from the changed entity keys (and
+// from their types' sets); seq is the Seq of the snapshot that changed
+// them.
+func (c *cache) invalidate(seq uint64, keys ...string) {
+	if !c.tracking {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, k := range keys {
-		c.changed[k] = seq
-		for ck := range c.deps[k] {
-			c.drop(ck)
+		typ := k
+		if i := strings.IndexByte(k, '/'); i >= 0 {
+			typ = k[:i+1]
 		}
-		delete(c.deps, k)
+		for _, d := range [2]string{k, typ} {
+			c.changed[d] = seq
+			for ck := range c.deps[d] {
+				c.drop(ck)
+			}
+			delete(c.deps, d)
+		}
 	}
 }
 
-func (c *Cache) drop(ck string) {
+func (c *cache) drop(ck string) {
 	e, ok := c.entries[ck]
 	if !ok {
 		return
@@ -133,8 +208,8 @@ func (c *Cache) drop(ck string) {
 	}
 }
 
-// Purge drops everything (after a resync).
-func (c *Cache) Purge(seq uint64) {
+// purge drops everything (after a resync).
+func (c *cache) purge(seq uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.entries = map[string]*entry{}

@@ -1,11 +1,4 @@
-// Package plugin is the data plane's plugin SDK: a plugin is an access-phase
-// handler with a typed configuration, registered by name. The framework
-// builds a handler per plugin entity (rebuilt only when that entity
-// changes), runs the applicable plugins in priority order for each request,
-// forwards every entity change to plugins that want CRUD events, and keeps a
-// cache whose values are invalidated when the entities they derive from
-// change.
-package plugin
+package sdk
 
 import (
 	"encoding/json"
@@ -15,55 +8,39 @@ import (
 	"net/http"
 	"sync"
 
+	"github.com/deltaplane/deltaplane/services/dataplane/internal/plugin"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/proxy"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/snapshot"
 	"github.com/deltaplane/deltaplane/shared/wire"
 )
 
-// Handler is one configured plugin instance.
-type Handler interface {
-	// Access runs before the request is proxied. It returns false when it
-	// has answered the request itself.
-	Access(c *Context) bool
+// The data plane reaches the framework through package plugin's hook, so
+// that this package's public surface holds no internal types.
+func init() {
+	plugin.New = func(log *slog.Logger, opts plugin.Options, plugins ...any) (plugin.Framework, error) {
+		ps := make([]Plugin, 0, len(plugins))
+		for _, p := range plugins {
+			sp, ok := p.(Plugin)
+			if !ok {
+				return nil, fmt.Errorf("plugin %T is not an sdk.Plugin", p)
+			}
+			ps = append(ps, sp)
+		}
+		return newFramework(log, opts.Tracking, ps...)
+	}
 }
 
-// Instance identifies the plugin entity a handler was built for.
-type Instance struct {
-	ID         string
-	RouteID    string
-	ServiceID  string
-	ConsumerID string
-}
-
-// Definition declares a plugin with configuration type C.
-type Definition[C any] struct {
-	Name     string
-	Priority int // higher runs first (Kong: key-auth 1250, rate-limiting 910)
-	// Defaults returns the configuration before the entity's config is
-	// decoded over it.
-	Defaults func() C
-	// New builds a handler for one plugin entity.
-	New func(inst Instance, cfg C) (Handler, error)
-	// Events, when set, receives every entity change after each batch
-	// (reset=true after a resync, with no events).
-	Events func(events []snapshot.Event, reset bool)
-}
-
-type kind struct {
-	name     string
-	priority int
-	build    func(inst Instance, raw json.RawMessage) (Handler, error)
-	events   func([]snapshot.Event, bool)
-}
-
-// Registry holds the known plugins and their built handlers.
-type Registry struct {
+// framework runs the plugins of a data plane.
+type framework struct {
 	log      *slog.Logger
-	kinds    map[string]*kind
-	cache    *Cache
+	kinds    map[string]Plugin
+	order    []Plugin // as registered
+	cache    *cache
 	built    sync.Map // plugin id -> *builtHandler
 	warnOnce sync.Map // plugin id -> struct{}
 }
+
+var _ plugin.Framework = (*framework)(nil)
 
 type builtHandler struct {
 	src *snapshot.Plugin // the entity it was built from
@@ -71,141 +48,206 @@ type builtHandler struct {
 	err error
 }
 
-// NewRegistry returns an empty registry.
-func NewRegistry(log *slog.Logger) *Registry {
-	return &Registry{log: log.With("component", "plugin"), kinds: map[string]*kind{}, cache: NewCache()}
+func newFramework(log *slog.Logger, tracking bool, plugins ...Plugin) (*framework, error) {
+	f := &framework{log: log.With("component", "plugin"), kinds: map[string]Plugin{}, cache: newCache(tracking)}
+	for _, p := range plugins {
+		name := p.Schema().Name
+		if _, dup := f.kinds[name]; dup {
+			return nil, fmt.Errorf("two plugins named %s", name)
+		}
+		f.kinds[name] = p
+		f.order = append(f.order, p)
+	}
+	return f, nil
 }
 
-// Register adds a plugin definition.
-func Register[C any](r *Registry, d Definition[C]) {
-	r.kinds[d.Name] = &kind{
-		name:     d.Name,
-		priority: d.Priority,
-		events:   d.Events,
-		build: func(inst Instance, raw json.RawMessage) (Handler, error) {
-			var cfg C
-			if d.Defaults != nil {
-				cfg = d.Defaults()
-			}
-			if len(raw) > 0 && string(raw) != "null" {
-				if err := json.Unmarshal(raw, &cfg); err != nil {
-					return nil, fmt.Errorf("plugin %s %s: config: %w", d.Name, inst.ID, err)
-				}
-			}
-			return d.New(inst, cfg)
-		},
+// Schemas are the registered plugins' schemas, in registration order.
+func (f *framework) Schemas() []*Schema {
+	out := make([]*Schema, len(f.order))
+	for i, p := range f.order {
+		out[i] = p.Schema()
 	}
+	return out
 }
 
 // Prepare is the consumer's pre-publish hook: it invalidates cached values
 // and drops handlers of changed plugin entities.
-func (r *Registry) Prepare(s *snapshot.Snapshot, events []snapshot.Event, reset bool) {
+func (f *framework) Prepare(s *snapshot.Snapshot, events []snapshot.Event, reset bool) {
 	if reset {
-		r.cache.Purge(s.Seq)
-		r.built.Range(func(k, _ any) bool { r.built.Delete(k); return true })
+		f.cache.purge(s.Seq)
+		f.built.Range(func(k, _ any) bool { f.built.Delete(k); return true })
 		return
 	}
 	keys := make([]string, len(events))
 	for i, ev := range events {
 		keys[i] = ev.Key
 		if ev.Type == wire.TypePlugin {
-			r.built.Delete(ev.ID)
+			f.built.Delete(ev.ID)
 		}
 	}
-	r.cache.Invalidate(s.Seq, keys...)
+	f.cache.invalidate(s.Seq, keys...)
 }
 
-// Notify is the consumer's post-publish hook: it forwards CRUD events.
-func (r *Registry) Notify(_ *snapshot.Snapshot, events []snapshot.Event, reset bool) {
-	for _, k := range r.kinds {
-		if k.events != nil {
-			k.events(events, reset)
+// Notify is the consumer's post-publish hook: it forwards entity changes.
+func (f *framework) Notify(_ *snapshot.Snapshot, events []snapshot.Event, reset bool) {
+	var out []Event
+	if !reset {
+		out = make([]Event, len(events))
+		for i, ev := range events {
+			out[i] = Event{Type: ev.Type, ID: ev.ID, Old: ev.Old, New: ev.New}
 		}
 	}
+	for _, p := range f.order {
+		p.Events(out, reset)
+	}
 }
+
+// CachedValues is the number of values in the cache.
+func (f *framework) CachedValues() int { return f.cache.len() }
 
 // handler returns the handler built from p (building it on first use).
-func (r *Registry) handler(p *snapshot.Plugin) (Handler, *kind) {
-	k := r.kinds[p.Name]
+func (f *framework) handler(p *snapshot.Plugin) (Handler, int) {
+	k := f.kinds[p.Name]
 	if k == nil {
-		if _, warned := r.warnOnce.LoadOrStore(p.ID, struct{}{}); !warned {
-			r.log.Warn("unknown plugin; ignored", "plugin", p.Name, "id", p.ID)
+		if _, warned := f.warnOnce.LoadOrStore(p.ID, struct{}{}); !warned {
+			f.log.Warn("unknown plugin; ignored", "plugin", p.Name, "id", p.ID)
 		}
-		return nil, nil
+		return nil, 0
 	}
-	if v, ok := r.built.Load(p.ID); ok && v.(*builtHandler).src == p {
-		b := v.(*builtHandler)
-		return b.h, k
+	if v, ok := f.built.Load(p.ID); ok && v.(*builtHandler).src == p {
+		return v.(*builtHandler).h, k.Schema().Priority
 	}
-	h, err := k.build(Instance{ID: p.ID, RouteID: p.RouteID, ServiceID: p.ServiceID, ConsumerID: p.ConsumerID}, p.Config)
+	h, err := k.Build(Instance{ID: p.ID, Name: p.Name, RouteID: p.RouteID, ServiceID: p.ServiceID, ConsumerID: p.ConsumerID}, json.RawMessage(p.Config))
 	if err != nil {
-		r.log.Error("plugin not usable; ignored", "plugin", p.Name, "id", p.ID, "err", err)
+		f.log.Error("plugin not usable; ignored", "plugin", p.Name, "id", p.ID, "err", err)
 	}
-	r.built.Store(p.ID, &builtHandler{src: p, h: h, err: err})
-	return h, k
+	f.built.Store(p.ID, &builtHandler{src: p, h: h, err: err})
+	return h, k.Schema().Priority
 }
 
-// Context is one request as plugins see it.
+// Context is one request as a plugin sees it, in the configuration the
+// request was routed with.
 type Context struct {
-	W        http.ResponseWriter
-	R        *http.Request
-	Snapshot *snapshot.Snapshot
-	Request  *proxy.RequestContext
-	Cache    *Cache
-	consumer *snapshot.Consumer
+	w        http.ResponseWriter
+	r        *http.Request
+	rc       *proxy.RequestContext
+	cache    *cache
+	consumer *Consumer
+	inst     Instance // of the plugin running
 }
+
+// Request is the request as it will go upstream: plugins may change its
+// headers, URL query and path.
+func (c *Context) Request() *http.Request { return c.r }
+
+// Header is the request's headers (to the upstream).
+func (c *Context) Header() http.Header { return c.r.Header }
+
+// ResponseHeader is the header of the response to the client: values set
+// in Access are sent with the upstream's response or with Respond.
+func (c *Context) ResponseHeader() http.Header { return c.w.Header() }
+
+// Instance is the plugin entity of the handler running.
+func (c *Context) Instance() Instance { return c.inst }
+
+// RouteID is the matched route's id.
+func (c *Context) RouteID() string { return c.rc.Match.Route.ID }
+
+// ServiceID is the id of the service the request goes to.
+func (c *Context) ServiceID() string { return c.rc.Service.ID }
+
+// Route reads the matched route (a JSON decode: cache what you derive from
+// it with Cached, through View.Route).
+func (c *Context) Route() Route {
+	raw, _ := c.rc.Snapshot.Entity(wire.Key(wire.TypeRoute, c.RouteID()))
+	r, _ := parseRoute(raw)
+	return r
+}
+
+// Service reads the service the request goes to (a JSON decode, as
+// Route).
+func (c *Context) Service() Service {
+	raw, _ := c.rc.Snapshot.Entity(wire.Key(wire.TypeService, c.ServiceID()))
+	s, _ := parseService(raw)
+	return s
+}
+
+// Consumer is the authenticated consumer, if any.
+func (c *Context) Consumer() (Consumer, bool) {
+	if c.consumer == nil {
+		return Consumer{}, false
+	}
+	return *c.consumer, true
+}
+
+// Authenticate sets the request's consumer; consumer-scoped plugins of
+// that consumer run from then on.
+func (c *Context) Authenticate(cons Consumer) {
+	c.consumer = &cons
+	c.rc.ConsumerID = cons.ID
+}
+
+// Respond answers the request with a Kong-style {"message": msg} body;
+// Access then returns false.
+func (c *Context) Respond(status int, msg string) { proxy.WriteMessage(c.w, status, msg) }
 
 // ClientIP is the address the request came from.
 func (c *Context) ClientIP() string {
-	host, _, err := net.SplitHostPort(c.R.RemoteAddr)
+	host, _, err := net.SplitHostPort(c.r.RemoteAddr)
 	if err != nil {
-		return c.R.RemoteAddr
+		return c.r.RemoteAddr
 	}
 	return host
 }
 
-// Consumer is the authenticated consumer (nil when none).
-func (c *Context) Consumer() *snapshot.Consumer { return c.consumer }
-
-// Authenticate sets the request's consumer; consumer-scoped plugins of that
-// consumer run from then on.
-func (c *Context) Authenticate(cons *snapshot.Consumer) {
-	c.consumer = cons
-	c.Request.ConsumerID = cons.ID
+// Cached returns the value cached under key (shared by every plugin and
+// request of the data plane: prefix keys with the plugin's name), or
+// computes it with load from this request's configuration. Every read
+// through the View is a dependency: the value is dropped as soon as any of
+// them changes. A failed load is not cached.
+func (c *Context) Cached(key string, load func(v *View) (any, error)) (any, error) {
+	return c.cache.get(c.rc.Snapshot, key, load)
 }
 
-// Respond answers the request with a Kong-style message.
-func (c *Context) Respond(status int, msg string) { proxy.WriteMessage(c.W, status, msg) }
-
 type candidate struct {
-	p    *snapshot.Plugin
-	h    Handler
-	k    *kind
-	rank int  // scope specificity
-	done bool // has run
+	p        *snapshot.Plugin
+	h        Handler
+	priority int
+	rank     int  // scope specificity
+	done     bool // has run
 }
 
 // Access is the proxy's access phase: it runs the plugins that apply to the
 // matched route, its service, globally and (once known) the consumer; for
 // each plugin name only the most specific instance runs.
-func (r *Registry) Access(w http.ResponseWriter, req *http.Request, rc *proxy.RequestContext) bool {
-	a := access{r: r, rc: rc, chosen: make([]candidate, 0, 8)}
+func (f *framework) Access(w http.ResponseWriter, req *http.Request, rc *proxy.RequestContext) bool {
+	a := access{f: f, rc: rc, chosen: make([]candidate, 0, 8)}
 	a.add(snapshot.ScopeGlobal, "")
 	a.add(snapshot.ScopeService, rc.Service.ID)
 	a.add(snapshot.ScopeRoute, rc.Match.Route.ID)
 	if len(a.chosen) == 0 {
 		return true
 	}
-	c := &Context{W: w, R: req, Snapshot: rc.Snapshot, Request: rc, Cache: r.cache}
+	hw, _ := w.(*hookWriter)
+	c := &Context{w: w, r: req, rc: rc, cache: f.cache}
 	for {
 		i := pickNext(a.chosen)
 		if i < 0 {
 			return true
 		}
-		a.chosen[i].done = true
+		cand := &a.chosen[i]
+		cand.done = true
 		hadConsumer := c.consumer != nil
-		if !a.chosen[i].h.Access(c) {
+		c.inst = Instance{ID: cand.p.ID, Name: cand.p.Name, RouteID: cand.p.RouteID, ServiceID: cand.p.ServiceID, ConsumerID: cand.p.ConsumerID}
+		if !cand.h.Access(c) {
 			return false
+		}
+		if r, ok := cand.h.(Responder); ok && hw != nil {
+			inst := c.inst
+			hw.hooks = append(hw.hooks, func(status int, h http.Header) {
+				c.inst = inst
+				r.Response(c, status, h)
+			})
 		}
 		if !hadConsumer && c.consumer != nil {
 			a.consumerID = c.consumer.ID
@@ -216,7 +258,7 @@ func (r *Registry) Access(w http.ResponseWriter, req *http.Request, rc *proxy.Re
 
 // access is the plugin selection of one request.
 type access struct {
-	r          *Registry
+	f          *framework
 	rc         *proxy.RequestContext
 	consumerID string
 	chosen     []candidate // one per plugin name
@@ -244,15 +286,15 @@ func (a *access) consider(p *snapshot.Plugin) {
 	if cur >= 0 && (a.chosen[cur].done || a.chosen[cur].rank >= rank) {
 		return
 	}
-	h, k := a.r.handler(p)
+	h, prio := a.f.handler(p)
 	if h == nil {
 		return
 	}
 	if cur >= 0 {
-		a.chosen[cur] = candidate{p: p, h: h, k: k, rank: rank}
+		a.chosen[cur] = candidate{p: p, h: h, priority: prio, rank: rank}
 		return
 	}
-	a.chosen = append(a.chosen, candidate{p: p, h: h, k: k, rank: rank})
+	a.chosen = append(a.chosen, candidate{p: p, h: h, priority: prio, rank: rank})
 }
 
 // precedence orders plugin instances of one name as Kong does: consumer +
@@ -293,9 +335,52 @@ func pickNext(chosen []candidate) int {
 			continue
 		}
 		b := &chosen[best]
-		if c.k.priority > b.k.priority || (c.k.priority == b.k.priority && c.p.Name < b.p.Name) {
+		if c.priority > b.priority || (c.priority == b.priority && c.p.Name < b.p.Name) {
 			best = i
 		}
 	}
 	return best
 }
+
+// Wrap gives the proxy's handler the response phase: Responder handlers
+// that passed Access see the status and headers before the client does.
+func (f *framework) Wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hw := &hookWriter{ResponseWriter: w}
+		next.ServeHTTP(hw, r)
+	})
+}
+
+// hookWriter runs the response hooks once, before the header is written.
+type hookWriter struct {
+	http.ResponseWriter
+	hooks []func(status int, h http.Header)
+	wrote bool
+}
+
+func (w *hookWriter) WriteHeader(code int) {
+	if !w.wrote && code >= 200 {
+		w.wrote = true
+		for _, h := range w.hooks {
+			h(code, w.Header())
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *hookWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *hookWriter) Flush() {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *hookWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

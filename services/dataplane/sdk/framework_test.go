@@ -1,4 +1,4 @@
-package plugin_test
+package sdk_test
 
 import (
 	"fmt"
@@ -16,28 +16,37 @@ import (
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/plugin/ratelimit"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/proxy"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/snapshot"
+	"github.com/deltaplane/deltaplane/services/dataplane/sdk"
 )
 
-// harness is a proxy with plugins over a snapshot the test changes batch by
-// batch, the way the consumer does.
+// harness is a proxy with the built-in plugins and extra ones over a
+// snapshot the test changes batch by batch, the way the consumer does.
 type harness struct {
 	t       *testing.T
-	reg     *plugin.Registry
+	fw      plugin.Framework
 	limiter *ratelimit.Limiter
 	cur     atomic.Pointer[snapshot.Snapshot]
 	px      *httptest.Server
 	events  [][]snapshot.Event
 }
 
-func newHarness(t *testing.T, register ...func(*plugin.Registry)) *harness {
+func newHarness(t *testing.T, extra ...sdk.Plugin) *harness {
+	return newHarnessOpts(t, plugin.Options{Tracking: true}, extra...)
+}
+
+func newHarnessOpts(t *testing.T, opts plugin.Options, extra ...sdk.Plugin) *harness {
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	h := &harness{t: t, reg: plugin.NewRegistry(log)}
-	keyauth.Register(h.reg)
-	h.limiter = ratelimit.Register(h.reg, log)
+	h := &harness{t: t, limiter: ratelimit.New(log)}
 	t.Cleanup(h.limiter.Close)
-	for _, f := range register {
-		f(h.reg)
+	plugins := []any{keyauth.Plugin(), h.limiter.Plugin()}
+	for _, p := range extra {
+		plugins = append(plugins, p)
 	}
+	fw, err := plugin.New(log, opts, plugins...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.fw = fw
 	s := snapshot.Empty()
 	s.Seq = 1
 	h.cur.Store(s)
@@ -45,7 +54,7 @@ func newHarness(t *testing.T, register ...func(*plugin.Registry)) *harness {
 		fmt.Fprintf(w, "consumer=%s apikey=%s query=%s", r.Header.Get("X-Consumer-Username"), r.Header.Get("apikey"), r.URL.RawQuery)
 	}))
 	t.Cleanup(up.Close)
-	h.px = httptest.NewServer(proxy.New(log, h.cur.Load, h.reg.Access))
+	h.px = httptest.NewServer(fw.Wrap(proxy.New(log, h.cur.Load, fw.Access)))
 	t.Cleanup(h.px.Close)
 	host, port, _ := net.SplitHostPort(strings.TrimPrefix(up.URL, "http://"))
 	h.apply(
@@ -67,9 +76,9 @@ func (h *harness) apply(ws ...snapshot.Write) {
 		h.t.Fatal(errs)
 	}
 	next.Seq = cur.Seq + 1
-	h.reg.Prepare(next, events, false)
+	h.fw.Prepare(next, events, false)
 	h.cur.Store(next)
-	h.reg.Notify(next, events, false)
+	h.fw.Notify(next, events, false)
 	h.events = append(h.events, events)
 }
 
@@ -93,13 +102,15 @@ type whoamiConfig struct {
 	ConsumerID string `json:"consumer_id"`
 }
 
+var whoamiSchema = &sdk.Schema{Name: "whoami", Priority: 100, Fields: []sdk.Field{{Name: "consumer_id", Type: sdk.String, Required: true}}}
+
 type whoami struct {
 	cfg   whoamiConfig
 	loads *atomic.Int64
 }
 
-func (w *whoami) Access(c *plugin.Context) bool {
-	v, err := c.Cache.Get(c.Snapshot, "whoami:"+w.cfg.ConsumerID, func(v *plugin.View) (any, error) {
+func (w *whoami) Access(c *sdk.Context) bool {
+	v, err := c.Cached("whoami:"+w.cfg.ConsumerID, func(v *sdk.View) (any, error) {
 		w.loads.Add(1)
 		cons, ok := v.Consumer(w.cfg.ConsumerID)
 		if !ok {
@@ -111,20 +122,18 @@ func (w *whoami) Access(c *plugin.Context) bool {
 		c.Respond(http.StatusForbidden, "unknown consumer")
 		return false
 	}
-	c.W.Header().Set("X-Whoami", v.(string))
+	c.ResponseHeader().Set("X-Whoami", v.(string))
 	return true
 }
 
 func TestCacheFollowsEntityChangesWithoutRegistration(t *testing.T) {
 	var loads atomic.Int64
-	h := newHarness(t, func(r *plugin.Registry) {
-		plugin.Register(r, plugin.Definition[whoamiConfig]{
-			Name: "whoami", Priority: 100,
-			New: func(_ plugin.Instance, cfg whoamiConfig) (plugin.Handler, error) {
-				return &whoami{cfg: cfg, loads: &loads}, nil
-			},
-		})
-	})
+	h := newHarness(t, sdk.Define(sdk.Definition[whoamiConfig]{
+		Schema: whoamiSchema,
+		New: func(_ sdk.Instance, cfg whoamiConfig) (sdk.Handler, error) {
+			return &whoami{cfg: cfg, loads: &loads}, nil
+		},
+	}))
 	h.apply(
 		put("consumers/c1", `{"id":"c1","username":"alice"}`),
 		put("plugins/p1", `{"id":"p1","name":"whoami","config":{"consumer_id":"c1"},"enabled":true}`),
@@ -157,16 +166,14 @@ func TestCacheFollowsEntityChangesWithoutRegistration(t *testing.T) {
 }
 
 func TestEventsReachPlugins(t *testing.T) {
-	var got []snapshot.Event
-	h := newHarness(t, func(r *plugin.Registry) {
-		plugin.Register(r, plugin.Definition[struct{}]{
-			Name: "listener",
-			New:  func(plugin.Instance, struct{}) (plugin.Handler, error) { return nil, nil },
-			Events: func(evs []snapshot.Event, _ bool) {
-				got = append(got, evs...)
-			},
-		})
-	})
+	var got []sdk.Event
+	h := newHarness(t, sdk.Define(sdk.Definition[struct{}]{
+		Schema: &sdk.Schema{Name: "listener"},
+		New:    func(sdk.Instance, struct{}) (sdk.Handler, error) { return nil, nil },
+		Events: func(evs []sdk.Event, _ bool) {
+			got = append(got, evs...)
+		},
+	}))
 	got = nil
 	h.apply(put("consumers/c1", `{"id":"c1","username":"a"}`))
 	h.apply(put("consumers/c1", `{"id":"c1","username":"b"}`))

@@ -1,6 +1,6 @@
 //go:build integration
 
-package plugin_test
+package sdk_test
 
 import (
 	"context"
@@ -67,11 +67,11 @@ func TestRateLimitingRedisDownIsFaultTolerant(t *testing.T) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	h := newHarness(t)
-	h.apply(put("plugins/rl", fmt.Sprintf(`{"id":"rl","name":"rate-limiting","route":{"id":"open"},"config":{"hour":1,"policy":"redis","redis_host":"127.0.0.1","redis_port":%d}}`, port)))
+	h.apply(put("plugins/rl", fmt.Sprintf(`{"id":"rl","name":"rate-limiting","route":{"id":"open"},"config":{"hour":1,"policy":"redis","redis":{"host":"127.0.0.1","port":%d}}}`, port)))
 	if code, _, _ := h.get("/open", nil); code != 200 {
 		t.Fatalf("fault_tolerant default: %d", code)
 	}
-	h.apply(put("plugins/rl", fmt.Sprintf(`{"id":"rl","name":"rate-limiting","route":{"id":"open"},"config":{"hour":1,"policy":"redis","fault_tolerant":false,"redis_host":"127.0.0.1","redis_port":%d}}`, port)))
+	h.apply(put("plugins/rl", fmt.Sprintf(`{"id":"rl","name":"rate-limiting","route":{"id":"open"},"config":{"hour":1,"policy":"redis","fault_tolerant":false,"redis":{"host":"127.0.0.1","port":%d}}}`, port)))
 	if code, _, _ := h.get("/open", nil); code != 500 {
 		t.Fatalf("fault_tolerant=false: %d", code)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/plugin/ratelimit"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/proxy"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/snapshot"
+	_ "github.com/deltaplane/deltaplane/services/dataplane/sdk" // sets plugin.New
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -65,10 +66,12 @@ func BenchmarkProxyThroughput(b *testing.B) {
 		px.ObserveLatency(func(route string, d time.Duration) { seconds.WithLabelValues(route).Observe(d.Seconds()) })
 		return px
 	}
-	reg := plugin.NewRegistry(log)
-	keyauth.Register(reg)
-	limiter := ratelimit.Register(reg, log)
+	limiter := ratelimit.New(log)
 	defer limiter.Close()
+	reg, err := plugin.New(log, plugin.Options{Tracking: true}, keyauth.Plugin(), limiter.Plugin())
+	if err != nil {
+		b.Fatal(err)
+	}
 
 	for _, c := range []struct {
 		name    string

@@ -7,31 +7,30 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/deltaplane/deltaplane/services/dataplane/internal/plugin"
-	"github.com/deltaplane/deltaplane/services/dataplane/internal/snapshot"
+	"github.com/deltaplane/deltaplane/services/dataplane/sdk"
+	"github.com/deltaplane/deltaplane/shared/pluginschema"
 )
 
-// Config is the plugin's configuration (Kong's field names).
+// Config is the plugin's configuration (Kong's field names; the fields of
+// pluginschema.KeyAuth).
 type Config struct {
 	KeyNames        []string `json:"key_names"`
 	KeyInHeader     bool     `json:"key_in_header"`
 	KeyInQuery      bool     `json:"key_in_query"`
+	KeyInBody       bool     `json:"key_in_body"` // accepted, not read: deltaplane does not read bodies
 	HideCredentials bool     `json:"hide_credentials"`
 	RunOnPreflight  bool     `json:"run_on_preflight"`
+	Realm           *string  `json:"realm"`
 	// Anonymous is a consumer id (or username) to use when authentication
 	// fails, instead of answering 401.
 	Anonymous *string `json:"anonymous"`
 }
 
-// Register adds key-auth to the registry.
-func Register(r *plugin.Registry) {
-	plugin.Register(r, plugin.Definition[Config]{
-		Name:     "key-auth",
-		Priority: 1250,
-		Defaults: func() Config {
-			return Config{KeyNames: []string{"apikey"}, KeyInHeader: true, KeyInQuery: true, RunOnPreflight: true}
-		},
-		New: func(_ plugin.Instance, cfg Config) (plugin.Handler, error) {
+// Plugin is key-auth, written against the public SDK.
+func Plugin() sdk.Plugin {
+	return sdk.Define(sdk.Definition[Config]{
+		Schema: pluginschema.KeyAuth,
+		New: func(_ sdk.Instance, cfg Config) (sdk.Handler, error) {
 			if len(cfg.KeyNames) == 0 {
 				cfg.KeyNames = []string{"apikey"}
 			}
@@ -48,34 +47,35 @@ const (
 )
 
 type identity struct {
-	cred     *snapshot.KeyAuthCredential
-	consumer *snapshot.Consumer
+	cred     sdk.KeyAuthCredential
+	consumer sdk.Consumer
 }
 
 var errUnknownKey = errors.New("unknown key")
 
-func (h *handler) Access(c *plugin.Context) bool {
-	if c.R.Method == http.MethodOptions && !h.cfg.RunOnPreflight {
+func (h *handler) Access(c *sdk.Context) bool {
+	r := c.Request()
+	if r.Method == http.MethodOptions && !h.cfg.RunOnPreflight {
 		return true
 	}
 	key, found := "", false
 	for _, name := range h.cfg.KeyNames {
 		if h.cfg.KeyInHeader {
-			if v := c.R.Header.Get(name); v != "" {
+			if v := r.Header.Get(name); v != "" {
 				key, found = v, true
 				if h.cfg.HideCredentials {
-					c.R.Header.Del(name)
+					r.Header.Del(name)
 				}
 				break
 			}
 		}
 		if h.cfg.KeyInQuery {
-			q := c.R.URL.Query()
+			q := r.URL.Query()
 			if v := q.Get(name); v != "" {
 				key, found = v, true
 				if h.cfg.HideCredentials {
 					q.Del(name)
-					c.R.URL.RawQuery = q.Encode()
+					r.URL.RawQuery = q.Encode()
 				}
 				break
 			}
@@ -84,7 +84,7 @@ func (h *handler) Access(c *plugin.Context) bool {
 	if !found {
 		return h.fail(c, msgNoKey)
 	}
-	v, err := c.Cache.Get(c.Snapshot, "key-auth:"+key, func(v *plugin.View) (any, error) {
+	v, err := c.Cached("key-auth:"+key, func(v *sdk.View) (any, error) {
 		cred, ok := v.KeyAuth(key)
 		if !ok {
 			return nil, errUnknownKey
@@ -101,50 +101,50 @@ func (h *handler) Access(c *plugin.Context) bool {
 	id := v.(identity)
 	c.Authenticate(id.consumer)
 	// Header names in canonical form: Set then keeps them as they are.
-	c.R.Header.Set("X-Consumer-Id", id.consumer.ID)
+	r.Header.Set("X-Consumer-Id", id.consumer.ID)
 	if id.consumer.Username != "" {
-		c.R.Header.Set("X-Consumer-Username", id.consumer.Username)
+		r.Header.Set("X-Consumer-Username", id.consumer.Username)
 	}
 	if id.consumer.CustomID != "" {
-		c.R.Header.Set("X-Consumer-Custom-Id", id.consumer.CustomID)
+		r.Header.Set("X-Consumer-Custom-Id", id.consumer.CustomID)
 	}
-	c.R.Header.Set("X-Credential-Identifier", id.cred.ID)
-	c.R.Header.Del("X-Anonymous-Consumer")
+	r.Header.Set("X-Credential-Identifier", id.cred.ID)
+	r.Header.Del("X-Anonymous-Consumer")
 	return true
 }
 
 // fail answers 401, or lets the request through as the anonymous consumer
 // when one is configured.
-func (h *handler) fail(c *plugin.Context, msg string) bool {
+func (h *handler) fail(c *sdk.Context, msg string) bool {
 	if h.cfg.Anonymous != nil && *h.cfg.Anonymous != "" {
-		if cons, ok := anonymous(c, *h.cfg.Anonymous); ok {
-			c.Authenticate(cons)
-			c.R.Header.Set("X-Consumer-Id", cons.ID)
-			if cons.Username != "" {
-				c.R.Header.Set("X-Consumer-Username", cons.Username)
+		ref := *h.cfg.Anonymous
+		v, err := c.Cached("key-auth:anonymous:"+ref, func(v *sdk.View) (any, error) {
+			if cons, ok := v.Consumer(ref); ok {
+				return cons, nil
 			}
-			c.R.Header.Set("X-Anonymous-Consumer", "true")
+			if cons, ok := v.ConsumerByUsername(ref); ok {
+				return cons, nil
+			}
+			return nil, errUnknownKey
+		})
+		if err == nil {
+			cons := v.(sdk.Consumer)
+			c.Authenticate(cons)
+			c.Header().Set("X-Consumer-Id", cons.ID)
+			if cons.Username != "" {
+				c.Header().Set("X-Consumer-Username", cons.Username)
+			}
+			c.Header().Set("X-Anonymous-Consumer", "true")
 			return true
 		}
 		c.Respond(http.StatusInternalServerError, "An unexpected error occurred")
 		return false
 	}
-	c.W.Header().Set("WWW-Authenticate", `Key realm="deltaplane"`)
+	realm := "deltaplane"
+	if h.cfg.Realm != nil {
+		realm = *h.cfg.Realm
+	}
+	c.ResponseHeader().Set("WWW-Authenticate", `Key realm="`+realm+`"`)
 	c.Respond(http.StatusUnauthorized, msg)
 	return false
-}
-
-func anonymous(c *plugin.Context, ref string) (*snapshot.Consumer, bool) {
-	if cons, ok := c.Snapshot.Consumer(ref); ok {
-		return cons, true
-	}
-	var found *snapshot.Consumer
-	c.Snapshot.ForEachConsumer(func(cons *snapshot.Consumer) bool {
-		if cons.Username == ref {
-			found = cons
-			return false
-		}
-		return true
-	})
-	return found, found != nil
 }

@@ -1,5 +1,5 @@
 // Package ratelimit is the rate-limiting plugin: fixed windows per second,
-// minute, hour and day, counted per consumer or per client IP, either in
+// minute, hour, day, month (30 days) and year (365 days), counted per consumer or per client IP, either in
 // this process (policy local) or in Redis (policy redis, shared by every
 // data plane).
 //
@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/textproto"
 	"strconv"
@@ -19,35 +20,40 @@ import (
 	"sync"
 	"time"
 
-	"github.com/deltaplane/deltaplane/services/dataplane/internal/plugin"
-	"github.com/deltaplane/deltaplane/services/dataplane/internal/snapshot"
-	"github.com/deltaplane/deltaplane/shared/wire"
+	"github.com/deltaplane/deltaplane/services/dataplane/sdk"
+	"github.com/deltaplane/deltaplane/shared/pluginschema"
 	"github.com/redis/go-redis/v9"
 )
 
-// Config is the plugin's configuration (Kong's field names).
+// Config is the plugin's configuration (Kong's field names; the fields of
+// pluginschema.RateLimiting).
 type Config struct {
-	Second            *int64 `json:"second"`
-	Minute            *int64 `json:"minute"`
-	Hour              *int64 `json:"hour"`
-	Day               *int64 `json:"day"`
-	LimitBy           string `json:"limit_by"` // consumer | credential | ip | service | header | path
-	HeaderName        string `json:"header_name"`
-	Path              string `json:"path"`
-	Policy            string `json:"policy"` // local | redis
-	FaultTolerant     bool   `json:"fault_tolerant"`
-	HideClientHeaders bool   `json:"hide_client_headers"`
-	RedisHost         string `json:"redis_host"`
-	RedisPort         int    `json:"redis_port"`
-	RedisPassword     string `json:"redis_password"`
-	RedisDatabase     int    `json:"redis_database"`
-	RedisTimeout      int    `json:"redis_timeout"`
-	Redis             *struct {
-		Host     string `json:"host"`
-		Port     int    `json:"port"`
-		Password string `json:"password"`
-		Database int    `json:"database"`
-		Timeout  int    `json:"timeout"`
+	Second              *float64 `json:"second"`
+	Minute              *float64 `json:"minute"`
+	Hour                *float64 `json:"hour"`
+	Day                 *float64 `json:"day"`
+	Month               *float64 `json:"month"`    // 30 days
+	Year                *float64 `json:"year"`     // 365 days
+	LimitBy             string   `json:"limit_by"` // consumer | credential | ip | service | header | path (consumer-group: by ip)
+	HeaderName          string   `json:"header_name"`
+	Path                string   `json:"path"`
+	Policy              string   `json:"policy"` // local | redis (cluster: as local)
+	FaultTolerant       bool     `json:"fault_tolerant"`
+	HideClientHeaders   bool     `json:"hide_client_headers"`
+	RetryAfterJitterMax float64  `json:"retry_after_jitter_max"` // accepted, not applied
+	ErrorCode           float64  `json:"error_code"`
+	ErrorMessage        string   `json:"error_message"`
+	SyncRate            float64  `json:"sync_rate"` // accepted, not applied
+	Redis               struct {
+		Host       string `json:"host"`
+		Port       int    `json:"port"`
+		Username   string `json:"username"`
+		Password   string `json:"password"`
+		Database   int    `json:"database"`
+		Timeout    int    `json:"timeout"`
+		SSL        bool   `json:"ssl"`         // accepted, not applied
+		SSLVerify  bool   `json:"ssl_verify"`  // accepted, not applied
+		ServerName string `json:"server_name"` // accepted, not applied
 	} `json:"redis"`
 }
 
@@ -64,13 +70,17 @@ func (c Config) windows() []window {
 	for _, w := range []struct {
 		name string
 		p    time.Duration
-		v    *int64
-	}{{"Second", time.Second, c.Second}, {"Minute", time.Minute, c.Minute}, {"Hour", time.Hour, c.Hour}, {"Day", 24 * time.Hour, c.Day}} {
+		v    *float64
+	}{{"Second", time.Second, c.Second}, {"Minute", time.Minute, c.Minute}, {"Hour", time.Hour, c.Hour}, {"Day", 24 * time.Hour, c.Day},
+		{"Month", 30 * 24 * time.Hour, c.Month}, {"Year", 365 * 24 * time.Hour, c.Year}} {
 		if w.v != nil {
-			out = append(out, window{name: w.name, period: w.p, limit: *w.v,
+			// A fractional limit lets as many requests through as Kong
+			// does: usage below the limit passes.
+			limit := int64(math.Ceil(*w.v))
+			out = append(out, window{name: w.name, period: w.p, limit: limit,
 				limitHeader:     textproto.CanonicalMIMEHeaderKey("X-RateLimit-Limit-" + w.name),
 				remainingHeader: textproto.CanonicalMIMEHeaderKey("X-RateLimit-Remaining-" + w.name),
-				limitText:       strconv.FormatInt(*w.v, 10)})
+				limitText:       strconv.FormatInt(limit, 10)})
 		}
 	}
 	return out
@@ -91,29 +101,23 @@ type counter struct {
 	expires time.Time
 }
 
-// Register adds rate-limiting to the registry; the returned limiter holds
-// the counters (Close it at shutdown).
-func Register(r *plugin.Registry, log *slog.Logger) *Limiter {
-	l := &Limiter{log: log.With("component", "rate-limiting"), now: time.Now, local: map[string]*counter{}}
-	plugin.Register(r, plugin.Definition[Config]{
-		Name:     "rate-limiting",
-		Priority: 910,
-		Defaults: func() Config {
-			return Config{LimitBy: "consumer", Policy: "local", FaultTolerant: true, RedisPort: 6379, RedisTimeout: 2000}
-		},
-		New: func(inst plugin.Instance, cfg Config) (plugin.Handler, error) {
+// New returns the limiter that holds the counters of every rate-limiting
+// plugin entity of the process (Close it at shutdown).
+func New(log *slog.Logger) *Limiter {
+	return &Limiter{log: log.With("component", "rate-limiting"), now: time.Now, local: map[string]*counter{}}
+}
+
+// Plugin is rate-limiting, written against the public SDK, counting in l.
+func (l *Limiter) Plugin() sdk.Plugin {
+	return sdk.Define(sdk.Definition[Config]{
+		Schema: pluginschema.RateLimiting,
+		New: func(inst sdk.Instance, cfg Config) (sdk.Handler, error) {
 			ws := cfg.windows()
-			if len(ws) == 0 {
-				return nil, fmt.Errorf("rate-limiting %s: no limit configured", inst.ID)
-			}
-			if cfg.Redis != nil && cfg.Redis.Host != "" {
-				cfg.RedisHost, cfg.RedisPort, cfg.RedisPassword, cfg.RedisDatabase = cfg.Redis.Host, cfg.Redis.Port, cfg.Redis.Password, cfg.Redis.Database
-				if cfg.Redis.Timeout > 0 {
-					cfg.RedisTimeout = cfg.Redis.Timeout
-				}
-			}
-			if cfg.Policy == "redis" && cfg.RedisHost == "" {
+			if cfg.Policy == "redis" && cfg.Redis.Host == "" {
 				return nil, fmt.Errorf("rate-limiting %s: policy redis needs redis host", inst.ID)
+			}
+			if cfg.ErrorCode == 0 {
+				cfg.ErrorCode = http.StatusTooManyRequests
 			}
 			var sig strings.Builder
 			for _, w := range ws {
@@ -123,13 +127,12 @@ func Register(r *plugin.Registry, log *slog.Logger) *Limiter {
 		},
 		Events: l.events,
 	})
-	return l
 }
 
 // events drops the local counters of deleted rate-limiting plugins.
-func (l *Limiter) events(evs []snapshot.Event, _ bool) {
+func (l *Limiter) events(evs []sdk.Event, _ bool) {
 	for _, ev := range evs {
-		if ev.Type != wire.TypePlugin || ev.New != nil {
+		if ev.Type != sdk.TypePlugin || ev.New != nil {
 			continue
 		}
 		prefix := ev.ID + "|"
@@ -164,12 +167,10 @@ type handler struct {
 	prefix  string // of counter keys: id|sig|
 }
 
-const msgExceeded = "API rate limit exceeded"
-
-func (h *handler) Access(c *plugin.Context) bool {
+func (h *handler) Access(c *sdk.Context) bool {
 	ident := identifier(c, h.cfg)
 	now := h.l.now()
-	used, err := h.count(c.R.Context(), ident, now)
+	used, err := h.count(c.Request().Context(), ident, now)
 	if err != nil {
 		h.l.log.Error("rate-limiting counters unavailable", "plugin_id", h.id, "err", err)
 		if h.cfg.FaultTolerant {
@@ -199,15 +200,15 @@ func (h *handler) Access(c *plugin.Context) bool {
 		}
 		if !h.cfg.HideClientHeaders {
 			// Header.Set with keys already canonical.
-			hdr := c.W.Header()
+			hdr := c.ResponseHeader()
 			hdr[w.limitHeader] = []string{w.limitText}
 			hdr[w.remainingHeader] = []string{strconv.FormatInt(remaining, 10)}
 		}
 	}
 	if exceeded {
 		secs := int64((retry + time.Second - 1) / time.Second)
-		c.W.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
-		c.Respond(http.StatusTooManyRequests, msgExceeded)
+		c.ResponseHeader().Set("Retry-After", strconv.FormatInt(secs, 10))
+		c.Respond(int(h.cfg.ErrorCode), h.cfg.ErrorMessage)
 		return false
 	}
 	return true
@@ -243,7 +244,7 @@ func (h *handler) count(ctx context.Context, ident string, now time.Time) ([]int
 		}
 		l.swept = now
 	}
-	var cs [4]*counter
+	var cs [6]*counter
 	allowed := true
 	for i, w := range h.windows {
 		k := key(i)
@@ -269,7 +270,7 @@ func (h *handler) count(ctx context.Context, ident string, now time.Time) ([]int
 
 func (h *handler) countRedis(ctx context.Context, keys []string) ([]int64, error) {
 	cl := h.l.redisClient(h.cfg)
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(h.cfg.RedisTimeout)*time.Millisecond)
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(h.cfg.Redis.Timeout)*time.Millisecond)
 	defer cancel()
 	pipe := cl.TxPipeline()
 	incrs := make([]*redis.IntCmd, len(keys))
@@ -278,7 +279,7 @@ func (h *handler) countRedis(ctx context.Context, keys []string) ([]int64, error
 		pipe.Expire(ctx, "deltaplane:ratelimit:"+k, h.windows[i].period+time.Second)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, fmt.Errorf("redis %s:%d: %w", h.cfg.RedisHost, h.cfg.RedisPort, err)
+		return nil, fmt.Errorf("redis %s:%d: %w", h.cfg.Redis.Host, h.cfg.Redis.Port, err)
 	}
 	out := make([]int64, len(keys))
 	refused := false
@@ -296,19 +297,20 @@ func (h *handler) countRedis(ctx context.Context, keys []string) ([]int64, error
 			pipe.Decr(ctx, "deltaplane:ratelimit:"+k)
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
-			return nil, fmt.Errorf("redis %s:%d: %w", h.cfg.RedisHost, h.cfg.RedisPort, err)
+			return nil, fmt.Errorf("redis %s:%d: %w", h.cfg.Redis.Host, h.cfg.Redis.Port, err)
 		}
 	}
 	return out, nil
 }
 
 func (l *Limiter) redisClient(cfg Config) *redis.Client {
-	addr := fmt.Sprintf("%s:%d", cfg.RedisHost, cfg.RedisPort)
-	key := fmt.Sprintf("%s/%d/%s", addr, cfg.RedisDatabase, cfg.RedisPassword)
+	r := cfg.Redis
+	addr := fmt.Sprintf("%s:%d", r.Host, r.Port)
+	key := fmt.Sprintf("%s/%d/%s/%s", addr, r.Database, r.Username, r.Password)
 	if v, ok := l.redis.Load(key); ok {
 		return v.(*redis.Client)
 	}
-	cl := redis.NewClient(&redis.Options{Addr: addr, Password: cfg.RedisPassword, DB: cfg.RedisDatabase})
+	cl := redis.NewClient(&redis.Options{Addr: addr, Username: r.Username, Password: r.Password, DB: r.Database})
 	if v, loaded := l.redis.LoadOrStore(key, cl); loaded {
 		cl.Close()
 		return v.(*redis.Client)
@@ -318,25 +320,26 @@ func (l *Limiter) redisClient(cfg Config) *redis.Client {
 
 // identifier is what the limits count per (Kong's limit_by); like Kong it
 // falls back to the client IP when the chosen identifier is missing.
-func identifier(c *plugin.Context, cfg Config) string {
+func identifier(c *sdk.Context, cfg Config) string {
+	r := c.Request()
 	switch cfg.LimitBy {
 	case "consumer", "credential":
-		if cons := c.Consumer(); cons != nil {
+		if cons, ok := c.Consumer(); ok {
 			if cfg.LimitBy == "credential" {
-				if id := c.R.Header.Get("X-Credential-Identifier"); id != "" {
+				if id := r.Header.Get("X-Credential-Identifier"); id != "" {
 					return "credential:" + id
 				}
 			}
 			return "consumer:" + cons.ID
 		}
 	case "service":
-		return "service:" + c.Request.Service.ID
+		return "service:" + c.ServiceID()
 	case "header":
-		if v := c.R.Header.Get(cfg.HeaderName); cfg.HeaderName != "" && v != "" {
+		if v := r.Header.Get(cfg.HeaderName); cfg.HeaderName != "" && v != "" {
 			return "header:" + v
 		}
 	case "path":
-		if cfg.Path != "" && c.R.URL.Path == cfg.Path {
+		if cfg.Path != "" && r.URL.Path == cfg.Path {
 			return "path:" + cfg.Path
 		}
 	}
