@@ -38,7 +38,8 @@ type dataplane struct {
 func startDP(t *testing.T, env map[string]string) *dataplane {
 	t.Helper()
 	d := &dataplane{proxy: testsupport.FreeAddr(t), status: testsupport.FreeAddr(t), env: env, logs: &testsupport.LogBuffer{}}
-	full := map[string]string{"DP_PROXY_LISTEN": d.proxy, "DP_STATUS_LISTEN": d.status, "DP_HEARTBEAT_INTERVAL": "300ms"}
+	full := map[string]string{"DP_PROXY_LISTEN": d.proxy, "DP_STATUS_LISTEN": d.status, "DP_HEARTBEAT_INTERVAL": "300ms",
+		"DP_PROXY_TLS_LISTEN": testsupport.FreeAddr(t)}
 	for k, v := range env {
 		full[k] = v
 	}
@@ -301,7 +302,7 @@ func TestComponentRefusesMisconfiguredTopic(t *testing.T) {
 		dt.DeleteTopics(brokers, prefix+wire.TopicDeltas, prefix+wire.TopicStatus, prefix+wire.TopicDeltas+wire.DLQSuffix)
 	})
 	env := map[string]string{"KAFKA_BROKERS": strings.Join(brokers, ","), "TOPIC_PREFIX": prefix, "DP_DATA_DIR": t.TempDir(),
-		"DP_PROXY_LISTEN": testsupport.FreeAddr(t), "DP_STATUS_LISTEN": testsupport.FreeAddr(t)}
+		"DP_PROXY_LISTEN": testsupport.FreeAddr(t), "DP_STATUS_LISTEN": testsupport.FreeAddr(t), "DP_PROXY_TLS_LISTEN": testsupport.FreeAddr(t)}
 	err := plane.Run(ctx, func(k string) string { return env[k] }, io.Discard)
 	if !errors.Is(err, broker.ErrTopicMismatch) {
 		t.Fatalf("run = %v, want ErrTopicMismatch", err)
