@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/deltaplane/deltaplane/shared/wire"
 	"github.com/segmentio/kafka-go"
@@ -107,4 +108,44 @@ func CreateACLs(ctx context.Context, brokers []string, entries []kafka.ACLEntry)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// WaitACLs waits until the broker answering DescribeAcls holds every entry:
+// an ACL is committed by the controller and then applied by each broker's
+// authorizer a moment later, and a service started in between would be
+// refused.
+func WaitACLs(ctx context.Context, brokers []string, entries []kafka.ACLEntry, within time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	c := Client(brokers)
+	for {
+		resp, err := c.DescribeACLs(ctx, &kafka.DescribeACLsRequest{Filter: kafka.ACLFilter{
+			ResourceTypeFilter: kafka.ResourceTypeAny, ResourcePatternTypeFilter: kafka.PatternTypeAny,
+			Operation: kafka.ACLOperationTypeAny, PermissionType: kafka.ACLPermissionTypeAny,
+		}})
+		missing := len(entries)
+		if err == nil && resp.Error == nil {
+			have := map[kafka.ACLEntry]bool{}
+			for _, r := range resp.Resources {
+				for _, a := range r.ACLs {
+					have[kafka.ACLEntry{ResourceType: r.ResourceType, ResourceName: r.ResourceName, ResourcePatternType: r.PatternType,
+						Principal: a.Principal, Host: a.Host, Operation: a.Operation, PermissionType: a.PermissionType}] = true
+				}
+			}
+			missing = 0
+			for _, e := range entries {
+				if !have[e] {
+					missing++
+				}
+			}
+			if missing == 0 {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("acls: %d of %d not visible on the broker (last error %v): %w", missing, len(entries), err, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

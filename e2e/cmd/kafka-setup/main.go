@@ -55,6 +55,9 @@ func run(ctx context.Context, brokers []string, prefix, syncGroup, dpGroupPrefix
 	if err := broker.CreateACLs(ctx, brokers, grants); err != nil {
 		return err
 	}
+	if err := broker.WaitACLs(ctx, brokers, grants, wait); err != nil {
+		return err
+	}
 	fmt.Printf("kafka-setup: %d topics, %d ACLs (data planes: %s)\n", len(broker.SetupTopics(prefix)), len(grants), strings.Join(dataplanes, ", "))
 	return nil
 }
