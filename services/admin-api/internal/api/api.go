@@ -76,6 +76,7 @@ func New(cfg Config, ap *app.App, cl Cluster, log *slog.Logger) *echo.Echo {
 	e.GET("/plugins/enabled", a.pluginsEnabled)
 	e.GET("/schemas/plugins/:name", a.pluginSchema)
 	e.POST("/config", a.postConfig)
+	a.kongRoutes(e)
 	for _, ep := range endpoints() {
 		e.GET(ep.path, a.list(ep))
 		e.POST(ep.path, a.create(ep))

@@ -42,12 +42,7 @@ func valueSchema(f entity.Field, req bool) map[string]any {
 	case entity.Integer:
 		s = map[string]any{"type": "integer"}
 		if len(f.Enum) > 0 {
-			var en []any
-			for _, e := range f.Enum {
-				n, _ := strconv.ParseInt(e, 10, 64)
-				en = append(en, n)
-			}
-			s["enum"] = en
+			s["enum"] = intEnum(f.Enum)
 		}
 		if f.Min != nil {
 			s["minimum"] = *f.Min
@@ -100,6 +95,16 @@ func valueSchema(f entity.Field, req bool) map[string]any {
 		s["nullable"] = true
 	}
 	return s
+}
+
+// intEnum is an integer field's Enum as numbers.
+func intEnum(enum []string) []any {
+	out := make([]any, 0, len(enum))
+	for _, e := range enum {
+		n, _ := strconv.ParseInt(e, 10, 64)
+		out = append(out, n)
+	}
+	return out
 }
 
 // stringFormat names the OpenAPI format of a string field whose value

@@ -30,6 +30,7 @@ type Store interface {
 	FindIdempotency(ctx context.Context, key string) (*store.Idempotency, error)
 	Ping(ctx context.Context) error
 	Outbox(ctx context.Context) (outbox.Status, error)
+	Tags(ctx context.Context, tag string, size int, offset string) ([]store.Tag, string, error)
 }
 
 // Tx is what App needs of one write transaction.
