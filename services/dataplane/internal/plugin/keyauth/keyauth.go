@@ -4,8 +4,10 @@
 package keyauth
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/deltaplane/deltaplane/services/dataplane/sdk"
 	"github.com/deltaplane/deltaplane/shared/pluginschema"
@@ -49,6 +51,22 @@ const (
 type identity struct {
 	cred     sdk.KeyAuthCredential
 	consumer sdk.Consumer
+	// expires is when a credential written with a ttl stops being valid
+	// (Unix seconds: its updated_at + ttl, as admin-api stores it); 0:
+	// never. Checked on every request, the identity being cached.
+	expires int64
+}
+
+// expiry reads a credential's updated_at + ttl (0 without a ttl).
+func expiry(raw []byte) int64 {
+	var j struct {
+		TTL       *int64 `json:"ttl"`
+		UpdatedAt int64  `json:"updated_at"`
+	}
+	if json.Unmarshal(raw, &j) != nil || j.TTL == nil || *j.TTL <= 0 {
+		return 0
+	}
+	return j.UpdatedAt + *j.TTL
 }
 
 var errUnknownKey = errors.New("unknown key")
@@ -93,12 +111,16 @@ func (h *handler) Access(c *sdk.Context) bool {
 		if !ok {
 			return nil, errUnknownKey
 		}
-		return identity{cred: cred, consumer: cons}, nil
+		raw, _ := v.Entity(sdk.TypeKeyAuth, cred.ID)
+		return identity{cred: cred, consumer: cons, expires: expiry(raw)}, nil
 	})
 	if err != nil {
 		return h.fail(c, msgInvalid)
 	}
 	id := v.(identity)
+	if id.expires != 0 && time.Now().Unix() >= id.expires {
+		return h.fail(c, msgInvalid)
+	}
 	c.Authenticate(id.consumer)
 	// Header names in canonical form: Set then keeps them as they are.
 	r.Header.Set("X-Consumer-Id", id.consumer.ID)
