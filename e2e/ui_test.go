@@ -1,0 +1,161 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/deltaplane/deltaplane/shared/testsupport"
+)
+
+// The cluster page in a real browser: headless Chromium (Debian's chromium
+// package, installed by .ci/run) driven through chromedp against the
+// running system. The page is opened before the change; the test makes a
+// change, follows it with GET /clustering/changes/{tx}?wait=live, and
+// asserts that the page, updating itself, shows the change's version
+// applied on each data plane and the change live on both.
+//
+// DELTAPLANE_UI_SCREENSHOT=path saves a screenshot of the page there
+// (make screenshot writes docs/cluster-page.png); without it the
+// screenshot goes to the test's temp directory.
+func TestClusterPageInBrowser(t *testing.T) {
+	chrome := chromium(t)
+	name := uniqueName(t)
+	s := startNamedSystem(t, name, "SYNC_GROUP="+name+"-sync", "CLUSTER_POLL_INTERVAL=250ms", "SYNC_INSTANCE_ID="+name+"-sync-1")
+	dps := []*dataplane{s.startDataplane("dp-1"), s.startDataplane("dp-2")}
+	up := upstream(t)
+
+	alloc, cancel := chromedp.NewExecAllocator(t.Context(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1360, 1000))...)
+	defer cancel()
+	browser, cancel := chromedp.NewContext(alloc)
+	defer cancel()
+	// The first call starts the browser, whose life is the context's: no
+	// timeout on it; later calls get their own.
+	if err := chromedp.Do(browser, chromedp.Navigate(s.Admin+"/ui")); err != nil {
+		t.Fatalf("open %s/ui: %v", s.Admin, err)
+	}
+	ctx, cancel := context.WithTimeout(browser, 2*time.Minute)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS("#dataplanes"))); err != nil {
+		t.Fatalf("%s/ui: %v", s.Admin, err)
+	}
+
+	// A change, followed until live everywhere.
+	tx := write(t, "POST", s.Admin+"/services", fmt.Sprintf(`{"name":"orders","url":"%s"}`, up.URL))
+	tx = write(t, "POST", s.Admin+"/services/orders/routes", `{"name":"orders","paths":["/orders"]}`)
+	resp := do(t, "GET", fmt.Sprintf("%s/clustering/changes/%d?wait=live&timeout=60s", s.Admin, tx), nil)
+	if resp.status != 200 {
+		t.Fatalf("wait for tx %d to be live = %d %s", tx, resp.status, resp.body)
+	}
+	var change struct {
+		Version uint64
+		State   string
+		Applied []struct{ ID string }
+	}
+	if err := json.Unmarshal(resp.body, &change); err != nil {
+		t.Fatal(err)
+	}
+	if change.State != "live" || len(change.Applied) != 2 {
+		t.Fatalf("tx %d: %s, want live on two data planes", tx, resp.body)
+	}
+	for _, dp := range dps {
+		testsupport.Eventually(t, 30*time.Second, routesTo(dp, "/orders", "/"))
+	}
+
+	// The page shows it without a reload.
+	want := strconv.FormatUint(change.Version, 10)
+	testsupport.Eventually(t, 60*time.Second, func() error {
+		rows, err := chromedp.Run(ctx, chromedp.Evaluate[[][]string](`[...document.querySelectorAll("#dataplanes tr[data-node]")].map(r =>
+			[r.dataset.node, r.querySelector(".version").textContent.trim(), r.querySelector(".state").textContent.trim()])`))
+		if err != nil {
+			return err
+		}
+		if len(rows) != len(dps) {
+			return fmt.Errorf("page lists %d data planes, want %d: %v", len(rows), len(dps), rows)
+		}
+		for i, r := range rows {
+			if r[0] != dps[i].NodeID || r[1] != want || r[2] != "applied" {
+				return fmt.Errorf("page row %v, want %s at version %s applied", r, dps[i].NodeID, want)
+			}
+		}
+		prop, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(document.querySelector('#changes tr[data-version="`+want+`"] td:last-child') || {textContent: ""}).textContent.trim()`))
+		if err != nil {
+			return err
+		}
+		if prop != "live 2/2" {
+			return fmt.Errorf("recent change of version %s shows %q, want live 2/2", want, prop)
+		}
+		return nil
+	})
+	gateway, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#gateways")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(gateway, name+"-sync-1") || !strings.Contains(gateway, "active") {
+		t.Errorf("sync-gateways table %q, want %s-sync-1 active", gateway, name)
+	}
+
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // quality 100: a PNG
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := os.Getenv("DELTAPLANE_UI_SCREENSHOT")
+	if out == "" {
+		out = filepath.Join(t.TempDir(), "cluster-page.png")
+	}
+	if err := os.WriteFile(out, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot of the page after tx %d (version %s): %s", tx, want, out)
+}
+
+// chromium finds the browser: $DELTAPLANE_TEST_CHROME, else chromium on
+// PATH (Debian's package).
+func chromium(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("DELTAPLANE_TEST_CHROME"); p != "" {
+		return p
+	}
+	p, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("no chromium on PATH (apt-get install -y chromium; .ci/run installs it) and DELTAPLANE_TEST_CHROME is not set")
+	}
+	return p
+}
+
+// write sends a JSON write and returns its Deltaplane-Tx.
+func write(t *testing.T, method, url, body string) uint64 {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		t.Fatalf("%s %s = %d %s", method, url, resp.StatusCode, b)
+	}
+	tx, err := strconv.ParseUint(resp.Header.Get("Deltaplane-Tx"), 10, 64)
+	if err != nil || tx == 0 {
+		t.Fatalf("%s %s: Deltaplane-Tx %q", method, url, resp.Header.Get("Deltaplane-Tx"))
+	}
+	return tx
+}
