@@ -104,7 +104,11 @@ func (a *API) tags(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	data, next, err := a.app.Tags(c.Request().Context(), c.Param("tag"), app.Page{Size: size, Offset: c.QueryParam("offset")})
+	offset, err := pageOffset(c)
+	if err != nil {
+		return err
+	}
+	data, next, err := a.app.Tags(c.Request().Context(), c.Param("tag"), app.Page{Size: size, Offset: offset})
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/deltaplane/deltaplane/services/admin-api/internal/app"
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/entity"
 	"github.com/labstack/echo/v4"
 )
@@ -311,11 +312,11 @@ func buildOpenAPI() map[string]any {
 		}
 		paths[oaPath(col)] = pathItem(col, map[string]any{
 			"get":  map[string]any{"summary": "List " + n, "parameters": listParams, "responses": responses(list)},
-			"post": map[string]any{"summary": "Create a " + n + " entity", "requestBody": body(create), "responses": responses(post)},
+			"post": map[string]any{"summary": "Create a " + n + " entity", "parameters": []any{idempotencyKey}, "requestBody": body(create), "responses": responses(post)},
 		})
 		item := col + "/:id"
 		write := func(ok string, schema map[string]any) map[string]any {
-			return map[string]any{"requestBody": body(schema), "responses": responses(map[string]any{
+			return map[string]any{"parameters": []any{idempotencyKey}, "requestBody": body(schema), "responses": responses(map[string]any{
 				"200": resp(ok, ref(n)), "400": errResp("invalid entity or body"), "404": errResp(missing), "409": errResp("unique constraint violation"),
 				"413": errResp("body too large"), "422": errResp("Idempotency-Key used for a different request")})}
 		}
@@ -328,10 +329,11 @@ func buildOpenAPI() map[string]any {
 			"get":    map[string]any{"responses": responses(map[string]any{"200": resp("the entity", ref(n)), "404": errResp(missing)})},
 			"put":    write("created or replaced", create),
 			"patch":  write("updated", ref(n+"_update")),
-			"delete": map[string]any{"responses": responses(del)},
+			"delete": map[string]any{"parameters": []any{idempotencyKey}, "responses": responses(del)},
 		})
 	}
 	obj := map[string]any{"type": "object"}
+	kongPaths(paths, schemas)
 	paths["/"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": resp("node information", map[string]any{"type": "object", "required": []string{"version", "tagline", "configuration"}, "properties": map[string]any{
 		"version": map[string]any{"type": "string"}, "tagline": map[string]any{"type": "string"}, "configuration": obj}})})}}
 	paths["/health"] = map[string]any{"get": map[string]any{"responses": map[string]any{"200": resp("healthy", obj), "503": resp("database unreachable", obj)}}}
@@ -343,7 +345,8 @@ func buildOpenAPI() map[string]any {
 	paths["/config"] = map[string]any{
 		"get": map[string]any{"responses": responses(map[string]any{"200": resp("the configuration as declarative YAML", map[string]any{"type": "object", "required": []string{"config"}, "properties": map[string]any{"config": map[string]any{"type": "string"}}})})},
 		"post": map[string]any{"requestBody": map[string]any{"content": map[string]any{"application/json": map[string]any{"schema": obj}, "application/yaml": map[string]any{"schema": map[string]any{"type": "string"}}}},
-			"responses": responses(map[string]any{"201": resp("applied", map[string]any{"type": "object", "required": []string{"changes"}, "properties": map[string]any{
+			"parameters": []any{idempotencyKey, map[string]any{"name": "dry_run", "in": "query", "schema": map[string]any{"type": "boolean"}}},
+			"responses": responses(map[string]any{"200": resp("dry_run: what the import would change, nothing written", obj), "201": resp("applied", map[string]any{"type": "object", "required": []string{"changes"}, "properties": map[string]any{
 				"changes": map[string]any{"type": "integer"}, "inserted": map[string]any{"type": "integer"}, "updated": map[string]any{"type": "integer"},
 				"deleted": map[string]any{"type": "integer"}, "unchanged": map[string]any{"type": "integer"}}}), "400": errResp("invalid declarative configuration"),
 				"413": errResp("body too large"), "422": errResp("Idempotency-Key used for a different request")})},
@@ -380,3 +383,71 @@ func OpenAPI() []byte {
 }
 
 func (a *API) openAPI(c echo.Context) error { return c.JSONBlob(http.StatusOK, OpenAPI()) }
+
+// idempotencyKey is the optional header of every write: a retry with the
+// same key and request gets the first answer, with a different request 422.
+var idempotencyKey = map[string]any{"name": "Idempotency-Key", "in": "header", "schema": map[string]any{"type": "string"}}
+
+// kongPaths describes /tags, /schemas, the single-parent sub-resources,
+// the plugin endpoints, change tracking, the UI and /metrics.
+func kongPaths(paths, schemas map[string]any) {
+	str := map[string]any{"type": "string"}
+	obj := map[string]any{"type": "object"}
+	schemas["tag_list"] = map[string]any{"type": "object", "required": []string{"data", "next"}, "properties": map[string]any{
+		"data": map[string]any{"type": "array", "items": map[string]any{"type": "object", "required": []string{"entity_name", "entity_id", "tag"},
+			"additionalProperties": false, "properties": map[string]any{"entity_name": str, "entity_id": map[string]any{"type": "string", "format": "uuid"}, "tag": str}}},
+		"next":   map[string]any{"type": "string", "nullable": true},
+		"offset": str,
+	}}
+	schemas["kong_schema"] = map[string]any{"type": "object", "required": []string{"fields"}, "properties": map[string]any{
+		"fields":        map[string]any{"type": "array", "items": map[string]any{"type": "object", "minProperties": 1, "maxProperties": 1}},
+		"entity_checks": map[string]any{"type": "array", "items": obj},
+	}}
+	page := []any{
+		map[string]any{"name": "size", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1, "maximum": 1000}},
+		map[string]any{"name": "offset", "in": "query", "schema": str},
+	}
+	tags := map[string]any{"get": map[string]any{"summary": "List tags of every entity", "parameters": page,
+		"responses": responses(map[string]any{"200": resp("a page", ref("tag_list")), "400": errResp("bad size or offset")})}}
+	paths["/tags"] = tags
+	paths["/tags/{tag}"] = pathItem("/tags/:tag", map[string]any{"get": map[string]any{"summary": "List the entities with a tag", "parameters": page,
+		"responses": responses(map[string]any{"200": resp("a page", ref("tag_list")), "400": errResp("bad size, offset or tag")})}})
+	paths["/schemas/{entity}"] = pathItem("/schemas/:entity", map[string]any{"get": map[string]any{"summary": "An entity type's schema, Kong's shape",
+		"responses": responses(map[string]any{"200": resp("the schema", ref("kong_schema")), "404": errResp("no such entity type")})}})
+	paths["/schemas/{entity}/validate"] = pathItem("/schemas/:entity/validate", map[string]any{"post": map[string]any{"summary": "Check an entity without writing it",
+		"requestBody": body(obj),
+		"responses": responses(map[string]any{"200": resp("valid", map[string]any{"type": "object", "required": []string{"message"}, "properties": map[string]any{"message": str}}),
+			"400": errResp("schema violation"), "404": errResp("no such entity type"), "413": errResp("body too large")})}})
+	paths["/plugins/enabled"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": resp("the plugins deltaplane runs",
+		map[string]any{"type": "object", "required": []string{"enabled_plugins"}, "properties": map[string]any{"enabled_plugins": map[string]any{"type": "array", "items": str}}})})}}
+	paths["/schemas/plugins/{name}"] = pathItem("/schemas/plugins/:name", map[string]any{"get": map[string]any{"summary": "A plugin's schema, Kong's shape",
+		"responses": responses(map[string]any{"200": resp("the schema", ref("kong_schema")), "404": errResp("no such plugin")})}})
+	for _, r := range referencedEndpoints() {
+		rt := app.Referenced{Child: r.child, Field: r.field}.Type().Name
+		write := func(ok string, schema map[string]any) map[string]any {
+			return map[string]any{"parameters": []any{idempotencyKey}, "requestBody": body(schema), "responses": responses(map[string]any{
+				"200": resp(ok, ref(rt)), "400": errResp("invalid entity or body"), "404": errResp("the entity or its reference not found"),
+				"409": errResp("unique constraint violation"), "413": errResp("body too large"), "422": errResp("Idempotency-Key used for a different request")})}
+		}
+		paths[oaPath(r.path)] = pathItem(r.path, map[string]any{
+			"get":   map[string]any{"summary": "The " + rt + " entity a " + r.child.Name + " entity references", "responses": responses(map[string]any{"200": resp("the entity", ref(rt)), "404": errResp("the entity or its reference not found")})},
+			"put":   write("replaced, or created and referenced", ref(rt+"_create")),
+			"patch": write("updated", ref(rt+"_update")),
+			"delete": map[string]any{"summary": "Not allowed (as Kong): delete the referenced entity at its own URL", "responses": responses(map[string]any{
+				"404": errResp("the entity or its reference not found"), "405": errResp("the reference is set")})},
+		})
+	}
+	paths["/clustering/changes/{tx}"] = pathItem("/clustering/changes/:tx", map[string]any{"get": map[string]any{
+		"summary": "The version a committed transaction became and the data planes that applied it",
+		"parameters": []any{
+			map[string]any{"name": "wait", "in": "query", "schema": map[string]any{"type": "string", "enum": []string{"live"}}},
+			map[string]any{"name": "timeout", "in": "query", "schema": str},
+		},
+		"responses": responses(map[string]any{"200": resp("the change", obj), "400": errResp("bad tx, wait or timeout"),
+			"404": errResp("transaction not committed"), "504": resp("wait=live timed out; the stragglers in behind", obj)})}})
+	html := map[string]any{"text/html": map[string]any{"schema": str}}
+	paths["/ui"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": map[string]any{"description": "the cluster page", "content": html}})}}
+	paths["/ui/cluster"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": map[string]any{"description": "the cluster page's body", "content": html}})}}
+	paths["/metrics"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": map[string]any{"description": "Prometheus metrics",
+		"content": map[string]any{"text/plain": map[string]any{"schema": str}}}})}}
+}
