@@ -31,6 +31,14 @@ type Config struct {
 	// derive from changes. Off only in tests that prove they would catch
 	// stale values; never in production.
 	PluginCacheTracking bool `env:"DP_PLUGIN_CACHE_TRACKING" envDefault:"true"`
+	// ProxyTLSListen is the TLS proxy listener (Kong's 8443), "off" for
+	// none; its certificates come from the certificates and snis entities,
+	// by SNI, else the default certificate: the PEM files TLSCert and
+	// TLSKey (Kong's ssl_cert, ssl_cert_key), or a self-signed one for
+	// localhost made at start.
+	ProxyTLSListen string `env:"DP_PROXY_TLS_LISTEN" envDefault:"127.0.0.1:8443"`
+	TLSCert        string `env:"DP_TLS_CERT"`
+	TLSKey         string `env:"DP_TLS_CERT_KEY"`
 
 	// KAFKA_TLS_*: mutual TLS to Kafka as principal dataplane-<node id>;
 	// heartbeats are signed with the same key.
@@ -49,7 +57,14 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		errs = append(errs, errors.New("KAFKA_BROKERS: empty"))
 	}
 	errs = append(errs, cfg.KafkaTLS.Check())
-	for _, l := range []struct{ name, addr string }{{"DP_PROXY_LISTEN", cfg.ProxyListen}, {"DP_STATUS_LISTEN", cfg.StatusListen}} {
+	listens := []struct{ name, addr string }{{"DP_PROXY_LISTEN", cfg.ProxyListen}, {"DP_STATUS_LISTEN", cfg.StatusListen}}
+	if cfg.ProxyTLSListen != "off" {
+		listens = append(listens, struct{ name, addr string }{"DP_PROXY_TLS_LISTEN", cfg.ProxyTLSListen})
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		errs = append(errs, errors.New("DP_TLS_CERT: set it and DP_TLS_CERT_KEY, or neither"))
+	}
+	for _, l := range listens {
 		if _, _, err := net.SplitHostPort(l.addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", l.name, err))
 		}
@@ -80,6 +95,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("data_dir", c.DataDir),
 		slog.String("proxy_listen", c.ProxyListen),
 		slog.String("status_listen", c.StatusListen),
+		slog.String("proxy_tls_listen", c.ProxyTLSListen),
+		slog.String("tls_cert", c.TLSCert),
 		slog.String("sync_mode", c.SyncMode),
 		slog.String("kafka_brokers", strings.Join(c.Brokers, ",")),
 		slog.String("topic_prefix", c.TopicPrefix),

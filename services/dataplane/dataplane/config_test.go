@@ -17,6 +17,8 @@ func TestLoadConfig(t *testing.T) {
 		{Name: "prefix and full mode", Env: map[string]string{"TOPIC_PREFIX": "x.", "SYNC_MODE": "full", "KAFKA_BROKERS": "a:1, b:2"}, Check: func(c Config) bool {
 			return c.configTopic() == "x.dp.full" && c.statusTopic() == "x.dp.status" && len(c.Brokers) == 2
 		}},
+		{Name: "TLS listener", Env: map[string]string{"DP_PROXY_TLS_LISTEN": "8443", "DP_TLS_CERT": "c.pem"}, WantErr: []string{"DP_PROXY_TLS_LISTEN", "DP_TLS_CERT"}},
+		{Name: "TLS listener off", Env: map[string]string{"DP_PROXY_TLS_LISTEN": "off"}, Check: func(c Config) bool { return c.ProxyTLSListen == "off" }},
 		{Name: "every error at once", Env: map[string]string{"SYNC_MODE": "push", "DP_HEARTBEAT_INTERVAL": "soon", "LOG_LEVEL": "loud", "DP_PROXY_LISTEN": "8000"}, WantErr: []string{"SYNC_MODE", "DP_HEARTBEAT_INTERVAL", "LOG_LEVEL", "DP_PROXY_LISTEN"}},
 	})
 }

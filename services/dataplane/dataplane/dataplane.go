@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/consumer"
+	"github.com/deltaplane/deltaplane/services/dataplane/internal/health"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/heartbeat"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/plugin"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/plugin/ratelimit"
@@ -29,6 +30,7 @@ import (
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/snapshot"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/status"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/store"
+	"github.com/deltaplane/deltaplane/services/dataplane/internal/tlsconf"
 	"github.com/deltaplane/deltaplane/services/dataplane/sdk"
 	"github.com/deltaplane/deltaplane/shared/attest"
 	"github.com/deltaplane/deltaplane/shared/broker"
@@ -161,9 +163,23 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer, plug
 		Help: "Time from a proxied request to the end of its response, by route.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}, []string{"route"})
 	reg.MustRegister(proxySeconds)
 	px.ObserveLatency(func(route string, d time.Duration) { proxySeconds.WithLabelValues(route).Observe(d.Seconds()) })
+	checker := health.New(log) // upstream health checks, following every batch
+	defer checker.Close()
+	checker.Update(cons.Snapshot(), nil, true)
+	cons.Subscribe(checker.Update)
+	px.UseHealth(checker)
+	upstreams := status.Upstreams(func() any { return checker.View(cons.Snapshot()) })
 	servers := []*http.Server{
 		{Addr: cfg.ProxyListen, Handler: fw.Wrap(px), ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)},
-		{Addr: cfg.StatusListen, Handler: gate.Wrap("dataplane", status.Handler(report, cons.WaitVersion, func() wire.ContentView { return cons.Snapshot().Content(nodeID) }, reg)), ReadHeaderTimeout: 10 * time.Second},
+		{Addr: cfg.StatusListen, Handler: gate.Wrap("dataplane", status.Handler(report, cons.WaitVersion, func() wire.ContentView { return cons.Snapshot().Content(nodeID) }, reg, upstreams)), ReadHeaderTimeout: 10 * time.Second},
+	}
+	if cfg.ProxyTLSListen != "off" {
+		def, err := tlsconf.Default(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return err
+		}
+		servers = append(servers, &http.Server{Addr: cfg.ProxyTLSListen, Handler: fw.Wrap(px), TLSConfig: tlsconf.New(log, cons.Snapshot, def).Config(),
+			ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)})
 	}
 	var listeners []net.Listener
 	for _, srv := range servers {
@@ -176,14 +192,18 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer, plug
 		}
 		listeners = append(listeners, ln)
 	}
-	log.Info("listening", "proxy", listeners[0].Addr().String(), "status", listeners[1].Addr().String())
+	log.Info("listening", "proxy", listeners[0].Addr().String(), "status", listeners[1].Addr().String(), "proxy_tls", cfg.ProxyTLSListen)
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
 	for i, srv := range servers {
 		wg.Go(func() {
-			if err := srv.Serve(listeners[i]); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serve := srv.Serve
+			if srv.TLSConfig != nil {
+				serve = func(ln net.Listener) error { return srv.ServeTLS(ln, "", "") }
+			}
+			if err := serve(listeners[i]); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				cancel(fmt.Errorf("serve %s: %w", srv.Addr, err))
 			}
 		})
