@@ -6,7 +6,7 @@
 #                    e2e/checker (SEED=, DURATION=; default random, 3m)
 
 SHELL := /bin/bash
-MODULES := shared services/admin-api services/sync-gateway services/dataplane e2e
+MODULES := shared services/admin-api services/sync-gateway services/dataplane e2e examples
 SERVICES := admin-api sync-gateway dataplane
 GO ?= go
 GOTEST_FLAGS ?= -count=1 -timeout 25m
