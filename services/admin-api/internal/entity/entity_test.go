@@ -168,7 +168,7 @@ func TestErrorsMessage(t *testing.T) {
 	if got := entityCheck.Message(); got != "schema violation (please submit only one certificate at a time)" {
 		t.Errorf("entity check = %q", got)
 	}
-		nested := Errors{"config": Errors{"second": "expected a number"}}
+	nested := Errors{"config": Errors{"second": "expected a number"}}
 	if got := nested.Message(); got != "schema violation (config.second: expected a number)" {
 		t.Errorf("nested = %q", got)
 	}
