@@ -18,6 +18,7 @@ type Config struct {
 	DatabaseURL     string          `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:55432/deltaplane?sslmode=disable"`
 	Brokers         []string        `env:"KAFKA_BROKERS" envDefault:"127.0.0.1:9092"`
 	TopicPrefix     string          `env:"TOPIC_PREFIX"`
+	Replication     int             `env:"KAFKA_REPLICATION_FACTOR" envDefault:"1"`       // cp.changes must have at least this many copies (broker.TopicSpec.Replicas)
 	Token           string          `env:"ADMIN_TOKEN"`                                   // masked in logs
 	MaxBodyBytes    int64           `env:"ADMIN_MAX_BODY_BYTES" envDefault:"1048576"`     // limit of request bodies
 	MaxConfigBytes  int64           `env:"ADMIN_MAX_CONFIG_BYTES" envDefault:"134217728"` // limit of POST /config bodies
@@ -57,6 +58,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("database_url", config.MaskURL(c.DatabaseURL)),
 		slog.Any("kafka_brokers", c.Brokers),
 		slog.String("topic_prefix", c.TopicPrefix),
+		slog.Int("kafka_replication_factor", c.Replication),
 		slog.String("admin_token", config.Mask(c.Token)),
 		slog.Int64("max_body_bytes", c.MaxBodyBytes),
 		slog.Int64("max_config_bytes", c.MaxConfigBytes),

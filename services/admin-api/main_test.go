@@ -115,6 +115,25 @@ func TestRunRefusesMismatchedTopic(t *testing.T) {
 	}
 }
 
+// TestRunRefusesUnderReplicatedTopic: cp.changes has one copy and admin-api
+// is configured to require two; it refuses, naming both numbers.
+func TestRunRefusesUnderReplicatedTopic(t *testing.T) {
+	dsn := testenv.Database(t)
+	brokers := testenv.Kafka(t)
+	prefix := testenv.TopicPrefix(t)
+	if err := broker.EnsureTopics(t.Context(), brokers, 30*time.Second, broker.Compacted(prefix+wire.TopicChanges, nil)); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"ADMIN_LISTEN": testsupport.FreeAddr(t), "DATABASE_URL": dsn, "KAFKA_BROKERS": strings.Join(brokers, ","), "TOPIC_PREFIX": prefix,
+		"KAFKA_REPLICATION_FACTOR": "4"}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	err := run(ctx, func(k string) string { return env[k] }, io.Discard)
+	if !errors.Is(err, broker.ErrTopicMismatch) || !strings.Contains(err.Error(), "configured to require 4") {
+		t.Fatalf("run = %v, want a refusal naming the replication factor", err)
+	}
+}
+
 // TestWritesQueueWhileKafkaIsAway starts admin-api against a broker
 // address where nothing listens: it still accepts writes, which wait in
 // the outbox; a second replica that reaches Kafka publishes them in order.

@@ -107,7 +107,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 			}
 		}
 		wg.Go(func() { tracker.Run(relayCtx) })
-		err := broker.EnsureTopics(relayCtx, cfg.Brokers, 0, broker.Compacted(topic, nil))
+		err := broker.EnsureTopics(relayCtx, cfg.Brokers, 0, broker.Compacted(topic, nil).WithReplicas(cfg.Replication))
 		switch {
 		case relayCtx.Err() != nil:
 			return

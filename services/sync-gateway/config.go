@@ -23,14 +23,15 @@ type Config struct {
 	Group          string          `env:"SYNC_GROUP" envDefault:"deltaplane-sync-gateway"` // consumer group of cp.changes
 	Brokers        []string        `env:"KAFKA_BROKERS" envDefault:"127.0.0.1:9092"`
 	TopicPrefix    string          `env:"TOPIC_PREFIX"`
-	MaxRecordBytes int             `env:"SYNC_MAX_RECORD_BYTES"`                  // larger cp.changes records are quarantined; default wire.MaxRecordBytes
-	SessionTimeout time.Duration   `env:"SYNC_SESSION_TIMEOUT" envDefault:"10s"`  // consumer group session timeout
-	Coalesce       time.Duration   `env:"SYNC_FULL_COALESCE" envDefault:"50ms"`   // full mode waits this long for quiet input
-	CoalesceMax    time.Duration   `env:"SYNC_FULL_COALESCE_MAX" envDefault:"1s"` // and defers a snapshot at most this long
-	IdleCheck      time.Duration   `env:"SYNC_IDLE_CHECK" envDefault:"1s"`        // while idle, the active instance checks dp.deltas' end offset this often
-	CompactionLag  time.Duration   `env:"SYNC_COMPACTION_LAG"`                    // dp.deltas' min.compaction.lag.ms; default broker.DefaultCompactionLag
-	StartTimeout   time.Duration   `env:"SYNC_START_TIMEOUT" envDefault:"2m"`     // how long to wait for Kafka at start
-	InstanceID     string          `env:"SYNC_INSTANCE_ID"`                       // Kafka client id; default hostname-pid
+	Replication    int             `env:"KAFKA_REPLICATION_FACTOR" envDefault:"1"` // every topic must have at least this many copies (broker.TopicSpec.Replicas)
+	MaxRecordBytes int             `env:"SYNC_MAX_RECORD_BYTES"`                   // larger cp.changes records are quarantined; default wire.MaxRecordBytes
+	SessionTimeout time.Duration   `env:"SYNC_SESSION_TIMEOUT" envDefault:"10s"`   // consumer group session timeout
+	Coalesce       time.Duration   `env:"SYNC_FULL_COALESCE" envDefault:"50ms"`    // full mode waits this long for quiet input
+	CoalesceMax    time.Duration   `env:"SYNC_FULL_COALESCE_MAX" envDefault:"1s"`  // and defers a snapshot at most this long
+	IdleCheck      time.Duration   `env:"SYNC_IDLE_CHECK" envDefault:"1s"`         // while idle, the active instance checks dp.deltas' end offset this often
+	CompactionLag  time.Duration   `env:"SYNC_COMPACTION_LAG"`                     // dp.deltas' min.compaction.lag.ms; default broker.DefaultCompactionLag
+	StartTimeout   time.Duration   `env:"SYNC_START_TIMEOUT" envDefault:"2m"`      // how long to wait for Kafka at start
+	InstanceID     string          `env:"SYNC_INSTANCE_ID"`                        // Kafka client id; default hostname-pid
 	LogLevel       slog.Level      `env:"LOG_LEVEL" envDefault:"info"`
 	KafkaTLS       config.KafkaTLS // KAFKA_TLS_*: mutual TLS to Kafka as principal sync-gateway
 }
@@ -61,6 +62,7 @@ func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("listen", c.Listen), slog.String("mode", c.Mode), slog.String("group", c.Group),
 		slog.Any("brokers", c.Brokers), slog.String("topic_prefix", c.TopicPrefix),
+		slog.Int("kafka_replication_factor", c.Replication),
 		slog.Int("max_record_bytes", c.MaxRecordBytes), slog.Duration("session_timeout", c.SessionTimeout),
 		slog.Duration("full_coalesce", c.Coalesce), slog.Duration("full_coalesce_max", c.CoalesceMax),
 		slog.Duration("idle_check", c.IdleCheck), slog.Duration("compaction_lag", c.CompactionLag),

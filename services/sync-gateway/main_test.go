@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -215,6 +216,28 @@ func TestRefusesTopicWithWrongConfig(t *testing.T) {
 	err := run(t.Context(), getenv, &logs)
 	if !errors.Is(err, broker.ErrTopicMismatch) || !strings.Contains(err.Error(), "refusing to start") {
 		t.Fatalf("run = %v, want a refusal with ErrTopicMismatch", err)
+	}
+}
+
+// TestRefusesUnderReplicatedTopic: dp.deltas has fewer copies than the
+// sync-gateway is configured to require (cp.changes, absent, cannot even be
+// created with them): it refuses at once, naming the numbers.
+func TestRefusesUnderReplicatedTopic(t *testing.T) {
+	addr := newEnv(t)
+	prefix := addr.prefix + "r."
+	topic := prefix + wire.TopicDeltas
+	if err := broker.EnsureTopics(t.Context(), addr.brokers, 30*time.Second, broker.Compacted(topic, nil)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		addr.client.DeleteTopics(t.Context(), &kafka.DeleteTopicsRequest{Topics: []string{topic, prefix + wire.TopicChanges, prefix + wire.TopicChanges + wire.DLQSuffix}})
+	})
+	getenv := addr.getenv(map[string]string{"TOPIC_PREFIX": prefix, "SYNC_START_TIMEOUT": "20s", "KAFKA_REPLICATION_FACTOR": "4"})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	err := run(ctx, getenv, io.Discard)
+	if !errors.Is(err, broker.ErrTopicMismatch) || !strings.Contains(err.Error(), topic+" has replication factor") || !strings.Contains(err.Error(), "configured to require 4") {
+		t.Fatalf("run = %v, want a refusal naming dp.deltas' replication", err)
 	}
 }
 

@@ -122,6 +122,9 @@ func topics(cfg Config) []broker.TopicSpec {
 	if cfg.Mode == wire.ModeFull {
 		specs = append(specs, broker.Compacted(cfg.TopicPrefix+wire.TopicFull, nil))
 	}
+	for i := range specs {
+		specs[i] = specs[i].WithReplicas(cfg.Replication)
+	}
 	return specs
 }
 
