@@ -12,7 +12,7 @@ GO ?= go
 GOTEST_FLAGS ?= -count=1 -timeout 25m
 INFRA := deployments/local/infra.sh
 
-.PHONY: all build deps infra-up infra-down run test test-unit test-integration test-e2e bench bench-quick bench-go bench-system chaos check-modules vet fmt tidy clean
+.PHONY: all build deps infra-up infra-down run run-secure test-secure test test-unit test-integration test-e2e bench bench-quick bench-go bench-system chaos check-modules vet fmt tidy clean
 
 all: build
 
@@ -37,6 +37,11 @@ infra-down:
 run: build
 	deployments/local/run.sh
 
+# The secured system (docs/security.md): test CA and per-service
+# certificates, Kafka with mutual TLS and ACLs, Postgres and admin-api on TLS.
+run-secure: build
+	deployments/local/run-secure.sh
+
 # The Go line and every dependency shared by two modules must be identical.
 check-modules:
 	@deployments/local/check-modules.sh $(MODULES)
@@ -59,9 +64,14 @@ test-integration:
 test-e2e: build
 	cd e2e && $(GO) test $(GOTEST_FLAGS) -tags e2e -v . 2>&1 | tee ../.local/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; exit $${PIPESTATUS[0]}
 
+# The secured broker's tests (ACL refusals, forged heartbeats, TLS end to
+# end): they start and stop a private secured broker and TLS Postgres.
+test-secure:
+	cd e2e && $(GO) test $(GOTEST_FLAGS) -tags e2e -v ./secure/ 2>&1 | tee ../.local/secure.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; exit $${PIPESTATUS[0]}
+
 # make test starts the infrastructure it needs and stops what it started.
 test: check-modules fmt vet
-	$(INFRA) run -- $(MAKE) --no-print-directory test-unit test-integration test-e2e bench-system BENCH_FLAGS="$(BENCH_QUICK)" BENCH_OUT=.local/bench-quick
+	$(INFRA) run -- $(MAKE) --no-print-directory test-unit test-integration test-e2e test-secure bench-system BENCH_FLAGS="$(BENCH_QUICK)" BENCH_OUT=.local/bench-quick
 
 # Chaos: the whole system under a randomized workload and overlapping faults
 # (kill -9, SIGSTOP, broker kill, Postgres immediate stop, TCP cuts, latency,
