@@ -67,6 +67,7 @@ test-e2e: build
 # The secured broker's tests (ACL refusals, forged heartbeats, TLS end to
 # end): they start and stop a private secured broker and TLS Postgres.
 test-secure:
+	@mkdir -p .local
 	cd e2e && $(GO) test $(GOTEST_FLAGS) -tags e2e -v ./secure/ 2>&1 | tee ../.local/secure.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; exit $${PIPESTATUS[0]}
 
 # make test starts the infrastructure it needs and stops what it started.
