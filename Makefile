@@ -12,7 +12,7 @@ GO ?= go
 GOTEST_FLAGS ?= -count=1 -timeout 25m
 INFRA := deployments/local/infra.sh
 
-.PHONY: all build deps infra-up infra-down run run-secure test-secure test test-unit test-integration test-e2e bench bench-quick bench-go bench-system chaos check-modules vet fmt tidy clean
+.PHONY: all build deps infra-up infra-down run run-secure test-secure test test-unit test-integration test-e2e bench bench-quick bench-go bench-system chaos fuzz-openapi check-modules vet fmt tidy clean
 
 all: build
 
@@ -73,6 +73,12 @@ test-secure:
 # make test starts the infrastructure it needs and stops what it started.
 test: check-modules fmt vet
 	$(INFRA) run -- $(MAKE) --no-print-directory test-unit test-integration test-e2e test-secure bench-system BENCH_FLAGS="$(BENCH_QUICK)" BENCH_OUT=.local/bench-quick
+
+# The property-based OpenAPI fuzzer (schemathesis, installed by .ci/run)
+# against admin-api on the real Postgres and Kafka: e2e's TestOpenAPIFuzz,
+# also part of test-e2e. FUZZ_EXAMPLES= per operation (25), FUZZ_SEED= (1).
+fuzz-openapi:
+	$(INFRA) run -- bash -c 'cd e2e && $(GO) test $(GOTEST_FLAGS) -tags e2e -run "^TestOpenAPIFuzz$$" -v .'
 
 # Chaos: the whole system under a randomized workload and overlapping faults
 # (kill -9, SIGSTOP, broker kill, Postgres immediate stop, TCP cuts, latency,
