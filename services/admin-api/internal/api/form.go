@@ -39,6 +39,11 @@ func parseForm(raw []byte, t *entity.Type) (map[string]any, error) {
 			if tf, ok := t.Field(path[0]); ok {
 				f = &tf
 			}
+			for _, xf := range t.Extra { // a certificate's snis
+				if xf.Name == path[0] {
+					f = &xf
+				}
+			}
 		}
 		var v any
 		switch {

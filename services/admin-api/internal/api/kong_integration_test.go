@@ -3,6 +3,8 @@
 package api_test
 
 import (
+	"bufio"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -10,6 +12,25 @@ import (
 
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/testenv"
 )
+
+// TestNULInHeader: Go's HTTP server answers 400 to a NUL in a header
+// value before any handler (clients refuse to send one, so the request is
+// written by hand); rejectNUL covers what reaches the handlers.
+func TestNULInHeader(t *testing.T) {
+	e := setup(t, false)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("GET /services HTTP/1.1\r\nHost: x\r\nIdempotency-Key: a\x00b\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	status, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || !strings.HasPrefix(status, "HTTP/1.1 400 ") {
+		t.Fatalf("status line %q (%v), want 400", status, err)
+	}
+}
 
 // TestPageParams: a repeated or empty size or offset is a 400 in Kong's
 // shape (code 9 invalid size, code 7 invalid offset), as a bad one is.
