@@ -248,6 +248,13 @@ func TestKeyAuthTTL(t *testing.T) {
 	if code, _ := e.do(t, "PATCH", "/key-auths/short", `{"tags":["y"]}`); code != 404 {
 		t.Errorf("PATCH of an expired credential = %d, want 404", code)
 	}
+	// Its key is free again (Kong's ttl cleanup would have removed it).
+	if code, b := e.do(t, "POST", "/consumers/u/key-auth", `{"key":"short"}`); code != 201 || b["ttl"] != nil {
+		t.Errorf("POST with an expired credential's key = %d %v", code, b)
+	}
+	if code, b := e.do(t, "POST", "/consumers/u/key-auth", `{"key":"long"}`); code != 409 {
+		t.Errorf("POST with a live credential's key = %d %v, want 409", code, b)
+	}
 }
 
 // TestKongValidationAnswers: Kong's name, path and CA certificate rules

@@ -1,9 +1,12 @@
 package app
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/entity"
+	"github.com/deltaplane/deltaplane/services/admin-api/internal/store"
 )
 
 // A key-auth credential's ttl, as Kong has it: written with ttl, the
@@ -98,4 +101,30 @@ func keepExpiry(t *entity.Type, old, in map[string]any, now int64) bool {
 		in["ttl"] = left
 	}
 	return true
+}
+
+// dropExpired deletes, before a credential e is created, an expired one
+// holding its key: Kong would have removed it already (its ttl cleanup),
+// so the key is free again.
+func dropExpired(ctx context.Context, tx Tx, t *entity.Type, e map[string]any, now int64) error {
+	key, _ := e["key"].(string)
+	if t != entity.KeyAuth || key == "" {
+		return nil
+	}
+	old, err := tx.Get(ctx, t, key, true)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if left, ok := ttlLeft(t, old, now); !ok || left > 0 {
+		return nil // the insert answers 409
+	}
+	id, err := entity.ID(old)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Delete(ctx, t, id)
+	return err
 }

@@ -162,6 +162,9 @@ func (a *App) Create(ctx context.Context, k Key, t *entity.Type, sc Scope, in ma
 		if e["id"] == nil {
 			e["id"] = uuid.NewString()
 		}
+		if err := dropExpired(ctx, tx, t, e, now); err != nil {
+			return Reply{}, err
+		}
 		b, err := tx.Insert(ctx, t, e)
 		if err == nil {
 			b, err = syncSNIs(ctx, tx, t, e["id"].(string), b, snis, now)
