@@ -18,6 +18,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/deltaplane/deltaplane/shared/testsupport"
+	"github.com/deltaplane/deltaplane/shared/wire"
+	"github.com/segmentio/kafka-go"
 )
 
 // The cluster page in a real browser: headless Chromium (Debian's chromium
@@ -25,7 +27,8 @@ import (
 // running system. The page is opened before the change; the test makes a
 // change, follows it with GET /clustering/changes/{tx}?wait=live, and
 // asserts that the page, updating itself, shows the change's version
-// applied on each data plane and the change live on both.
+// applied on each data plane and the change live on both; then a large
+// declarative import's progress and a quarantined event on the page.
 //
 // DELTAPLANE_UI_SCREENSHOT=path saves a screenshot of the page there
 // (make screenshot writes docs/cluster-page.png); without it the
@@ -100,6 +103,48 @@ func TestClusterPageInBrowser(t *testing.T) {
 		}
 		return nil
 	})
+	// A large declarative import: its progress reaches the page (rows
+	// written, events published, data planes applied), and a malformed
+	// change event shows as quarantined with its reason.
+	const imported = 3000
+	var decl strings.Builder
+	decl.WriteString(`{"_format_version":"3.0","services":[`)
+	for i := range imported {
+		if i > 0 {
+			decl.WriteByte(',')
+		}
+		fmt.Fprintf(&decl, `{"name":"bulk-%d","url":"%s/bulk/%d"}`, i, up.URL, i)
+	}
+	decl.WriteString(`]}`)
+	importTx := write(t, "POST", s.Admin+"/config", decl.String())
+	kw := &kafka.Writer{Addr: kafka.TCP(s.kafka), RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	defer kw.Close()
+	if err := kw.WriteMessages(t.Context(), kafka.Message{Topic: s.Prefix + wire.TopicChanges, Key: []byte("services/e2e-bad"), Value: []byte(`{"schema":1,"tx":`)}); err != nil {
+		t.Fatal(err)
+	}
+	// The import replaced orders: 3000 creates and 2 deletes.
+	rows := fmt.Sprintf("%d / %d", imported+2, imported+2)
+	testsupport.Eventually(t, 90*time.Second, func() error {
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`(r => r ? [...r.querySelectorAll(".phase,.rows,.published,.applied")].map(c => c.textContent.trim()) : [])(document.querySelector("#imports tr[data-import]"))`))
+		if err != nil {
+			return err
+		}
+		if want := []string{"committed", rows, rows, "2 / 2"}; strings.Join(got, "|") != strings.Join(want, "|") {
+			return fmt.Errorf("import of tx %d on the page: %q, want %q", importTx, got, want)
+		}
+		q, err := chromedp.Run(ctx, chromedp.Evaluate[string](`[...document.querySelectorAll("#quarantine tr.quarantined")].map(r => r.textContent).join("\n")`))
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(q, "services/e2e-bad") || !strings.Contains(q, "decode:") {
+			return fmt.Errorf("quarantine table %q, want services/e2e-bad with a decode reason", q)
+		}
+		return nil
+	})
+	if log := s.AdminProc.LogTail(1 << 20); !strings.Contains(log, `"msg":"declarative import propagating"`) || !strings.Contains(log, fmt.Sprintf(`"events_published":%d`, imported+2)) {
+		t.Errorf("admin-api's log has no progress of the import")
+	}
+
 	gateway, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#gateways")))
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +164,7 @@ func TestClusterPageInBrowser(t *testing.T) {
 	if err := os.WriteFile(out, png, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("screenshot of the page after tx %d (version %s): %s", tx, want, out)
+	t.Logf("screenshot of the page: %s", out)
 }
 
 // chromium finds the browser: $DELTAPLANE_TEST_CHROME, else chromium on

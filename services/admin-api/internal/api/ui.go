@@ -29,6 +29,7 @@ var uiPage string
 var uiTemplate = template.Must(template.New("ui").Funcs(template.FuncMap{
 	"ago":  ago,
 	"unix": func(s int64) time.Time { return time.Unix(s, 0) },
+	"dur":  func(from, to time.Time) time.Duration { return to.Sub(from).Round(time.Millisecond) },
 	"secs": func(f float64) string { return fmt.Sprintf("%.1f", f) },
 	"time": func(t time.Time) string {
 		if t.IsZero() {
