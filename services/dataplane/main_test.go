@@ -309,6 +309,28 @@ func TestComponentRefusesMisconfiguredTopic(t *testing.T) {
 	}
 }
 
+// TestComponentRefusesUnderReplicatedTopic: dp.deltas has one copy and the
+// data plane is configured to require four.
+func TestComponentRefusesUnderReplicatedTopic(t *testing.T) {
+	brokers := dt.Brokers(t)
+	prefix := dt.Prefix(t)
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	if err := broker.EnsureTopics(ctx, brokers, wait, broker.Compacted(prefix+wire.TopicDeltas, nil)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		dt.DeleteTopics(brokers, prefix+wire.TopicDeltas, prefix+wire.TopicStatus, prefix+wire.TopicDeltas+wire.DLQSuffix)
+	})
+	env := map[string]string{"KAFKA_BROKERS": strings.Join(brokers, ","), "TOPIC_PREFIX": prefix, "DP_DATA_DIR": t.TempDir(),
+		"DP_PROXY_LISTEN": testsupport.FreeAddr(t), "DP_STATUS_LISTEN": testsupport.FreeAddr(t), "DP_PROXY_TLS_LISTEN": "off",
+		"KAFKA_REPLICATION_FACTOR": "4"}
+	err := plane.Run(ctx, func(k string) string { return env[k] }, io.Discard)
+	if !errors.Is(err, broker.ErrTopicMismatch) || !strings.Contains(err.Error(), "configured to require 4") {
+		t.Fatalf("run = %v, want ErrTopicMismatch naming the replication factor", err)
+	}
+}
+
 func TestComponentFullMode(t *testing.T) {
 	brokers := dt.Brokers(t)
 	prefix := dt.Prefix(t)

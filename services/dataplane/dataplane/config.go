@@ -24,6 +24,7 @@ type Config struct {
 	SyncMode          string        `env:"SYNC_MODE" envDefault:"incremental"` // wire.ModeIncremental | wire.ModeFull
 	Brokers           []string      `env:"KAFKA_BROKERS" envDefault:"127.0.0.1:9092"`
 	TopicPrefix       string        `env:"TOPIC_PREFIX"`
+	Replication       int           `env:"KAFKA_REPLICATION_FACTOR" envDefault:"1"` // every topic must have at least this many copies
 	GroupPrefix       string        `env:"DP_GROUP_PREFIX" envDefault:"deltaplane-dp-"`
 	HeartbeatInterval time.Duration `env:"DP_HEARTBEAT_INTERVAL" envDefault:"5s"`
 	LogLevel          slog.Level    `env:"LOG_LEVEL" envDefault:"info"`
@@ -69,6 +70,14 @@ func loadConfig(getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("%s: %w", l.name, err))
 		}
 	}
+	// The status listener (its /status/config names every credential's
+	// digest) never shares a port with proxied traffic, whatever the host.
+	_, statusPort, _ := net.SplitHostPort(cfg.StatusListen)
+	for _, l := range listens {
+		if _, port, err := net.SplitHostPort(l.addr); err == nil && l.name != "DP_STATUS_LISTEN" && port == statusPort && port != "0" {
+			errs = append(errs, fmt.Errorf("DP_STATUS_LISTEN: port %s is %s's: the status listener must stay off the proxy ports", port, l.name))
+		}
+	}
 	return cfg, errors.Join(errs...)
 }
 
@@ -100,6 +109,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("sync_mode", c.SyncMode),
 		slog.String("kafka_brokers", strings.Join(c.Brokers, ",")),
 		slog.String("topic_prefix", c.TopicPrefix),
+		slog.Int("kafka_replication_factor", c.Replication),
 		slog.String("group_prefix", c.GroupPrefix),
 		slog.Duration("heartbeat_interval", c.HeartbeatInterval),
 		slog.String("log_level", c.LogLevel.String()),

@@ -18,6 +18,11 @@ func TestLoadConfig(t *testing.T) {
 			return c.configTopic() == "x.dp.full" && c.statusTopic() == "x.dp.status" && len(c.Brokers) == 2
 		}},
 		{Name: "TLS listener", Env: map[string]string{"DP_PROXY_TLS_LISTEN": "8443", "DP_TLS_CERT": "c.pem"}, WantErr: []string{"DP_PROXY_TLS_LISTEN", "DP_TLS_CERT"}},
+		// /status and /status/config (which names every key-auth key's
+		// digest) never share a port with proxied traffic, whatever host.
+		{Name: "status on the proxy port", Env: map[string]string{"DP_PROXY_LISTEN": "0.0.0.0:8000", "DP_STATUS_LISTEN": "127.0.0.1:8000"}, WantErr: []string{"DP_STATUS_LISTEN"}},
+		{Name: "status on the TLS proxy port", Env: map[string]string{"DP_STATUS_LISTEN": "127.0.0.1:8443"}, WantErr: []string{"DP_STATUS_LISTEN"}},
+		{Name: "replication", Env: map[string]string{"KAFKA_REPLICATION_FACTOR": "3"}, Check: func(c Config) bool { return c.Replication == 3 }},
 		{Name: "TLS listener off", Env: map[string]string{"DP_PROXY_TLS_LISTEN": "off"}, Check: func(c Config) bool { return c.ProxyTLSListen == "off" }},
 		{Name: "every error at once", Env: map[string]string{"SYNC_MODE": "push", "DP_HEARTBEAT_INTERVAL": "soon", "LOG_LEVEL": "loud", "DP_PROXY_LISTEN": "8000"}, WantErr: []string{"SYNC_MODE", "DP_HEARTBEAT_INTERVAL", "LOG_LEVEL", "DP_PROXY_LISTEN"}},
 	})

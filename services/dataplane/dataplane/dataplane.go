@@ -231,9 +231,9 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer, plug
 			config = config.WithCompactionLag(broker.DefaultCompactionLag)
 		}
 		err := broker.EnsureTopics(ctx, cfg.Brokers, 0,
-			config,
-			broker.Compacted(cfg.statusTopic(), nil),
-			broker.Log(cfg.dlqTopic()))
+			config.WithReplicas(cfg.Replication),
+			broker.Compacted(cfg.statusTopic(), nil).WithReplicas(cfg.Replication),
+			broker.Log(cfg.dlqTopic()).WithReplicas(cfg.Replication))
 		if err != nil {
 			if ctx.Err() == nil {
 				cancel(err)

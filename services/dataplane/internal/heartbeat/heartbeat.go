@@ -40,7 +40,7 @@ func New(log *slog.Logger, brokers []string, topic, nodeID string, interval time
 		w: &kafka.Writer{
 			Addr:         kafka.TCP(brokers...),
 			Topic:        topic,
-			RequiredAcks: kafka.RequireOne,
+			RequiredAcks: kafka.RequireAll, // a heartbeat acknowledged by a majority survives a broker loss
 			BatchTimeout: 5 * time.Millisecond,
 			MaxAttempts:  2,
 			WriteTimeout: interval,
