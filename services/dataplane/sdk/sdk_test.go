@@ -1,0 +1,96 @@
+package sdk_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/deltaplane/deltaplane/services/dataplane/internal/plugin"
+	"github.com/deltaplane/deltaplane/services/dataplane/sdk"
+)
+
+// byName is a test plugin: it looks a consumer up by the username in
+// X-User (a lookup that depends on every consumer) and answers with its
+// custom_id in the request to the upstream and, in the response phase, to
+// the client.
+type byNameConfig struct {
+	Header string `json:"header"`
+}
+
+type byName struct{ cfg byNameConfig }
+
+func (b *byName) Access(c *sdk.Context) bool {
+	user := c.Header().Get("X-User")
+	v, _ := c.Cached("by-name:"+user, func(v *sdk.View) (any, error) {
+		if cons, ok := v.ConsumerByUsername(user); ok {
+			return cons.CustomID, nil
+		}
+		return "none", nil
+	})
+	c.Header().Set(b.cfg.Header, v.(string))
+	return true
+}
+
+func (b *byName) Response(c *sdk.Context, status int, h http.Header) {
+	h.Set(b.cfg.Header, c.Header().Get(b.cfg.Header)+" "+http.StatusText(status))
+}
+
+func byNamePlugin() sdk.Plugin {
+	return sdk.Define(sdk.Definition[byNameConfig]{
+		Schema: &sdk.Schema{Name: "by-name", Fields: []sdk.Field{{Name: "header", Type: sdk.String, Default: "X-Custom-Id"}}},
+		New:    func(_ sdk.Instance, cfg byNameConfig) (sdk.Handler, error) { return &byName{cfg: cfg}, nil },
+	})
+}
+
+// TestLookupsFollowCreatesAndResponsePhase: a value derived from a lookup
+// that found nothing is dropped when the consumer appears; the response
+// phase sees the upstream's status.
+func TestLookupsFollowCreatesAndResponsePhase(t *testing.T) {
+	h := newHarness(t, byNamePlugin())
+	h.apply(put("plugins/b", `{"id":"b","name":"by-name","route":{"id":"open"},"config":{},"enabled":true}`))
+	hdr := map[string]string{"X-User": "carol"}
+	if _, _, got := h.get("/open", hdr); got.Get("X-Custom-Id") != "none OK" {
+		t.Fatalf("before: %q", got.Get("X-Custom-Id"))
+	}
+	h.apply(put("consumers/c9", `{"id":"c9","username":"carol","custom_id":"cid-9"}`))
+	if _, _, got := h.get("/open", hdr); got.Get("X-Custom-Id") != "cid-9 OK" {
+		t.Fatalf("after the consumer was created: %q", got.Get("X-Custom-Id"))
+	}
+}
+
+// TestTrackingOffServesStale: with the framework's tracking off the same
+// change is missed, which is what the tracking tests rely on to prove
+// something.
+func TestTrackingOffServesStale(t *testing.T) {
+	h := newHarnessOpts(t, plugin.Options{Tracking: false}, byNamePlugin())
+	h.apply(put("plugins/b", `{"id":"b","name":"by-name","route":{"id":"open"},"config":{},"enabled":true}`),
+		put("consumers/c9", `{"id":"c9","username":"carol","custom_id":"cid-9"}`))
+	hdr := map[string]string{"X-User": "carol"}
+	h.get("/open", hdr)
+	h.apply(put("consumers/c9", `{"id":"c9","username":"carol","custom_id":"cid-10"}`))
+	if _, _, got := h.get("/open", hdr); got.Get("X-Custom-Id") != "cid-9 OK" {
+		t.Fatalf("tracking off: %q, want the stale cid-9", got.Get("X-Custom-Id"))
+	}
+}
+
+// TestBadConfigMakesThePluginUnusable: a config its schema refuses (which
+// admin-api refuses too) does not run; the route still answers.
+func TestBadConfigMakesThePluginUnusable(t *testing.T) {
+	h := newHarness(t, byNamePlugin())
+	h.apply(put("plugins/b", `{"id":"b","name":"by-name","route":{"id":"open"},"config":{"header":5},"enabled":true}`))
+	if code, _, got := h.get("/open", nil); code != 200 || got.Get("X-Custom-Id") != "" {
+		t.Fatalf("%d %q", code, got.Get("X-Custom-Id"))
+	}
+}
+
+func TestDefineRefusesMismatchedConfigType(t *testing.T) {
+	defer func() {
+		if r := recover(); r == nil || !strings.Contains(r.(string), "does not fit its Go type") {
+			t.Fatalf("recover = %v", r)
+		}
+	}()
+	sdk.Define(sdk.Definition[struct{}]{
+		Schema: &sdk.Schema{Name: "x", Fields: []sdk.Field{{Name: "header", Type: sdk.String, Default: "h"}}},
+		New:    func(sdk.Instance, struct{}) (sdk.Handler, error) { return nil, nil },
+	})
+}
