@@ -56,6 +56,7 @@ cat <<MSG
 
 deltaplane is running (logs in $state/):
   admin-api      http://127.0.0.1:8001
+  cluster page   http://127.0.0.1:8001/ui
   sync-gateway   http://127.0.0.1:8005/status
   dataplane-1    proxy http://127.0.0.1:8000   status http://127.0.0.1:8100/status
   dataplane-2    proxy http://127.0.0.1:8010   status http://127.0.0.1:8110/status
@@ -67,6 +68,11 @@ Try it (the upstream here is admin-api's own /status, so no other server is need
        -d '{"name":"example-route","paths":["/example"]}'
   curl -s http://127.0.0.1:8000/example
   curl -s http://127.0.0.1:8010/example
+
+Know when a change is live on every data plane (the write's Deltaplane-Tx header):
+  tx=\$(curl -si -X PATCH http://127.0.0.1:8001/routes/example-route -H 'content-type: application/json' \\
+       -d '{"paths":["/example","/ex"]}' | awk -F': ' 'tolower(\$1)=="deltaplane-tx"{print \$2+0}')
+  curl -s "http://127.0.0.1:8001/clustering/changes/\$tx?wait=live&timeout=5s"
 
 Ctrl-C stops everything.
 MSG
