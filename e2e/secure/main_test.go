@@ -66,15 +66,6 @@ func setup(m *testing.M) (int, error) {
 	}
 	defer os.RemoveAll(work)
 	env.bin, env.certs = filepath.Join(work, "bin"), filepath.Join(work, "certs")
-	ctx := context.Background()
-	if err := cluster.Build(ctx, root, env.bin); err != nil {
-		return 0, err
-	}
-	build := exec.Command("go", "build", "-o", filepath.Join(env.bin, "kafka-setup"), "./cmd/kafka-setup")
-	build.Dir = filepath.Join(root, "e2e")
-	if out, err := build.CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("build kafka-setup: %v\n%s", err, out)
-	}
 	ports := make([]int, 3)
 	for i := range ports {
 		if ports[i], err = cluster.FreePort(); err != nil {
@@ -99,19 +90,35 @@ func setup(m *testing.M) (int, error) {
 	if err := script(env.kafkaEnv, filepath.Join(local, "certs.sh"), "issue", "dataplane-rogue"); err != nil {
 		return 0, err
 	}
+	// The broker's start (the longest step) overlaps Postgres's and the builds.
 	var wg sync.WaitGroup
-	var kerr, perr error
+	var kerr, perr, berr error
 	wg.Go(func() { kerr = script(env.kafkaEnv, filepath.Join(local, "kafka-secure.sh"), "start") })
 	wg.Go(func() { perr = script(env.pgEnv, filepath.Join(local, "postgres.sh"), "start") })
+	wg.Go(func() { berr = buildAll(root) })
 	wg.Wait()
 	defer script(env.kafkaEnv, filepath.Join(local, "kafka-secure.sh"), "stop")
 	defer script(env.pgEnv, filepath.Join(local, "postgres.sh"), "stop")
-	if kerr != nil || perr != nil {
-		return 0, fmt.Errorf("kafka: %v; postgres: %v", kerr, perr)
+	if kerr != nil || perr != nil || berr != nil {
+		return 0, fmt.Errorf("kafka: %v; postgres: %v; build: %v", kerr, perr, berr)
 	}
 	env.pgAdmin = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=verify-full&sslrootcert=%s", ports[2], filepath.Join(env.certs, "ca.crt"))
 	env.pgPlain = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", ports[2])
 	return m.Run(), nil
+}
+
+// buildAll builds the services and kafka-setup into env.bin.
+func buildAll(root string) error {
+	ctx := context.Background()
+	if err := cluster.Build(ctx, root, env.bin); err != nil {
+		return err
+	}
+	build := exec.Command("go", "build", "-o", filepath.Join(env.bin, "kafka-setup"), "./cmd/kafka-setup")
+	build.Dir = filepath.Join(root, "e2e")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("build kafka-setup: %v\n%s", err, out)
+	}
+	return nil
 }
 
 func script(extra []string, path string, args ...string) error {

@@ -80,7 +80,7 @@ func TestSecuredSystem(t *testing.T) {
 	proxyAddr, statusAddr := testsupport.FreeAddr(t), testsupport.FreeAddr(t)
 	common := []string{"TOPIC_PREFIX=" + p}
 	admin := spawn(t, "admin-api", "admin-api", append(append(common, principalEnv(broker.PrincipalAdminAPI)...),
-		"ADMIN_LISTEN="+adminAddr, "DATABASE_URL="+dsn,
+		"ADMIN_LISTEN="+adminAddr, "DATABASE_URL="+dsn, "SYNC_GROUP="+p+"sync",
 		"ADMIN_TLS_CERT="+filepath.Join(env.certs, "admin-api.crt"), "ADMIN_TLS_KEY="+filepath.Join(env.certs, "admin-api.key"))...)
 	spawn(t, "sync-gateway", "sync-gateway", append(append(common, principalEnv(broker.PrincipalSyncGateway)...),
 		"SYNC_LISTEN="+syncAddr, "SYNC_GROUP="+p+"sync")...)
