@@ -12,7 +12,7 @@ GO ?= go
 GOTEST_FLAGS ?= -count=1 -timeout 25m
 INFRA := deployments/local/infra.sh
 
-.PHONY: all build deps infra-up infra-down run run-secure test-secure test test-unit test-integration test-e2e bench bench-quick bench-go bench-system chaos fuzz-openapi check-modules vet fmt tidy clean
+.PHONY: all build deps infra-up infra-down run run-secure test-secure test test-unit test-integration test-e2e bench bench-quick bench-go bench-system chaos fuzz-openapi screenshot check-modules vet fmt tidy clean
 
 all: build
 
@@ -79,6 +79,11 @@ test: check-modules fmt vet
 # also part of test-e2e. FUZZ_EXAMPLES= per operation (25), FUZZ_SEED= (1).
 fuzz-openapi:
 	$(INFRA) run -- bash -c 'cd e2e && $(GO) test $(GOTEST_FLAGS) -tags e2e -run "^TestOpenAPIFuzz$$" -v .'
+
+# The cluster page's screenshot in the README: e2e's browser test
+# (headless chromium) with DELTAPLANE_UI_SCREENSHOT set.
+screenshot:
+	$(INFRA) run -- bash -c 'cd e2e && DELTAPLANE_UI_SCREENSHOT=$(CURDIR)/docs/cluster-page.png $(GO) test $(GOTEST_FLAGS) -tags e2e -run "^TestClusterPageInBrowser$$" -v .'
 
 # Chaos: the whole system under a randomized workload and overlapping faults
 # (kill -9, SIGSTOP, broker kill, Postgres immediate stop, TCP cuts, latency,
