@@ -55,13 +55,15 @@ func TestXForwardedForChainExtended(t *testing.T) {
 // "1.1 kong/<version>", appended to an upstream's own Via),
 // X-Kong-Upstream-Latency and X-Kong-Proxy-Latency (milliseconds); the
 // request upstream carries Via too. The proxy's own answers (404) carry
-// none of the latency headers.
+// none of the latency headers. An upstream's own X-Kong-* latencies are
+// replaced.
 func TestKongResponseHeaders(t *testing.T) {
 	reqVia := make(chan []string, 2)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		reqVia <- r.Header.Values("Via")
 		if r.URL.Path == "/chained" {
 			w.Header().Set("Via", "1.1 origin-cache")
+			w.Header().Set("X-Kong-Upstream-Latency", "999") // an upstream Kong's: replaced
 		}
 	}))
 	defer up.Close()

@@ -104,8 +104,9 @@ type routing struct {
 	write    time.Duration
 	read     time.Duration
 	attempts int
-	start    time.Time // the request arrived
-	sent     time.Time // its first attempt upstream began
+	start    time.Time   // the request arrived
+	out      http.Header // the client's response header
+	sent     time.Time   // its first attempt upstream began
 }
 
 // pick returns the target of the next attempt: the next one in the
@@ -256,6 +257,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		write:   svc.WriteTimeout,
 		read:    svc.ReadTimeout,
 		start:   start,
+		out:     w.Header(),
 	}
 	if rt.scheme != "https" {
 		rt.scheme = "http"

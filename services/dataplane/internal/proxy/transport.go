@@ -86,17 +86,38 @@ func report(rt *routing, target string, resp *http.Response, err error) {
 	}
 }
 
-// kongHeaders adds Kong's response headers: Via, and the time upstream
-// (from the first attempt to the response header) and in the proxy before
-// it, in milliseconds.
-func kongHeaders(h http.Header, rt *routing) {
+// kongHeaders adds Kong's response headers: Via (appended to the
+// upstream's), and the time upstream (from the first attempt to the
+// response header) and in the proxy before it, in milliseconds. They are
+// set on the client's response header directly (ReverseProxy would copy
+// them there value by value); values are shared, never modified.
+func kongHeaders(resp http.Header, rt *routing) {
 	now := time.Now()
-	ms := make([]string, 2)
-	ms[0] = strconv.FormatInt(now.Sub(rt.sent).Milliseconds(), 10)
-	ms[1] = strconv.FormatInt(rt.sent.Sub(rt.start).Milliseconds(), 10)
-	h["X-Kong-Upstream-Latency"] = ms[0:1:1]
-	h["X-Kong-Proxy-Latency"] = ms[1:2:2]
-	h["Via"] = appendVia(h["Via"])
+	h := rt.out
+	delete(resp, "X-Kong-Upstream-Latency") // a Kong upstream's own
+	delete(resp, "X-Kong-Proxy-Latency")
+	h["X-Kong-Upstream-Latency"] = msText(now.Sub(rt.sent))
+	h["X-Kong-Proxy-Latency"] = msText(rt.sent.Sub(rt.start))
+	if via := resp["Via"]; len(via) > 0 {
+		resp["Via"] = appendVia(via)
+	} else {
+		h["Via"] = viaValue[:1:1]
+	}
+}
+
+// msTexts are the header values of 0 to 99 ms.
+var msTexts = func() (t [100][]string) {
+	for i := range t {
+		t[i] = []string{strconv.Itoa(i)}
+	}
+	return t
+}()
+
+func msText(d time.Duration) []string {
+	if ms := d.Milliseconds(); ms >= 0 && ms < int64(len(msTexts)) {
+		return msTexts[ms][:1:1]
+	}
+	return []string{strconv.FormatInt(d.Milliseconds(), 10)}
 }
 
 func (t *transport) once(req *http.Request, rt *routing) (*http.Response, error) {
