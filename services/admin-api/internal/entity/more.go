@@ -231,7 +231,7 @@ var Upstream = withRefs(&Type{
 		{Name: "hash_on_uri_capture", Kind: String},
 		{Name: "hash_fallback_uri_capture", Kind: String},
 		{Name: "slots", Kind: Integer, Default: int64(10000), Min: i64(10), Max: i64(65536)},
-		{Name: "healthchecks", Kind: Record, Default: healthchecksDefault, Loose: true},
+		{Name: "healthchecks", Kind: Record, Default: healthchecksDefault, Fields: healthchecksFields},
 		{Name: "host_header", Kind: String, Check: checkHost},
 		{Name: "use_srv_name", Kind: Boolean, Default: false},
 		tagsF,
