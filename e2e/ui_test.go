@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -165,6 +166,54 @@ func TestClusterPageInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot of the page: %s", out)
+}
+
+// GET /clustering/changes/{tx}?wait=live through the real system: with a
+// data plane frozen (SIGSTOP), a short wait answers 504 naming it among
+// the stragglers; a longer wait ends once its last heartbeat is older than
+// CLUSTER_LIVE_TTL (2s here, heartbeats every 300ms), with it listed as
+// down, instead of hanging.
+func TestChangeWaitDoesNotHangOnADownDataPlane(t *testing.T) {
+	s := newSystem(t, "CLUSTER_LIVE_TTL=2s", "DP_HEARTBEAT_INTERVAL=300ms")
+	up, down := s.startDataplane("up"), s.startDataplane("down")
+	u := upstream(t)
+	tx := write(t, "POST", s.Admin+"/services", fmt.Sprintf(`{"name":"w","url":"%s"}`, u.URL))
+	if r := do(t, "GET", fmt.Sprintf("%s/clustering/changes/%d?wait=live&timeout=60s", s.Admin, tx), nil); r.status != 200 {
+		t.Fatalf("tx %d with both data planes up = %d %s", tx, r.status, r.body)
+	}
+	if err := down.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer down.Signal(syscall.SIGCONT)
+	tx = write(t, "POST", s.Admin+"/services/w/routes", `{"name":"w","paths":["/w"]}`)
+	type node struct{ ID string }
+	var c struct {
+		State                 string
+		Version               uint64
+		Applied, Behind, Down []node
+	}
+	r := do(t, "GET", fmt.Sprintf("%s/clustering/changes/%d?wait=live&timeout=1s", s.Admin, tx), nil)
+	if err := json.Unmarshal(r.body, &c); err != nil {
+		t.Fatal(err)
+	}
+	// Within the TTL of its last heartbeat the frozen one is a straggler
+	// (or, on a slow machine, already down: then the wait succeeds).
+	switch {
+	case r.status == http.StatusGatewayTimeout && len(c.Behind) == 1 && c.Behind[0].ID == down.NodeID && c.State == "propagating":
+	case r.status == 200 && len(c.Down) == 1 && c.Down[0].ID == down.NodeID:
+	default:
+		t.Fatalf("tx %d with %s frozen, 1s wait = %d %s", tx, down.NodeID, r.status, r.body)
+	}
+	start := time.Now()
+	r = do(t, "GET", fmt.Sprintf("%s/clustering/changes/%d?wait=live&timeout=60s", s.Admin, tx), nil)
+	c.Down, c.Applied = nil, nil
+	if err := json.Unmarshal(r.body, &c); err != nil {
+		t.Fatal(err)
+	}
+	if r.status != 200 || c.State != "live" || len(c.Down) != 1 || c.Down[0].ID != down.NodeID || len(c.Applied) != 1 || c.Applied[0].ID != up.NodeID {
+		t.Fatalf("tx %d, 60s wait = %d %s, want live with %s down", tx, r.status, r.body, down.NodeID)
+	}
+	t.Logf("the wait ended %s after it started, %s listed as down", time.Since(start).Round(time.Millisecond), down.NodeID)
 }
 
 // chromium finds the browser: $DELTAPLANE_TEST_CHROME, else chromium on

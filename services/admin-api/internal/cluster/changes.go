@@ -152,7 +152,7 @@ func (t *Tracker) Versions(n int) []Version {
 const (
 	StatePending     = "pending"     // committed, not yet a version on dp.deltas
 	StatePropagating = "propagating" // a version some live data plane has not applied
-	StateLive        = "live"        // every live data plane applied it
+	StateLive        = "live"        // every live data plane (at least one) applied it
 )
 
 // Change is the answer of GET /clustering/changes/{tx}.
@@ -238,14 +238,18 @@ func (t *Tracker) Change(tx uint64, now time.Time) Change {
 	for _, l := range [][]NodeChange{c.Applied, c.Behind, c.Down} {
 		sortNodes(l)
 	}
-	c.State, c.Live = StatePropagating, len(c.Behind) == 0
+	// Live needs one live data plane that applied it: right after
+	// admin-api starts no heartbeat has been read yet, and "every one of
+	// none" would answer live before any data plane has the change.
+	c.State, c.Live = StatePropagating, len(c.Behind) == 0 && len(c.Applied) > 0
 	if c.Live {
 		c.State = StateLive
 	}
 	return c
 }
 
-// WaitLive waits until tx is live (every live data plane applied it) or
+// WaitLive waits until tx is live (every live data plane applied it, and
+// there is at least one) or
 // ctx ends, and returns where it stands then. A data plane that stops
 // sending heartbeats leaves the live set after the live TTL, so the wait
 // does not hang on it: the tracker re-evaluates at least every second.

@@ -138,12 +138,35 @@ func TestTrackerTracksChanges(t *testing.T) {
 		t.Errorf("after the catch-up = %+v, want live on two", c)
 	}
 	// A data plane that goes silent stops counting after the live TTL:
-	// tx 13 is not applied by slow, whose heartbeat ages past 2s (so does
-	// everyone's here: no heartbeats follow).
+	// tx 13 is not applied by slow, whose heartbeat ages past 2s while
+	// fast keeps sending them.
+	beat, stopBeat := context.WithCancel(ctx)
+	beating := make(chan struct{})
+	go func() {
+		defer close(beating)
+		for beat.Err() == nil {
+			_ = w.WriteMessages(beat, hb("fast", 3, time.Now().UTC()))
+			select {
+			case <-beat.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
 	wctx, wcancel = context.WithTimeout(ctx, 30*time.Second)
 	c = tr.WaitLive(wctx, 13)
 	wcancel()
-	if !c.Live || len(c.Down) != 3 || c.Down[2].ID != "slow" || c.Down[2].VersionsBehind != 1 {
-		t.Errorf("tx 13 after slow went silent = %+v, want live with slow down", c)
+	stopBeat()
+	<-beating
+	if !c.Live || len(c.Applied) != 1 || c.Applied[0].ID != "fast" || len(c.Down) != 2 || c.Down[1].ID != "slow" || c.Down[1].VersionsBehind != 1 {
+		t.Errorf("tx 13 after slow went silent = %+v, want live on fast with slow down", c)
+	}
+	// With no live data plane at all nothing is live: every heartbeat
+	// ages past the TTL.
+	testenv.Eventually(t, 30*time.Second, "every data plane down", func() bool {
+		c = tr.Change(13, time.Now())
+		return len(c.Down) == 3
+	})
+	if c.Live || c.State != cluster.StatePropagating {
+		t.Errorf("tx 13 with every data plane down = %+v, want not live", c)
 	}
 }
