@@ -90,7 +90,7 @@ func (a *API) uiView(ctx context.Context) uiView {
 			}
 		}
 		c.State = cluster.StatePropagating
-		if c.Applied == c.Live {
+		if c.Live > 0 && c.Applied == c.Live {
 			c.State = cluster.StateLive
 		}
 		v.Changes = append(v.Changes, c)
