@@ -352,3 +352,34 @@ func TestKeyAuthWithoutKeyReimport(t *testing.T) {
 		t.Errorf("import of the export = %d %v", code, b)
 	}
 }
+
+// TestCertificateBySNIName: as Kong, /certificates/{name} addresses the
+// certificate of the SNI with that name; PUT of a name no SNI has creates
+// a certificate with that SNI.
+func TestCertificateBySNIName(t *testing.T) {
+	e := setup(t, false)
+	cert, key := selfSigned(t, false)
+	code, c := e.do(t, "PUT", "/certificates/a.example.com", js(map[string]any{"cert": cert, "key": key}))
+	if code != 200 || !slices.Equal(names(c["snis"]), []string{"a.example.com"}) {
+		t.Fatalf("PUT /certificates/a.example.com = %d %v", code, c)
+	}
+	id := c["id"].(string)
+	if code, g := e.do(t, "GET", "/certificates/a.example.com", ""); code != 200 || g["id"] != id {
+		t.Errorf("GET by SNI name = %d %v", code, g)
+	}
+	if code, p := e.do(t, "PATCH", "/certificates/a.example.com", `{"snis":["a.example.com","b.example.com"]}`); code != 200 || p["id"] != id || len(names(p["snis"])) != 2 {
+		t.Errorf("PATCH by SNI name = %d %v", code, p)
+	}
+	if code, p := e.do(t, "PUT", "/certificates/b.example.com", js(map[string]any{"cert": cert, "key": key, "tags": []string{"x"}})); code != 200 || p["id"] != id {
+		t.Errorf("PUT by an existing SNI name = %d %v, want the same certificate", code, p)
+	}
+	if code, _ := e.do(t, "GET", "/certificates/nope.example.com", ""); code != 404 {
+		t.Errorf("GET by an unknown name = %d, want 404", code)
+	}
+	if code, _ := e.do(t, "DELETE", "/certificates/b.example.com", ""); code != 204 {
+		t.Fatalf("DELETE by SNI name = %d", code)
+	}
+	if n := e.count(t, "SELECT (SELECT count(*) FROM certificates) + (SELECT count(*) FROM snis)"); n != 0 {
+		t.Errorf("left after DELETE by SNI name: %d", n)
+	}
+}

@@ -98,6 +98,9 @@ func (a *App) Get(ctx context.Context, t *entity.Type, sc Scope, idOrName string
 	if err != nil {
 		return nil, err
 	}
+	if idOrName, err = certBySNI(ctx, a.storeGetter(), t, idOrName); err != nil {
+		return nil, err
+	}
 	e, err := a.store.Get(ctx, t, idOrName, sc.filter(pid))
 	if err != nil {
 		return nil, err

@@ -246,3 +246,60 @@ func (a *App) listWithSNIs(ctx context.Context, t *entity.Type, page []json.RawM
 	}
 	return page, nil
 }
+
+// certBySNI is Kong's /certificates/{id or SNI name}: a key that is not a
+// UUID names an SNI, and addresses its certificate. get reads an entity
+// (in or outside a write); store.ErrNotFound when no SNI has the name.
+func certBySNI(ctx context.Context, get func(context.Context, *entity.Type, string) (map[string]any, error), t *entity.Type, idOrName string) (string, error) {
+	if t != entity.Certificate || store.IsUUID(idOrName) {
+		return idOrName, nil
+	}
+	sni, err := get(ctx, entity.SNI, idOrName)
+	if err != nil {
+		return "", err
+	}
+	ref, _ := sni["certificate"].(map[string]any)
+	id, _ := ref["id"].(string)
+	if id == "" {
+		return "", store.ErrNotFound
+	}
+	return id, nil
+}
+
+func (a *App) storeGetter() func(context.Context, *entity.Type, string) (map[string]any, error) {
+	return func(ctx context.Context, t *entity.Type, key string) (map[string]any, error) {
+		return a.store.Get(ctx, t, key, store.Filter{})
+	}
+}
+
+func txGetter(tx Tx) func(context.Context, *entity.Type, string) (map[string]any, error) {
+	return func(ctx context.Context, t *entity.Type, key string) (map[string]any, error) {
+		return tx.Get(ctx, t, key, false)
+	}
+}
+
+// putCertBySNI is a PUT of /certificates/{SNI name}: the certificate of
+// that SNI, or a new one with that SNI (Kong adds the name to the
+// certificate's snis).
+func putCertBySNI(ctx context.Context, tx Tx, t *entity.Type, idOrName string, snis *[]string) (string, *[]string, error) {
+	if t != entity.Certificate || store.IsUUID(idOrName) {
+		return idOrName, snis, nil
+	}
+	id, err := certBySNI(ctx, txGetter(tx), t, idOrName)
+	if err == nil {
+		return id, snis, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return "", nil, err
+	}
+	list := []string{idOrName}
+	if snis != nil {
+		for _, n := range *snis {
+			if n != idOrName {
+				list = append(list, n)
+			}
+		}
+	}
+	sort.Strings(list)
+	return uuid.NewString(), &list, nil
+}

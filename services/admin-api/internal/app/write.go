@@ -187,6 +187,9 @@ func (a *App) Put(ctx context.Context, k Key, t *entity.Type, sc Scope, idOrName
 		if err != nil {
 			return Reply{}, err
 		}
+		if idOrName, snis, err = putCertBySNI(ctx, tx, t, idOrName, snis); err != nil {
+			return Reply{}, err
+		}
 		old, err := tx.GetScoped(ctx, t, idOrName, true, sc.filter(pid))
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return Reply{}, err
@@ -233,6 +236,9 @@ func (a *App) Patch(ctx context.Context, k Key, t *entity.Type, sc Scope, idOrNa
 		if err != nil {
 			return Reply{}, err
 		}
+		if idOrName, err = certBySNI(ctx, txGetter(tx), t, idOrName); err != nil {
+			return Reply{}, err
+		}
 		old, err := tx.GetScoped(ctx, t, idOrName, true, sc.filter(pid))
 		if err != nil {
 			return Reply{}, err
@@ -265,6 +271,13 @@ func (a *App) Patch(ctx context.Context, k Key, t *entity.Type, sc Scope, idOrNa
 func (a *App) Delete(ctx context.Context, k Key, t *entity.Type, sc Scope, idOrName string) (Reply, error) {
 	return a.write(ctx, k, func(ctx context.Context, tx Tx) (Reply, error) {
 		pid, err := txParentID(ctx, tx, sc)
+		if err != nil {
+			return Reply{}, err
+		}
+		idOrName, err = certBySNI(ctx, txGetter(tx), t, idOrName)
+		if errors.Is(err, store.ErrNotFound) {
+			return Reply{Status: http.StatusNoContent}, nil
+		}
 		if err != nil {
 			return Reply{}, err
 		}
