@@ -376,7 +376,7 @@ func (c *Checker) check(ctx context.Context, client *http.Client, u *upstream, t
 		return Success
 	}
 	scheme := "http"
-	if a.Type == "https" {
+	if a.Type == "https" || a.Type == "grpcs" {
 		scheme = "https"
 	}
 	req, err := http.NewRequestWithContext(ctx, "GET", scheme+"://"+t.addr+a.HTTPPath, nil)
