@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/app"
@@ -36,8 +37,8 @@ func valueSchema(f entity.Field, req bool) map[string]any {
 		}
 		if req {
 			s["minLength"] = 1
-			if fm := stringFormat(f); fm != "" {
-				s["format"] = fm
+			if pat := stringPattern(f); pat != "" && len(f.Enum) == 0 {
+				s["pattern"] = pat
 			}
 		}
 	case entity.Integer:
@@ -108,15 +109,37 @@ func intEnum(enum []string) []any {
 	return out
 }
 
-// stringFormat names the OpenAPI format of a string field whose value
-// the descriptor checks as a host, a UUID or a PEM document, so that a
-// generator produces values the check accepts.
-func stringFormat(f entity.Field) string {
-	switch f.Name {
-	case "host", "host_header", "sni", "https_sni":
-		return "hostname"
+// Patterns of strings that a descriptor's Check accepts, by the check:
+// the descriptors' checks are code, so each pattern is stated here, and
+// TestRequestPatternsAgreeWithDescriptors holds them to the checks (every
+// sample a pattern matches is accepted, every other rejected). They let a
+// generator produce values the API accepts; a pattern may be narrower
+// than its check (non-ASCII names, IPs as hosts), never wider.
+var (
+	patName   = `^[A-Za-z0-9._~-]+$`
+	patHost   = `^[a-z0-9]([a-z0-9-]{0,14}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,14}[a-z0-9])?){0,3}$`
+	patPath   = `^(/[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,15}){0,4}/?$`
+	patMethod = `^[A-Z]{1,10}$`
+	patTag    = `^[A-Za-z0-9._~:= -]+$`
+	patTarget = `^[a-z0-9]([a-z0-9-]{0,14}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,14}[a-z0-9])?){0,3}(:[1-9][0-9]{0,3})?$`
+)
+
+// fieldPatterns names the pattern of each checked string field:
+// "<type>.<field>" (an element of an array field: "<type>.<field>[]").
+var fieldPatterns = map[string]string{
+	"services.name": patName, "services.host": patHost, "services.path": patPath,
+	"routes.name": patName, "routes.hosts[]": patHost, "routes.paths[]": patPath, "routes.methods[]": patMethod, "routes.snis[]": patHost,
+	"upstreams.name": patHost, "upstreams.host_header": patHost, "upstreams.hash_on_cookie_path": patPath,
+	"targets.target": patTarget, "snis.name": patHost, "certificates.snis[]": patHost,
+}
+
+// stringPattern is the pattern of f (named "<type>.<field>" or with "[]"
+// by requestSchema), "" when its values are free.
+func stringPattern(f entity.Field) string {
+	if f.Name == "tags[]" || strings.HasSuffix(f.Name, ".tags[]") {
+		return patTag
 	}
-	return ""
+	return fieldPatterns[f.Name]
 }
 
 func entitySchema(t *entity.Type) map[string]any {
@@ -150,7 +173,7 @@ func requestSchema(t *entity.Type, create bool, skip string) map[string]any {
 			props[f.Name] = map[string]any{"type": "integer"} // accepted and ignored
 			continue
 		}
-		props[f.Name] = valueSchema(f, true)
+		props[f.Name] = valueSchema(qualified(t, f), true)
 		if create && f.Required && f.Default == nil && f.Name != skip {
 			req = append(req, f.Name)
 		}
@@ -159,7 +182,11 @@ func requestSchema(t *entity.Type, create bool, skip string) map[string]any {
 	if t == entity.Certificate {
 		// the names of the certificate's SNIs, created with it (package app)
 		props["snis"] = map[string]any{"type": "array", "nullable": true, "uniqueItems": true,
-			"items": map[string]any{"type": "string", "minLength": 1, "format": "hostname"}}
+			"items": map[string]any{"type": "string", "minLength": 1, "pattern": patHost}}
+	}
+	if t == entity.Consumer && create {
+		// the descriptor's entity check: a username or a custom_id
+		s["anyOf"] = []any{map[string]any{"required": []string{"username"}}, map[string]any{"required": []string{"custom_id"}}}
 	}
 	if t == entity.Service {
 		// url is shorthand for protocol, host, port and path.
@@ -176,6 +203,18 @@ func requestSchema(t *entity.Type, create bool, skip string) map[string]any {
 		return pluginRequestSchema(s)
 	}
 	return s
+}
+
+// qualified is f named "<type>.<field>" and its element "<type>.<field>[]",
+// the keys of fieldPatterns.
+func qualified(t *entity.Type, f entity.Field) entity.Field {
+	f.Name = t.Name + "." + f.Name
+	if f.Elem != nil {
+		el := *f.Elem
+		el.Name = f.Name + "[]"
+		f.Elem = &el
+	}
+	return f
 }
 
 // pluginRequestSchema narrows a plugin body by its name: one alternative
@@ -354,6 +393,7 @@ func buildOpenAPI() map[string]any {
 	paths["/clustering/data-planes"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": resp("data planes", map[string]any{"type": "object", "required": []string{"data"}, "properties": map[string]any{
 		"data": map[string]any{"type": "array", "items": ref("DataPlane")}, "next": map[string]any{"type": "string", "nullable": true}}})})}}
 	paths["/clustering/status"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": resp("data planes by id", map[string]any{"type": "object", "additionalProperties": obj})})}}
+	links(paths)
 	paths["/openapi.json"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": resp("this document", obj)})}}
 	return map[string]any{
 		"openapi":  "3.0.3",
@@ -450,4 +490,56 @@ func kongPaths(paths, schemas map[string]any) {
 	paths["/ui/cluster"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": map[string]any{"description": "the cluster page's body", "content": html}})}}
 	paths["/metrics"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": map[string]any{"description": "Prometheus metrics",
 		"content": map[string]any{"text/plain": map[string]any{"schema": str}}}})}}
+}
+
+// links gives every operation an operationId ("GET /services/{id}") and
+// the 201 of each create links to the operations that take the created
+// entity's id: its item URL, the nested collections it is the parent of,
+// and its single-parent sub-resources. Clients (and a stateful fuzzer)
+// follow them.
+func links(paths map[string]any) {
+	for p, item := range paths {
+		for m, op := range item.(map[string]any) {
+			if o, ok := op.(map[string]any); ok && m != "parameters" {
+				o["operationId"] = strings.ToUpper(m) + " " + p
+			}
+		}
+	}
+	byID := func(p string, params map[string]any) map[string]any {
+		out := map[string]any{}
+		item, _ := paths[p].(map[string]any)
+		for _, m := range []string{"get", "put", "patch", "delete", "post"} {
+			if _, ok := item[m]; ok {
+				out[strings.ToUpper(m)+" "+p] = map[string]any{"operationId": strings.ToUpper(m) + " " + p, "parameters": params}
+			}
+		}
+		return out
+	}
+	id := "$response.body#/id"
+	for _, ep := range endpoints() {
+		col := oaPath(ep.path)
+		created := paths[col].(map[string]any)["post"].(map[string]any)["responses"].(map[string]any)["201"].(map[string]any)
+		params := map[string]any{"id": id}
+		if ep.parent != nil {
+			params["parent"] = "$request.path.parent"
+		}
+		l := byID(col+"/{id}", params)
+		if ep.parent == nil {
+			for _, nested := range endpoints() {
+				if nested.parent == ep.t {
+					for k, v := range byID(oaPath(nested.path), map[string]any{"parent": id}) {
+						l[k] = v
+					}
+				}
+			}
+			for _, r := range referencedEndpoints() {
+				if r.child == ep.t {
+					for k, v := range byID(oaPath(r.path), map[string]any{"id": id}) {
+						l[k] = v
+					}
+				}
+			}
+		}
+		created["links"] = l
+	}
 }
