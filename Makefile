@@ -76,7 +76,7 @@ test: check-modules fmt vet
 
 # The property-based OpenAPI fuzzer (schemathesis, installed by .ci/run)
 # against admin-api on the real Postgres and Kafka: e2e's TestOpenAPIFuzz,
-# also part of test-e2e. FUZZ_EXAMPLES= per operation (25), FUZZ_SEED= (1).
+# also part of test-e2e. FUZZ_EXAMPLES= per operation (20), FUZZ_SEED= (1).
 fuzz-openapi:
 	$(INFRA) run -- bash -c 'cd e2e && $(GO) test $(GOTEST_FLAGS) -tags e2e -run "^TestOpenAPIFuzz$$" -v .'
 

@@ -24,7 +24,7 @@ const fuzzChecks = "not_a_server_error,status_code_conformance,content_type_conf
 // the document does not list, any response that does not match its
 // schema, and any rejected write that changed the state (the hooks'
 // check, testdata/openapi_hooks.py). Bounded: FUZZ_EXAMPLES examples per
-// operation (default 25), in the fuzzing and stateful phases (the
+// operation (default 20), in the fuzzing and stateful phases (the
 // coverage phase, thousands of boundary cases, takes minutes: run it with
 // st by hand) with a fixed seed (FUZZ_SEED, default 1);
 // schemathesis is installed by .ci/run (pip).
@@ -33,7 +33,7 @@ func TestOpenAPIFuzz(t *testing.T) {
 	if err != nil {
 		t.Fatalf("schemathesis (st) is not installed: %v; .ci/run installs it with pip", err)
 	}
-	examples := envOr("FUZZ_EXAMPLES", "25")
+	examples := envOr("FUZZ_EXAMPLES", "20")
 	seed := envOr("FUZZ_SEED", "1")
 	s := newSystem(t)
 	hooks, err := filepath.Abs("testdata")
