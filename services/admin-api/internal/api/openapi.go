@@ -259,9 +259,12 @@ func resp(desc string, schema map[string]any) map[string]any {
 var paramRe = regexp.MustCompile(`:([a-z]+)`)
 
 // responses is an operation's responses: the given ones and the answers
-// every operation can give (401 with ADMIN_TOKEN set, 503 when Postgres
-// is unreachable).
+// every operation can give (400 for a NUL character in the URL or a
+// header, 401 with ADMIN_TOKEN set, 503 when Postgres is unreachable).
 func responses(rs map[string]any) map[string]any {
+	if _, ok := rs["400"]; !ok {
+		rs["400"] = resp("a NUL character in the URL or a header", ref("Error"))
+	}
 	if _, ok := rs["401"]; !ok {
 		rs["401"] = resp("missing or wrong admin token", ref("Error"))
 	}
@@ -375,7 +378,7 @@ func buildOpenAPI() map[string]any {
 	kongPaths(paths, schemas)
 	paths["/"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": resp("node information", map[string]any{"type": "object", "required": []string{"version", "tagline", "configuration"}, "properties": map[string]any{
 		"version": map[string]any{"type": "string"}, "tagline": map[string]any{"type": "string"}, "configuration": obj}})})}}
-	paths["/health"] = map[string]any{"get": map[string]any{"responses": map[string]any{"200": resp("healthy", obj), "503": resp("database unreachable", obj)}}}
+	paths["/health"] = map[string]any{"get": map[string]any{"responses": map[string]any{"200": resp("healthy", obj), "400": errResp("a NUL character in the URL or a header"), "503": resp("database unreachable", obj)}}}
 	paths["/status"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": resp("status", map[string]any{"type": "object", "required": []string{"database"}, "properties": map[string]any{
 		"database": map[string]any{"type": "object", "required": []string{"reachable"}, "properties": map[string]any{"reachable": map[string]any{"type": "boolean"}}},
 		"outbox": map[string]any{"type": "object", "properties": map[string]any{

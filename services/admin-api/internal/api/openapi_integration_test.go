@@ -47,6 +47,8 @@ func TestResponsesMatchOpenAPI(t *testing.T) {
 		{"POST", "/services", `{"port":"x"}`},
 		{"GET", "/services/s", ""},
 		{"GET", "/services/none", ""},
+		{"GET", "/services/a%00b", ""},
+		{"GET", "/routes/a%00b/service", ""},
 		{"PATCH", "/services/s", `{"retries":1}`},
 		{"PUT", "/services/t", `{"host":"t.internal"}`},
 		{"POST", "/services/s/routes", `{"name":"r","paths":["/r"],"headers":{"x-a":["1"]},"methods":["GET"]}`},
