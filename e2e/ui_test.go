@@ -216,6 +216,35 @@ func TestChangeWaitDoesNotHangOnADownDataPlane(t *testing.T) {
 	t.Logf("the wait ended %s after it started, %s listed as down", time.Since(start).Round(time.Millisecond), down.NodeID)
 }
 
+// Right after admin-api restarts, the first answer of GET
+// /clustering/data-planes that lists the data planes already gives the
+// latest version they applied and Kong's sync_status "normal" (issue 14:
+// it said latest_version 0 and "unknown" until dp.deltas' head was read).
+func TestDataPlanesRightAfterAdminRestart(t *testing.T) {
+	s := newSystem(t, "DP_HEARTBEAT_INTERVAL=300ms")
+	dp := s.startDataplane("dp-1")
+	write(t, "POST", s.Admin+"/services", `{"name":"a","host":"a.internal"}`)
+	tx := write(t, "POST", s.Admin+"/services", `{"name":"b","host":"b.internal"}`)
+	if r := do(t, "GET", fmt.Sprintf("%s/clustering/changes/%d?wait=live&timeout=60s", s.Admin, tx), nil); r.status != 200 {
+		t.Fatalf("tx %d = %d %s", tx, r.status, r.body)
+	}
+	s.AdminProc.Stop(syscall.SIGTERM)
+	s.restart(s.AdminProc)
+	s.waitHealthy(s.Admin + "/health")
+	var first map[string]any
+	testsupport.Eventually(t, 60*time.Second, func() error {
+		data, _ := mustDo(t, 200, "GET", s.Admin+"/clustering/data-planes", nil)["data"].([]any)
+		if len(data) == 0 {
+			return fmt.Errorf("no data plane listed yet")
+		}
+		first, _ = data[0].(map[string]any)
+		return nil
+	})
+	if first["id"] != dp.NodeID || num(first, "applied_version") != 2 || num(first, "latest_version") != 2 || first["sync_status"] != "normal" {
+		t.Errorf("first listing after the restart: %v; want %s at 2 of 2, normal", first, dp.NodeID)
+	}
+}
+
 // chromium finds the browser: $DELTAPLANE_TEST_CHROME, else chromium on
 // PATH (Debian's package).
 func chromium(t *testing.T) string {
