@@ -185,3 +185,34 @@ func FuzzParseAndMatch(f *testing.F) {
 		}
 	})
 }
+
+// TestMatchSNIs: routes' snis are a criterion on TLS connections (ranked
+// below methods, as in Kong's traditional router) and are not checked on
+// plain HTTP.
+func TestMatchSNIs(t *testing.T) {
+	rt := build(t,
+		`{"id":"plain","paths":["/x"]}`,
+		`{"id":"sni","paths":["/x"],"snis":["A.example.com"]}`,
+		`{"id":"post","paths":["/x"],"methods":["POST"]}`,
+	)
+	for _, c := range []struct {
+		method, sni string
+		tls         bool
+		want        string
+	}{
+		{"GET", "a.example.com", true, "sni"},
+		{"GET", "A.EXAMPLE.COM", true, "sni"},
+		{"GET", "b.example.com", true, "plain"},
+		{"GET", "", true, "plain"},
+		{"GET", "", false, "sni"}, // not checked without TLS: the more specific route
+		{"POST", "a.example.com", true, "post"},
+	} {
+		m := rt.Match(&Request{Method: c.method, Path: "/x", Scheme: "https", TLS: c.tls, SNI: c.sni})
+		if c.tls == false {
+			m = rt.Match(&Request{Method: c.method, Path: "/x", Scheme: "http"})
+		}
+		if m == nil || m.Route.ID != c.want {
+			t.Errorf("%s sni %q tls %v: %v, want %s", c.method, c.sni, c.tls, m, c.want)
+		}
+	}
+}
