@@ -273,6 +273,9 @@ func scope(c echo.Context, ep endpoint) app.Scope {
 
 func (a *API) list(ep endpoint) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		if cid, ok := c.QueryParams()["custom_id"]; ok && ep.t == entity.Consumer && ep.parent == nil {
+			return a.consumersByCustomID(c, cid)
+		}
 		size, err := pageSize(c)
 		if err != nil {
 			return err

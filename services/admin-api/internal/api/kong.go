@@ -97,6 +97,23 @@ func (a *API) deleteReferenced(r referencedEndpoint) echo.HandlerFunc {
 	}
 }
 
+// consumersByCustomID answers GET /consumers?custom_id=: a list of the
+// consumer with that custom_id, or an empty one.
+func (a *API) consumersByCustomID(c echo.Context, vals []string) error {
+	if len(vals) != 1 || vals[0] == "" {
+		return schemaError(entity.Errors{"custom_id": "expected one non-empty value"})
+	}
+	list, err := a.app.ConsumersByCustomID(c.Request().Context(), vals[0])
+	if err != nil {
+		return err
+	}
+	b, err := jsonMarshal(map[string]any{"data": list, "next": nil})
+	if err != nil {
+		return err
+	}
+	return c.JSONBlob(http.StatusOK, b)
+}
+
 // tags lists (tag, entity) pairs, Kong's shape: {"data": [{"entity_name",
 // "entity_id", "tag"}], "next", "offset"}; /tags/{tag} only that tag's.
 func (a *API) tags(c echo.Context) error {

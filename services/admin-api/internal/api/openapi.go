@@ -353,7 +353,7 @@ func buildOpenAPI() map[string]any {
 			post["404"] = errResp("parent not found")
 		}
 		paths[oaPath(col)] = pathItem(col, map[string]any{
-			"get":  map[string]any{"summary": "List " + n, "parameters": listParams, "responses": responses(list)},
+			"get":  map[string]any{"summary": "List " + n, "parameters": listParamsOf(ep, listParams), "responses": responses(list)},
 			"post": map[string]any{"summary": "Create a " + n + " entity", "parameters": []any{idempotencyKey}, "requestBody": body(create), "responses": responses(post)},
 		})
 		item := col + "/:id"
@@ -426,6 +426,15 @@ func OpenAPI() []byte {
 }
 
 func (a *API) openAPI(c echo.Context) error { return c.JSONBlob(http.StatusOK, OpenAPI()) }
+
+// listParamsOf is a list's query parameters: /consumers also takes
+// custom_id (the consumer with that custom_id, or none).
+func listParamsOf(ep endpoint, params []any) []any {
+	if ep.t == entity.Consumer && ep.parent == nil {
+		return append(slices.Clone(params), map[string]any{"name": "custom_id", "in": "query", "schema": map[string]any{"type": "string", "minLength": 1}})
+	}
+	return params
+}
 
 // idempotencyKey is the optional header of every write: a retry with the
 // same key and request gets the first answer, with a different request 422.

@@ -4,6 +4,7 @@ package api_test
 
 import (
 	"fmt"
+	"sort"
 	"testing"
 )
 
@@ -222,4 +223,45 @@ func TestSingleParentSubresources(t *testing.T) {
 		t.Fatalf("GET /snis/{sni}/certificate = %v", got)
 	}
 	mustCode(404, "GET", "/services/s/client_certificate", "")
+}
+
+// TestConsumersByCustomID: GET /consumers?custom_id= lists the consumer
+// with that custom_id, or none, as Kong.
+func TestConsumersByCustomID(t *testing.T) {
+	e := setup(t, false)
+	if code, b := e.do(t, "POST", "/consumers", `{"username":"u","custom_id":"c-1"}`); code != 201 {
+		t.Fatalf("POST /consumers = %d %v", code, b)
+	}
+	if code, b := e.do(t, "POST", "/consumers", `{"username":"v","custom_id":"c-2"}`); code != 201 {
+		t.Fatalf("POST /consumers = %d %v", code, b)
+	}
+	for _, c := range []struct {
+		query string
+		code  int
+		want  string
+	}{
+		{"custom_id=c-1", 200, "[u]"},
+		{"custom_id=c-2", 200, "[v]"},
+		{"custom_id=none", 200, "[]"},
+		{"", 200, "[u v]"},
+		{"custom_id=", 400, ""},
+		{"custom_id=a&custom_id=b", 400, ""},
+	} {
+		code, b := e.do(t, "GET", "/consumers?"+c.query, "")
+		if code != c.code {
+			t.Errorf("GET /consumers?%s = %d %v, want %d", c.query, code, b, c.code)
+			continue
+		}
+		if c.code != 200 {
+			continue
+		}
+		var got []string
+		for _, d := range b["data"].([]any) {
+			got = append(got, d.(map[string]any)["username"].(string))
+		}
+		sort.Strings(got) // a list is in id order
+		if fmt.Sprint(got) != c.want && !(c.want == "[]" && len(got) == 0) {
+			t.Errorf("GET /consumers?%s = %v, want %s", c.query, got, c.want)
+		}
+	}
 }

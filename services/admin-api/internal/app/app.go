@@ -31,6 +31,7 @@ type Store interface {
 	Ping(ctx context.Context) error
 	Outbox(ctx context.Context) (outbox.Status, error)
 	Tags(ctx context.Context, tag string, size int, offset string) ([]store.Tag, string, error)
+	GetBy(ctx context.Context, t *entity.Type, column, value string) (map[string]any, error)
 }
 
 // Tx is what App needs of one write transaction.

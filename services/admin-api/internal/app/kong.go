@@ -20,6 +20,22 @@ func (a *App) Tags(ctx context.Context, tag string, p Page) ([]store.Tag, string
 	return a.store.Tags(ctx, tag, p.Size, p.Offset)
 }
 
+// ConsumersByCustomID lists the consumer with custom_id (Kong's GET
+// /consumers?custom_id=): one entity or none.
+func (a *App) ConsumersByCustomID(ctx context.Context, customID string) ([]map[string]any, error) {
+	if strings.IndexByte(customID, 0) >= 0 {
+		return nil, entity.Errors{"custom_id": entity.MsgNUL}
+	}
+	e, err := a.store.GetBy(ctx, entity.Consumer, "custom_id", customID)
+	if errors.Is(err, store.ErrNotFound) {
+		return []map[string]any{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return []map[string]any{e}, nil
+}
+
 // Validate checks in as a new entity of t without writing it (Kong's
 // POST /schemas/{entity}/validate): the schema only, references are not
 // looked up.

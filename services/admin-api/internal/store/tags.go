@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"slices"
 	"strings"
+
+	"github.com/deltaplane/deltaplane/services/admin-api/internal/entity"
 )
 
 // Tag is one tag of one entity, as Kong's /tags lists them.
@@ -58,4 +61,20 @@ func (s *Store) Tags(ctx context.Context, tag string, size int, offset string) (
 		rows = []Tag{}
 	}
 	return rows, next, nil
+}
+
+// GetBy returns the entity of t whose unique column (one of t.Columns)
+// has value; ErrNotFound when none.
+func (s *Store) GetBy(ctx context.Context, t *entity.Type, column, value string) (map[string]any, error) {
+	if !slices.Contains(t.Columns, column) {
+		return nil, ErrNotFound
+	}
+	var bodies []string
+	if err := s.db.WithContext(ctx).Raw(`SELECT body::text FROM `+t.Name+` WHERE `+column+` = ?`, value).Scan(&bodies).Error; err != nil {
+		return nil, translate(t.Name, err)
+	}
+	if len(bodies) == 0 {
+		return nil, ErrNotFound
+	}
+	return entity.Decode([]byte(bodies[0]))
 }
