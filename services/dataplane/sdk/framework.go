@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -105,25 +106,32 @@ func (f *framework) Notify(_ *snapshot.Snapshot, events []snapshot.Event, reset 
 // CachedValues is the number of values in the cache.
 func (f *framework) CachedValues() int { return f.cache.len() }
 
-// handler returns the handler built from p (building it on first use).
-func (f *framework) handler(p *snapshot.Plugin) (Handler, int) {
+// handler returns the handler built from p (building it on first use), or
+// an error when this data plane cannot run p: a plugin it does not have, or
+// a config it cannot use. Requests p applies to are then refused (fail
+// closed: an authentication plugin missing from one data plane must not
+// let requests through).
+func (f *framework) handler(p *snapshot.Plugin) (Handler, int, error) {
 	k := f.kinds[p.Name]
 	if k == nil {
 		if _, warned := f.warnOnce.LoadOrStore(p.ID, struct{}{}); !warned {
-			f.log.Warn("unknown plugin; ignored", "plugin", p.Name, "id", p.ID)
+			f.log.Error("plugin not in this data plane; requests it applies to are refused with 500", "plugin", p.Name, "id", p.ID)
 		}
-		return nil, 0
+		return nil, 0, errUnknownPlugin
 	}
 	if v, ok := f.built.Load(p.ID); ok && v.(*builtHandler).src == p {
-		return v.(*builtHandler).h, k.Schema().Priority
+		b := v.(*builtHandler)
+		return b.h, k.Schema().Priority, b.err
 	}
 	h, err := k.Build(Instance{ID: p.ID, Name: p.Name, RouteID: p.RouteID, ServiceID: p.ServiceID, ConsumerID: p.ConsumerID}, json.RawMessage(p.Config))
 	if err != nil {
-		f.log.Error("plugin not usable; ignored", "plugin", p.Name, "id", p.ID, "err", err)
+		f.log.Error("plugin not usable; requests it applies to are refused with 500", "plugin", p.Name, "id", p.ID, "err", err)
 	}
 	f.built.Store(p.ID, &builtHandler{src: p, h: h, err: err})
-	return h, k.Schema().Priority
+	return h, k.Schema().Priority, err
 }
+
+var errUnknownPlugin = errors.New("unknown plugin")
 
 // Context is one request as a plugin sees it, in the configuration the
 // request was routed with.
@@ -225,6 +233,10 @@ func (f *framework) Access(w http.ResponseWriter, req *http.Request, rc *proxy.R
 	a.add(snapshot.ScopeGlobal, "")
 	a.add(snapshot.ScopeService, rc.Service.ID)
 	a.add(snapshot.ScopeRoute, rc.Match.Route.ID)
+	if a.broken {
+		proxy.WriteMessage(w, http.StatusInternalServerError, "An unexpected error occurred")
+		return false
+	}
 	if len(a.chosen) == 0 {
 		return true
 	}
@@ -252,6 +264,10 @@ func (f *framework) Access(w http.ResponseWriter, req *http.Request, rc *proxy.R
 		if !hadConsumer && c.consumer != nil {
 			a.consumerID = c.consumer.ID
 			a.add(snapshot.ScopeConsumer, a.consumerID)
+			if a.broken {
+				proxy.WriteMessage(w, http.StatusInternalServerError, "An unexpected error occurred")
+				return false
+			}
 		}
 	}
 }
@@ -262,6 +278,7 @@ type access struct {
 	rc         *proxy.RequestContext
 	consumerID string
 	chosen     []candidate // one per plugin name
+	broken     bool        // a plugin that applies cannot run here
 }
 
 // add considers the plugins of one scope.
@@ -286,9 +303,13 @@ func (a *access) consider(p *snapshot.Plugin) {
 	if cur >= 0 && (a.chosen[cur].done || a.chosen[cur].rank >= rank) {
 		return
 	}
-	h, prio := a.f.handler(p)
-	if h == nil {
+	h, prio, err := a.f.handler(p)
+	if err != nil {
+		a.broken = true
 		return
+	}
+	if h == nil {
+		return // a plugin with no access phase (Events only)
 	}
 	if cur >= 0 {
 		a.chosen[cur] = candidate{p: p, h: h, priority: prio, rank: rank}

@@ -73,13 +73,22 @@ func TestTrackingOffServesStale(t *testing.T) {
 	}
 }
 
-// TestBadConfigMakesThePluginUnusable: a config its schema refuses (which
-// admin-api refuses too) does not run; the route still answers.
-func TestBadConfigMakesThePluginUnusable(t *testing.T) {
+// TestPluginThatCannotRunFailsClosed: a plugin this data plane does not
+// have, or a config its schema refuses (admin-api refuses it too, so only
+// version skew gets here), answers 500 on the routes it applies to instead
+// of letting requests through without it; other routes are unaffected.
+func TestPluginThatCannotRunFailsClosed(t *testing.T) {
 	h := newHarness(t, byNamePlugin())
-	h.apply(put("plugins/b", `{"id":"b","name":"by-name","route":{"id":"open"},"config":{"header":5},"enabled":true}`))
-	if code, _, got := h.get("/open", nil); code != 200 || got.Get("X-Custom-Id") != "" {
-		t.Fatalf("%d %q", code, got.Get("X-Custom-Id"))
+	h.apply(put("plugins/b", `{"id":"b","name":"by-name","route":{"id":"open"},"config":{"header":5},"enabled":true}`),
+		put("plugins/x", `{"id":"x","name":"not-here","route":{"id":"auth"},"config":{},"enabled":true}`))
+	for _, path := range []string{"/open", "/auth"} {
+		if code, body, _ := h.get(path, nil); code != 500 || body != `{"message":"An unexpected error occurred"}` {
+			t.Fatalf("%s: %d %s", path, code, body)
+		}
+	}
+	h.apply(put("plugins/b", `{"id":"b","name":"by-name","route":{"id":"open"},"config":{"header":"X-Fixed"},"enabled":true}`))
+	if code, _, got := h.get("/open", nil); code != 200 || got.Get("X-Fixed") == "" {
+		t.Fatalf("after the config was fixed: %d %v", code, got)
 	}
 }
 
