@@ -82,8 +82,8 @@ type Upstream struct {
 	ID         string
 	Name       string
 	HostHeader string
-	// Healthchecks is the upstream's healthchecks field as configured
-	// (nil when absent); internal/health reads it.
+	// Healthchecks is the upstream's healthchecks field as configured,
+	// nil when it checks nothing (internal/health reads it).
 	Healthchecks json.RawMessage
 	Targets      []*Target // weight > 0, sorted by id
 	// TotalWeight is the sum of the targets' weights.
@@ -141,6 +141,36 @@ func gcd(a, b int) int {
 		a, b = b, a%b
 	}
 	return a
+}
+
+// healthchecksOn reports whether an upstream's healthchecks field checks
+// anything (Kong's rule: an active interval, or a passive threshold, is
+// set); the Admin API stores Kong's whole default record on every
+// upstream, which checks nothing and is not kept.
+func healthchecksOn(raw json.RawMessage) bool {
+	if len(raw) == 0 || string(raw) == "null" {
+		return false
+	}
+	var j struct {
+		Active struct {
+			Healthy   struct{ Interval float64 }
+			Unhealthy struct{ Interval float64 }
+		}
+		Passive struct {
+			Healthy   struct{ Successes int }
+			Unhealthy struct {
+				HTTPFailures int `json:"http_failures"`
+				TCPFailures  int `json:"tcp_failures"`
+				Timeouts     int
+			}
+		}
+	}
+	if json.Unmarshal(raw, &j) != nil {
+		return true // internal/health reports it
+	}
+	a, p := j.Active, j.Passive
+	return a.Healthy.Interval > 0 || a.Unhealthy.Interval > 0 || p.Healthy.Successes > 0 ||
+		p.Unhealthy.HTTPFailures > 0 || p.Unhealthy.TCPFailures > 0 || p.Unhealthy.Timeouts > 0
 }
 
 type upstreamJSON struct {

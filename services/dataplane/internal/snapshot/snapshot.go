@@ -391,7 +391,7 @@ func (t *txn) add(typ, id string, raw []byte) error {
 		if j.HostHeader != nil {
 			u.HostHeader = *j.HostHeader
 		}
-		if len(j.Healthchecks) > 0 && string(j.Healthchecks) != "null" {
+		if healthchecksOn(j.Healthchecks) {
 			u.Healthchecks = j.Healthchecks
 		}
 		t.upstreams.Insert([]byte(name), u)

@@ -174,3 +174,28 @@ func TestCheck(t *testing.T) {
 		})
 	}
 }
+
+// TestUpstreamHealthchecksKept: an upstream keeps its healthchecks only
+// when they check something; Kong's default record (stored by the Admin
+// API on every upstream) checks nothing and costs no memory here.
+func TestUpstreamHealthchecksKept(t *testing.T) {
+	def := `{"active":{"concurrency":10,"healthy":{"http_statuses":[200,302],"interval":0,"successes":0},"http_path":"/","timeout":1,"type":"http","unhealthy":{"http_failures":0,"interval":0,"tcp_failures":0,"timeouts":0}},"passive":{"healthy":{"successes":0},"type":"http","unhealthy":{"http_failures":0,"tcp_failures":0,"timeouts":0}},"threshold":0}`
+	for _, c := range []struct {
+		hc   string
+		kept bool
+	}{
+		{`null`, false},
+		{def, false},
+		{`{"active":{"healthy":{"interval":5}}}`, true},
+		{`{"passive":{"unhealthy":{"tcp_failures":1}}}`, true},
+	} {
+		s, errs := Build(1, map[string][]byte{"upstreams/u": []byte(`{"id":"u","name":"pool","healthchecks":` + c.hc + `}`)})
+		if len(errs) > 0 {
+			t.Fatal(errs)
+		}
+		u, _ := s.UpstreamByID("u")
+		if (u.Healthchecks != nil) != c.kept {
+			t.Errorf("%s: kept %v, want %v", c.hc, u.Healthchecks != nil, c.kept)
+		}
+	}
+}
