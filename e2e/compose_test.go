@@ -75,7 +75,11 @@ func TestComposeFile(t *testing.T) {
 	}
 	for svc, required := range mustSet {
 		t.Run(svc+" environment", func(t *testing.T) {
-			read := envRead(t, filepath.Join(root, "services", svc, "config.go"))
+			cfg := filepath.Join(root, "services", svc, "config.go")
+			if _, err := os.Stat(cfg); err != nil { // a service as a library: services/<svc>/<svc>/config.go
+				cfg = filepath.Join(root, "services", svc, svc, "config.go")
+			}
+			read := envRead(t, cfg)
 			env := proj.Services[svc].Environment
 			for k, v := range env {
 				if !read[k] {
