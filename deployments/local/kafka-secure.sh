@@ -14,16 +14,16 @@
 #                                       and its ACLs (its own group)
 #   kafka-secure.sh env PRINCIPAL       print a service's KAFKA_* variables
 #
-# Overridable: KAFKA_SECURE_PORT (9192), KAFKA_SECURE_CONTROLLER_PORT
-# (9193), KAFKA_SECURE_HOME (.local/kafka-secure-$KAFKA_SECURE_PORT),
+# Overridable: KAFKA_SECURE_PORT (9392), KAFKA_SECURE_CONTROLLER_PORT
+# (9393), KAFKA_SECURE_HOME (.local/kafka-secure-$KAFKA_SECURE_PORT),
 # CERTS_DIR (.local/certs), DATAPLANES ("dp-1 dp-2"), TOPIC_PREFIX,
 # KAFKA_HEAP (512m), KAFKA_START_TIMEOUT (90 s).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-PORT=${KAFKA_SECURE_PORT:-9192}
-CTRL=${KAFKA_SECURE_CONTROLLER_PORT:-9193}
+PORT=${KAFKA_SECURE_PORT:-9392}
+CTRL=${KAFKA_SECURE_CONTROLLER_PORT:-9393}
 HOME_DIR=${KAFKA_SECURE_HOME:-$root/.local/kafka-secure-$PORT}
 KAFKA_LIBS=${KAFKA_LIBS:-$root/.local/kafka-libs}
 export CERTS_DIR=${CERTS_DIR:-$root/.local/certs}
@@ -113,7 +113,7 @@ setup() {
   local list
   list=$(echo "$*" | tr ' ' ',')
   (cd "$root/e2e" && eval "$(envvars kafka-setup)" && go run ./cmd/kafka-setup \
-    -brokers "127.0.0.1:$PORT" -prefix "${TOPIC_PREFIX:-}" -dataplanes "$list")
+    -brokers "127.0.0.1:$PORT" -prefix "${TOPIC_PREFIX:-}" -dataplanes "$list" -wait "${KAFKA_START_TIMEOUT}s")
 }
 
 start() {

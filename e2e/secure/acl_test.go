@@ -96,8 +96,9 @@ func is(err error, target error) bool {
 // TestACLRefusals: on the secured broker with the ACLs of broker.Grants,
 // each principal can do its own work and Kafka refuses what the issue
 // names: a data plane's credential writing dp.deltas or cp.changes or
-// using another data plane's group, any service creating a topic or an
-// ACL, and a client without a certificate (or without TLS) at all.
+// using another data plane's group, any service creating, altering or
+// deleting a topic or creating an ACL, and a client without a certificate
+// (or without TLS) at all.
 func TestACLRefusals(t *testing.T) {
 	p := prefix(t)
 	grant(t, p, "dp-1", "dp-2")
@@ -140,7 +141,8 @@ func TestACLRefusals(t *testing.T) {
 		}
 	}
 
-	// Nobody but the set-up principal creates topics or ACLs.
+	// Nobody but the set-up principal creates, reconfigures or deletes a
+	// topic, or creates an ACL.
 	for _, c := range []as{dp1, admin, sync} {
 		resp, err := c.kafka().CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: p + "new", NumPartitions: 1, ReplicationFactor: 1}}})
 		if err == nil {
@@ -148,6 +150,25 @@ func TestACLRefusals(t *testing.T) {
 		}
 		if !is(err, kafka.TopicAuthorizationFailed) {
 			t.Errorf("create topic: got %v, want TopicAuthorizationFailed", err)
+		}
+		alter, err := c.kafka().AlterConfigs(ctx, &kafka.AlterConfigsRequest{Resources: []kafka.AlterConfigRequestResource{{
+			ResourceType: kafka.ResourceTypeTopic, ResourceName: deltas,
+			Configs: []kafka.AlterConfigRequestConfig{{Name: "cleanup.policy", Value: "delete"}},
+		}}})
+		if err == nil {
+			for _, e := range alter.Errors {
+				err = e
+			}
+		}
+		if !is(err, kafka.TopicAuthorizationFailed) {
+			t.Errorf("alter topic config: got %v, want TopicAuthorizationFailed", err)
+		}
+		del, err := c.kafka().DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{deltas}})
+		if err == nil {
+			err = del.Errors[deltas]
+		}
+		if !is(err, kafka.TopicAuthorizationFailed) {
+			t.Errorf("delete topic: got %v, want TopicAuthorizationFailed", err)
 		}
 		acl, err := c.kafka().CreateACLs(ctx, &kafka.CreateACLsRequest{ACLs: broker.Grants(p, "x", "x", "rogue")[:1]})
 		if err == nil {

@@ -80,6 +80,7 @@ func setup(m *testing.M) (int, error) {
 		"KAFKA_SECURE_HOME=" + filepath.Join(work, "kafka"),
 		"DATAPLANES=dp-1", // the default prefix; tests grant their own
 		"KAFKA_HEAP=384m",
+		"KAFKA_START_TIMEOUT=300", // a loaded 2-core machine takes minutes
 	}
 	env.pgEnv = []string{fmt.Sprintf("PGPORT=%d", ports[2]), "PG_HOME=" + filepath.Join(work, "pg"), "PG_TLS_DIR=" + env.certs}
 	local := filepath.Join(root, "deployments", "local")
