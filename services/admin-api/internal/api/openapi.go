@@ -398,6 +398,10 @@ func buildOpenAPI() map[string]any {
 	paths["/clustering/status"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": resp("data planes by id", map[string]any{"type": "object", "additionalProperties": obj})})}}
 	links(paths)
 	paths["/openapi.json"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": resp("this document", obj)})}}
+	paths["/plugins/enabled"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": resp("the plugins admin-api accepts, built-in and custom", map[string]any{
+		"type": "object", "required": []string{"enabled_plugins"}, "properties": map[string]any{"enabled_plugins": map[string]any{"type": "array", "items": map[string]any{"type": "string"}}}})})}}
+	paths["/schemas/plugins/{name}"] = map[string]any{"get": map[string]any{"parameters": pathParams("/schemas/plugins/:name"),
+		"responses": responses(map[string]any{"200": resp("the plugin's schema in Kong's shape", map[string]any{"type": "object", "required": []string{"fields"}}), "404": errResp("no plugin of that name")})}}
 	return map[string]any{
 		"openapi":  "3.0.3",
 		"info":     map[string]any{"title": "deltaplane Admin API", "version": Version, "description": "Kong-compatible Admin API of the deltaplane control plane."},
