@@ -204,6 +204,7 @@ func TestChangeWaitDoesNotHangOnADownDataPlane(t *testing.T) {
 	default:
 		t.Fatalf("tx %d with %s frozen, 1s wait = %d %s", tx, down.NodeID, r.status, r.body)
 	}
+	t.Logf("with %s frozen, a 1s wait answered %d (state %s)", down.NodeID, r.status, c.State)
 	start := time.Now()
 	r = do(t, "GET", fmt.Sprintf("%s/clustering/changes/%d?wait=live&timeout=60s", s.Admin, tx), nil)
 	c.Down, c.Applied = nil, nil
