@@ -24,6 +24,8 @@ func TestLoadConfig(t *testing.T) {
 		{Name: "status on the TLS proxy port", Env: map[string]string{"DP_STATUS_LISTEN": "127.0.0.1:8443"}, WantErr: []string{"DP_STATUS_LISTEN"}},
 		{Name: "replication", Env: map[string]string{"KAFKA_REPLICATION_FACTOR": "3"}, Check: func(c Config) bool { return c.Replication == 3 }},
 		{Name: "TLS listener off", Env: map[string]string{"DP_PROXY_TLS_LISTEN": "off"}, Check: func(c Config) bool { return c.ProxyTLSListen == "off" }},
+		{Name: "plugin cache tracking on unless switched off", Check: func(c Config) bool { return c.PluginCacheTracking }},
+		{Name: "plugin cache tracking off", Env: map[string]string{"DP_PLUGIN_CACHE_TRACKING": "false"}, Check: func(c Config) bool { return !c.PluginCacheTracking }},
 		{Name: "every error at once", Env: map[string]string{"SYNC_MODE": "push", "DP_HEARTBEAT_INTERVAL": "soon", "LOG_LEVEL": "loud", "DP_PROXY_LISTEN": "8000"}, WantErr: []string{"SYNC_MODE", "DP_HEARTBEAT_INTERVAL", "LOG_LEVEL", "DP_PROXY_LISTEN"}},
 	})
 }
