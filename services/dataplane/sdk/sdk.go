@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"slices"
 
 	"github.com/deltaplane/deltaplane/shared/pluginschema"
 	"github.com/deltaplane/deltaplane/shared/wire"
@@ -88,6 +89,10 @@ type Definition[C any] struct {
 	// batch (reset=true, with no events, after a full resync). Optional:
 	// cached values need none.
 	Events func(events []Event, reset bool)
+	// EventTypes, when set, limits Events to changes of these entity types
+	// (TypeConsumer, TypePlugin, ...); a batch with none of them is not
+	// delivered (a reset always is).
+	EventTypes []string
 }
 
 // Plugin is a defined plugin, to pass to dataplane.Main.
@@ -141,9 +146,22 @@ func (p *defined[C]) Build(inst Instance, raw json.RawMessage) (Handler, error) 
 }
 
 func (p *defined[C]) Events(events []Event, reset bool) {
-	if p.d.Events != nil {
-		p.d.Events(events, reset)
+	if p.d.Events == nil {
+		return
 	}
+	if len(p.d.EventTypes) > 0 && !reset {
+		var kept []Event
+		for _, ev := range events {
+			if slices.Contains(p.d.EventTypes, ev.Type) {
+				kept = append(kept, ev)
+			}
+		}
+		if len(kept) == 0 {
+			return
+		}
+		events = kept
+	}
+	p.d.Events(events, reset)
 }
 
 // Handler is one configured plugin instance. Access runs before the request

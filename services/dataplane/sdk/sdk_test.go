@@ -103,3 +103,21 @@ func TestDefineRefusesMismatchedConfigType(t *testing.T) {
 		New:    func(sdk.Instance, struct{}) (sdk.Handler, error) { return nil, nil },
 	})
 }
+
+// TestEventTypesFilter: a plugin that asks for consumer events gets those
+// only, and no call for a batch without any.
+func TestEventTypesFilter(t *testing.T) {
+	var calls [][]sdk.Event
+	h := newHarness(t, sdk.Define(sdk.Definition[struct{}]{
+		Schema:     &sdk.Schema{Name: "consumers-only"},
+		New:        func(sdk.Instance, struct{}) (sdk.Handler, error) { return nil, nil },
+		Events:     func(evs []sdk.Event, _ bool) { calls = append(calls, evs) },
+		EventTypes: []string{sdk.TypeConsumer},
+	}))
+	calls = nil
+	h.apply(put("routes/r9", `{"id":"r9","paths":["/r9"],"service":{"id":"s1"}}`))
+	h.apply(put("routes/r8", `{"id":"r8","paths":["/r8"],"service":{"id":"s1"}}`), put("consumers/c1", `{"id":"c1","username":"a"}`))
+	if len(calls) != 1 || len(calls[0]) != 1 || calls[0][0].Type != sdk.TypeConsumer || calls[0][0].ID != "c1" {
+		t.Fatalf("calls = %+v", calls)
+	}
+}
