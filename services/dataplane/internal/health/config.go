@@ -12,9 +12,9 @@ import (
 type Config struct {
 	Active  Active  `json:"active"`
 	Passive Passive `json:"passive"`
-	// Threshold is Kong's healthchecks.threshold (percentage of healthy
-	// weight under which the upstream counts as unhealthy); reported, not
-	// enforced by the balancer.
+	// Threshold is Kong's healthchecks.threshold: the percentage of the
+	// targets' weight that must be healthy for the upstream to take
+	// traffic at all.
 	Threshold float64 `json:"threshold"`
 }
 

@@ -59,6 +59,9 @@ type upstream struct {
 	cfg                  *Config
 	active, passive      thresholds
 	passiveOn            bool
+	weights              atomic.Pointer[map[string]int]     // address -> weight (sum of its targets')
+	below                atomic.Bool                        // healthy weight under healthchecks.threshold
+	mu                   sync.Mutex                         // serialises threshold updates
 	targets              atomic.Pointer[map[string]*target] // address -> state; copy on write
 	stop                 context.CancelFunc                 // the active prober, nil when none
 }
@@ -93,6 +96,9 @@ func (c *Checker) Healthy(upstreamID, addr string) bool {
 	u := (*c.ups.Load())[upstreamID]
 	if u == nil {
 		return true
+	}
+	if u.below.Load() {
+		return false
 	}
 	t := (*u.targets.Load())[addr]
 	return t == nil || t.healthy.Load()
@@ -152,6 +158,7 @@ func (u *upstream) record(log *slog.Logger, t *target, o Outcome, th *thresholds
 		if th.successes > 0 && t.counts[Success] >= th.successes {
 			t.counts = [5]int{}
 			t.healthy.Store(true)
+			u.threshold()
 			log.Info("target healthy", "upstream", u.name, "target", t.addr, "by", source)
 		}
 		return
@@ -171,8 +178,29 @@ func (u *upstream) record(log *slog.Logger, t *target, o Outcome, th *thresholds
 	if limit > 0 && t.counts[o] >= limit {
 		t.counts = [5]int{}
 		t.healthy.Store(false)
+		u.threshold()
 		log.Warn("target unhealthy", "upstream", u.name, "target", t.addr, "by", source, "outcome", o.String())
 	}
+}
+
+// threshold recomputes whether the healthy share of the upstream's weight
+// is under healthchecks.threshold (percent): then no target receives
+// traffic, as in Kong's balancer. Called when a target flips (rarely).
+func (u *upstream) threshold() {
+	if u.cfg.Threshold <= 0 {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	targets := *u.targets.Load()
+	total, up := 0, 0
+	for addr, w := range *u.weights.Load() {
+		total += w
+		if t := targets[addr]; t != nil && t.healthy.Load() {
+			up += w
+		}
+	}
+	u.below.Store(total > 0 && float64(up)*100 < u.cfg.Threshold*float64(total))
 }
 
 func (o Outcome) String() string {
@@ -283,6 +311,7 @@ func (c *Checker) sync(ups map[string]*upstream, up *snapshot.Upstream) bool {
 		prev = *old.targets.Load()
 	}
 	next := make(map[string]*target, len(up.Targets))
+	weights := make(map[string]int, len(up.Targets))
 	for _, tg := range up.Targets {
 		t := prev[tg.Target]
 		if t == nil {
@@ -290,8 +319,11 @@ func (c *Checker) sync(ups map[string]*upstream, up *snapshot.Upstream) bool {
 			t.healthy.Store(true)
 		}
 		next[tg.Target] = t
+		weights[tg.Target] += tg.Weight
 	}
 	u.targets.Store(&next)
+	u.weights.Store(&weights)
+	u.threshold()
 	if cfg.ActiveOn() && u.stop == nil {
 		ctx, cancel := context.WithCancel(c.ctx)
 		u.stop = cancel
@@ -414,8 +446,9 @@ type TargetHealth struct {
 }
 
 // UpstreamHealth is an upstream's health as a data plane sees it:
-// HEALTHY while a target is healthy, UNHEALTHY when none is,
-// HEALTHCHECKS_OFF without health checks.
+// HEALTHY while a target is healthy and the healthy share of the weight is
+// at least healthchecks.threshold percent, UNHEALTHY otherwise (no target
+// receives traffic then), HEALTHCHECKS_OFF without health checks.
 type UpstreamHealth struct {
 	ID        string         `json:"id"`
 	Name      string         `json:"name"`
@@ -424,6 +457,7 @@ type UpstreamHealth struct {
 	Passive   bool           `json:"passive_checks"`
 	Targets   []TargetHealth `json:"targets"`
 	Unhealthy int            `json:"unhealthy_targets"`
+	Threshold float64        `json:"threshold"`
 }
 
 // View is the health of every upstream of the configuration s, in name
@@ -435,7 +469,7 @@ func (c *Checker) View(s *snapshot.Snapshot) []UpstreamHealth {
 		v := UpstreamHealth{ID: up.ID, Name: up.Name, Health: HealthchecksOff, Targets: []TargetHealth{}}
 		u := ups[up.ID]
 		if u != nil {
-			v.Active, v.Passive, v.Health = u.cfg.ActiveOn(), u.passiveOn, Unhealthy
+			v.Active, v.Passive, v.Health, v.Threshold = u.cfg.ActiveOn(), u.passiveOn, Unhealthy, u.cfg.Threshold
 		}
 		for _, tg := range up.Targets {
 			th := TargetHealth{Target: tg.Target, Weight: tg.Weight, Health: HealthchecksOff}
@@ -449,6 +483,9 @@ func (c *Checker) View(s *snapshot.Snapshot) []UpstreamHealth {
 				}
 			}
 			v.Targets = append(v.Targets, th)
+		}
+		if u != nil && u.below.Load() {
+			v.Health = Unhealthy
 		}
 		sort.Slice(v.Targets, func(i, j int) bool { return v.Targets[i].Target < v.Targets[j].Target })
 		out = append(out, v)

@@ -286,3 +286,28 @@ func TestParseDefaults(t *testing.T) {
 		t.Fatal("want an error")
 	}
 }
+
+// TestThreshold: under healthchecks.threshold percent of healthy weight,
+// the whole upstream takes no traffic (Kong's balancer), and takes it
+// again once enough targets are back.
+func TestThreshold(t *testing.T) {
+	a, b := newBackend(t, "A"), newBackend(t, "B")
+	cfg, c, url := setup(t, `{"threshold":60,"active":{"http_path":"/health",
+		"healthy":{"interval":0.05,"successes":1},"unhealthy":{"interval":0.05,"http_failures":1}}}`, a, b)
+	if got := call(t, url, 4); got["A"] != 2 || got["B"] != 2 {
+		t.Fatalf("healthy: %v", got)
+	}
+	b.fail.Store(true)
+	eventually(t, "B unhealthy", func() bool { return healthOf(c, cfg.get(), b.addr) == health.Unhealthy })
+	if got := call(t, url, 4); got["503"] != 4 {
+		t.Fatalf("50%% healthy under a 60%% threshold: %v", got)
+	}
+	if v := c.View(cfg.get()); v[0].Health != health.Unhealthy || v[0].Threshold != 60 {
+		t.Fatalf("view %+v", v)
+	}
+	b.fail.Store(false)
+	eventually(t, "B healthy", func() bool { return healthOf(c, cfg.get(), b.addr) == health.Healthy })
+	if got := call(t, url, 4); got["A"] != 2 || got["B"] != 2 {
+		t.Fatalf("back: %v", got)
+	}
+}
