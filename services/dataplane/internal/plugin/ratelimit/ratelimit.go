@@ -125,7 +125,8 @@ func (l *Limiter) Plugin() sdk.Plugin {
 			}
 			return &handler{l: l, id: inst.ID, cfg: cfg, windows: ws, sig: sig.String(), prefix: inst.ID + "|" + sig.String() + "|"}, nil
 		},
-		Events: l.events,
+		Events:     l.events,
+		EventTypes: []string{sdk.TypePlugin},
 	})
 }
 
