@@ -227,3 +227,23 @@ func TestRefusalReported(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyFullRefusesUnknownServer: with sslmode=verify-full admin-api
+// checks whom it talks to: a Postgres whose certificate another CA signed
+// is refused (admin-api gives up after ADMIN_STARTUP_TIMEOUT).
+func TestVerifyFullRefusesUnknownServer(t *testing.T) {
+	other := t.TempDir()
+	if err := script([]string{"CERTS_DIR=" + other}, filepath.Join(env.root, "deployments", "local", "certs.sh"), "init"); err != nil {
+		t.Fatal(err)
+	}
+	dsn := strings.Replace(database(t), filepath.Join(env.certs, "ca.crt"), filepath.Join(other, "ca.crt"), 1)
+	admin := spawn(t, "admin-api", "admin-api", "ADMIN_LISTEN="+testsupport.FreeAddr(t), "DATABASE_URL="+dsn, "ADMIN_STARTUP_TIMEOUT=3s")
+	select {
+	case <-admin.done:
+	case <-time.After(time.Minute):
+		t.Fatalf("admin-api still running with a Postgres it cannot verify:\n%s", admin.tail(3000))
+	}
+	if admin.cmd.ProcessState.Success() || admin.count("certificate signed by unknown authority") == 0 {
+		t.Errorf("want an exit naming the unverified certificate; got %v:\n%s", admin.cmd.ProcessState, admin.tail(3000))
+	}
+}
