@@ -39,3 +39,26 @@ func TestEndpoints(t *testing.T) {
 		t.Fatalf("endpoints:\n got %q\nwant %q", got, want)
 	}
 }
+
+// TestReferencedEndpoints: one single-parent sub-resource per foreign
+// field of the entity graph, as Kong generates them.
+func TestReferencedEndpoints(t *testing.T) {
+	want := []string{
+		"/services/:id/client_certificate certificates",
+		"/routes/:id/service services",
+		"/upstreams/:id/client_certificate certificates",
+		"/targets/:id/upstream upstreams",
+		"/snis/:id/certificate certificates",
+		"/key-auths/:id/consumer consumers",
+		"/plugins/:id/route routes",
+		"/plugins/:id/service services",
+		"/plugins/:id/consumer consumers",
+	}
+	var got []string
+	for _, r := range referencedEndpoints() {
+		got = append(got, r.path+" "+r.target().Name)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("referenced endpoints:\n got %q\nwant %q", got, want)
+	}
+}

@@ -36,6 +36,11 @@ type referencedEndpoint struct {
 	field string
 }
 
+// target is the referenced type.
+func (r referencedEndpoint) target() *entity.Type {
+	return app.Referenced{Child: r.child, Field: r.field}.Type()
+}
+
 func (r referencedEndpoint) of(c echo.Context) app.Referenced {
 	return app.Referenced{Child: r.child, Field: r.field, Key: c.Param("id")}
 }
@@ -67,7 +72,7 @@ func (a *API) getReferenced(r referencedEndpoint) echo.HandlerFunc {
 
 func (a *API) putReferenced(r referencedEndpoint) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		raw, in, err := a.readBody(c, r.of(c).Type())
+		raw, in, err := a.readBody(c, r.target())
 		if err != nil {
 			return err
 		}
@@ -78,7 +83,7 @@ func (a *API) putReferenced(r referencedEndpoint) echo.HandlerFunc {
 
 func (a *API) patchReferenced(r referencedEndpoint) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		raw, in, err := a.readBody(c, r.of(c).Type())
+		raw, in, err := a.readBody(c, r.target())
 		if err != nil {
 			return err
 		}

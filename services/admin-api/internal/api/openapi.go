@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/deltaplane/deltaplane/services/admin-api/internal/app"
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/entity"
 	"github.com/labstack/echo/v4"
 )
@@ -479,7 +478,7 @@ func kongPaths(paths, schemas map[string]any) {
 	paths["/schemas/plugins/{name}"] = pathItem("/schemas/plugins/:name", map[string]any{"get": map[string]any{"summary": "A plugin's schema, Kong's shape",
 		"responses": responses(map[string]any{"200": resp("the schema", ref("kong_schema")), "404": errResp("no such plugin")})}})
 	for _, r := range referencedEndpoints() {
-		rt := app.Referenced{Child: r.child, Field: r.field}.Type().Name
+		rt := r.target().Name
 		write := func(ok string, schema map[string]any) map[string]any {
 			return map[string]any{"parameters": []any{idempotencyKey}, "requestBody": body(schema), "responses": responses(map[string]any{
 				"200": resp(ok, ref(rt)), "400": errResp("invalid entity or body"), "404": errResp("the entity or its reference not found"),
