@@ -71,14 +71,21 @@ func post(t *testing.T, c *http.Client, url, body string) {
 // with sslmode=verify-full, a route created through it reaching the data
 // plane, whose signed heartbeats admin-api lists. Then the data plane's
 // credential forges heartbeats on dp.status (another node's key, signed
-// with its own certificate; unsigned ones) and admin-api refuses them.
+// with its own certificate; unsigned ones) and admin-api refuses them. In
+// both sync modes: full mode reads and writes dp.full under the same grants.
 func TestSecuredSystem(t *testing.T) {
+	for _, mode := range []string{wire.ModeIncremental, wire.ModeFull} {
+		t.Run(mode, func(t *testing.T) { securedSystem(t, mode) })
+	}
+}
+
+func securedSystem(t *testing.T, mode string) {
 	p := prefix(t)
 	grant(t, p, "dp-1")
 	dsn := database(t)
 	adminAddr, syncAddr := testsupport.FreeAddr(t), testsupport.FreeAddr(t)
 	proxyAddr, statusAddr := testsupport.FreeAddr(t), testsupport.FreeAddr(t)
-	common := []string{"TOPIC_PREFIX=" + p}
+	common := []string{"TOPIC_PREFIX=" + p, "SYNC_MODE=" + mode}
 	admin := spawn(t, "admin-api", "admin-api", append(append(common, principalEnv(broker.PrincipalAdminAPI)...),
 		"ADMIN_LISTEN="+adminAddr, "DATABASE_URL="+dsn, "SYNC_GROUP="+p+"sync",
 		"ADMIN_TLS_CERT="+filepath.Join(env.certs, "admin-api.crt"), "ADMIN_TLS_KEY="+filepath.Join(env.certs, "admin-api.key"))...)
