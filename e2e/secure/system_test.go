@@ -93,7 +93,7 @@ func securedSystem(t *testing.T, mode string) {
 		"SYNC_LISTEN="+syncAddr, "SYNC_GROUP="+p+"sync")...)
 	spawn(t, "dataplane-dp-1", "dataplane", append(append(common, principalEnv("dataplane-dp-1")...),
 		"DP_NODE_ID=dp-1", "DP_GROUP_PREFIX="+p+"dp-", "DP_DATA_DIR="+t.TempDir(),
-		"DP_PROXY_LISTEN="+proxyAddr, "DP_STATUS_LISTEN="+statusAddr, "DP_HEARTBEAT_INTERVAL=1s")...)
+		"DP_PROXY_LISTEN="+proxyAddr, "DP_STATUS_LISTEN="+statusAddr, "DP_PROXY_TLS_LISTEN="+testsupport.FreeAddr(t), "DP_HEARTBEAT_INTERVAL=1s")...)
 
 	hc := httpsClient(t)
 	base := "https://" + adminAddr
@@ -201,7 +201,7 @@ func TestRefusalReported(t *testing.T) {
 		want []string
 	}{
 		{spawn(t, "dataplane-rogue", "dataplane", append(common, "DP_NODE_ID=rogue", "DP_GROUP_PREFIX="+p+"dp-", "DP_DATA_DIR="+t.TempDir(),
-			"DP_PROXY_LISTEN="+testsupport.FreeAddr(t), "DP_STATUS_LISTEN="+statusAddr)...),
+			"DP_PROXY_LISTEN="+testsupport.FreeAddr(t), "DP_STATUS_LISTEN="+statusAddr, "DP_PROXY_TLS_LISTEN="+testsupport.FreeAddr(t))...),
 			"http://" + statusAddr + "/status",
 			[]string{`"resource":"topic ` + p + `dp.deltas","operation":"READ"`, `"resource":"group ` + p + `dp-rogue","operation":"READ"`, `"resource":"topic ` + p + `dp.status","operation":"WRITE"`}},
 		{spawn(t, "admin-api", "admin-api", append(common, "ADMIN_LISTEN="+adminAddr, "DATABASE_URL="+database(t))...),
