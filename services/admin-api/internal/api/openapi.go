@@ -60,7 +60,11 @@ func valueSchema(f entity.Field, req bool) map[string]any {
 		if f.Elem != nil {
 			el := *f.Elem
 			el.Required = true // an array element is never null
-			s["items"] = valueSchema(el, req)
+			items := valueSchema(el, req)
+			if req && f.Ref != nil && f.Ref.List {
+				items["format"] = "uuid" // a reference list holds ids
+			}
+			s["items"] = items
 		}
 	case entity.Map:
 		el := *f.Elem
@@ -166,7 +170,10 @@ func requestSchema(t *entity.Type, create bool, skip string) map[string]any {
 	for _, f := range t.Fields {
 		switch {
 		case f.Name == "id":
-			props[f.Name] = map[string]any{"type": "string", "format": "uuid"}
+			if create {
+				// a client-chosen id on POST; PUT and PATCH take it from the URL
+				props[f.Name] = map[string]any{"type": "string", "format": "uuid"}
+			}
 			continue
 		case f.ReadOnly:
 			props[f.Name] = map[string]any{"type": "integer"} // accepted and ignored
@@ -185,7 +192,10 @@ func requestSchema(t *entity.Type, create bool, skip string) map[string]any {
 	}
 	if t == entity.Consumer && create {
 		// the descriptor's entity check: a username or a custom_id
-		s["anyOf"] = []any{map[string]any{"required": []string{"username"}}, map[string]any{"required": []string{"custom_id"}}}
+		nonNull := func(f string) map[string]any {
+			return map[string]any{"required": []string{f}, "properties": map[string]any{f: map[string]any{"type": "string"}}}
+		}
+		s["anyOf"] = []any{nonNull("username"), nonNull("custom_id")}
 	}
 	if t == entity.Service {
 		// url is shorthand for protocol, host, port and path.
@@ -202,6 +212,35 @@ func requestSchema(t *entity.Type, create bool, skip string) map[string]any {
 		return pluginRequestSchema(s)
 	}
 	return s
+}
+
+// withoutID is a create schema (or a reference to one) without the id
+// property: a PUT's id is its URL's (a different one in the body is a 400).
+func withoutID(schema map[string]any, schemas map[string]any) map[string]any {
+	if r, ok := schema["$ref"].(string); ok {
+		schema = schemas[strings.TrimPrefix(r, "#/components/schemas/")].(map[string]any)
+	}
+	out := map[string]any{}
+	for k, v := range schema {
+		out[k] = v
+	}
+	if props, ok := schema["properties"].(map[string]any); ok {
+		p := map[string]any{}
+		for k, v := range props {
+			if k != "id" {
+				p[k] = v
+			}
+		}
+		out["properties"] = p
+	}
+	if alts, ok := schema["oneOf"].([]any); ok {
+		var na []any
+		for _, a := range alts {
+			na = append(na, withoutID(a.(map[string]any), schemas))
+		}
+		out["oneOf"] = na
+	}
+	return out
 }
 
 // qualified is f named "<type>.<field>" and its element "<type>.<field>[]",
@@ -330,7 +369,7 @@ func buildOpenAPI() map[string]any {
 	}
 	listParams := []any{
 		map[string]any{"name": "size", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1, "maximum": 1000}},
-		map[string]any{"name": "offset", "in": "query", "schema": map[string]any{"type": "string"}},
+		map[string]any{"name": "offset", "in": "query", "schema": map[string]any{"type": "string", "minLength": 1}},
 		map[string]any{"name": "tags", "in": "query", "schema": map[string]any{"type": "string"}},
 	}
 	for _, ep := range endpoints() {
@@ -368,7 +407,7 @@ func buildOpenAPI() map[string]any {
 		}
 		paths[oaPath(item)] = pathItem(item, map[string]any{
 			"get":    map[string]any{"responses": responses(map[string]any{"200": resp("the entity", ref(n)), "404": errResp(missing)})},
-			"put":    write("created or replaced", create),
+			"put":    write("created or replaced", withoutID(create, schemas)),
 			"patch":  write("updated", ref(n+"_update")),
 			"delete": map[string]any{"parameters": []any{idempotencyKey}, "responses": responses(del)},
 		})
@@ -385,7 +424,7 @@ func buildOpenAPI() map[string]any {
 			"last_published_tx": map[string]any{"type": "integer"}, "last_published_at": map[string]any{"type": "string", "nullable": true}}}}})})}}
 	paths["/config"] = map[string]any{
 		"get": map[string]any{"responses": responses(map[string]any{"200": resp("the configuration as declarative YAML", map[string]any{"type": "object", "required": []string{"config"}, "properties": map[string]any{"config": map[string]any{"type": "string"}}})})},
-		"post": map[string]any{"requestBody": map[string]any{"content": map[string]any{"application/json": map[string]any{"schema": obj}, "application/yaml": map[string]any{"schema": map[string]any{"type": "string"}}}},
+		"post": map[string]any{"requestBody": map[string]any{"content": map[string]any{"application/json": map[string]any{"schema": declarativeSchema}, "application/yaml": map[string]any{"schema": map[string]any{"type": "string"}}}},
 			"parameters": []any{idempotencyKey, map[string]any{"name": "dry_run", "in": "query", "schema": map[string]any{"type": "boolean"}}},
 			"responses": responses(map[string]any{"200": resp("dry_run: what the import would change, nothing written", obj), "201": resp("applied", map[string]any{"type": "object", "required": []string{"changes"}, "properties": map[string]any{
 				"changes": map[string]any{"type": "integer"}, "inserted": map[string]any{"type": "integer"}, "updated": map[string]any{"type": "integer"},
@@ -439,6 +478,12 @@ func listParamsOf(ep endpoint, params []any) []any {
 	return params
 }
 
+// declarativeSchema is a declarative configuration's top level: Kong's
+// _format_version is required (the entities' keys are checked by the
+// import, package declarative).
+var declarativeSchema = map[string]any{"type": "object", "required": []string{"_format_version"}, "properties": map[string]any{
+	"_format_version": map[string]any{"type": "string", "enum": []string{"1.1", "2.1", "3.0"}}}}
+
 // idempotencyKey is the optional header of every write: a retry with the
 // same key and request gets the first answer, with a different request 422.
 var idempotencyKey = map[string]any{"name": "Idempotency-Key", "in": "header", "schema": map[string]any{"type": "string"}}
@@ -460,7 +505,7 @@ func kongPaths(paths, schemas map[string]any) {
 	}}
 	page := []any{
 		map[string]any{"name": "size", "in": "query", "schema": map[string]any{"type": "integer", "minimum": 1, "maximum": 1000}},
-		map[string]any{"name": "offset", "in": "query", "schema": str},
+		map[string]any{"name": "offset", "in": "query", "schema": map[string]any{"type": "string", "minLength": 1}},
 	}
 	tags := map[string]any{"get": map[string]any{"summary": "List tags of every entity", "parameters": page,
 		"responses": responses(map[string]any{"200": resp("a page", ref("tag_list")), "400": errResp("bad size or offset")})}}
@@ -486,7 +531,7 @@ func kongPaths(paths, schemas map[string]any) {
 		}
 		paths[oaPath(r.path)] = pathItem(r.path, map[string]any{
 			"get":   map[string]any{"summary": "The " + rt + " entity a " + r.child.Name + " entity references", "responses": responses(map[string]any{"200": resp("the entity", ref(rt)), "404": errResp("the entity or its reference not found")})},
-			"put":   write("replaced, or created and referenced", ref(rt+"_create")),
+			"put":   write("replaced, or created and referenced", withoutID(ref(rt+"_create"), schemas)),
 			"patch": write("updated", ref(rt+"_update")),
 			"delete": map[string]any{"summary": "Not allowed (as Kong): delete the referenced entity at its own URL", "responses": responses(map[string]any{
 				"404": errResp("the entity or its reference not found"), "405": errResp("the reference is set")})},
@@ -548,7 +593,7 @@ func links(paths map[string]any) {
 				}
 			}
 			for _, r := range referencedEndpoints() {
-				if r.child == ep.t {
+				if f, _ := r.child.Field(r.field); r.child == ep.t && f.Required {
 					for k, v := range byID(oaPath(r.path), map[string]any{"id": id}) {
 						l[k] = v
 					}
