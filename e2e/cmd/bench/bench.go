@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -21,6 +22,9 @@ type results struct {
 	Config     config       `json:"config"`
 	KafkaFloor latency      `json:"kafka_floor_ms"`
 	Modes      []modeResult `json:"modes"`
+	Etcd       *etcdResult  `json:"etcd,omitempty"`
+	Fleet      *fleetResult `json:"fleet,omitempty"`
+	Seconds    float64      `json:"wall_seconds"`
 }
 
 type modeResult struct {
@@ -52,6 +56,13 @@ type modeResult struct {
 	ProxyChurn  latency `json:"proxy_churn_ms"`
 	ChurnDone   int     `json:"churn_changes"`
 
+	// ConfigBytes is the size of GET /config with the loaded
+	// configuration; RSSMax above is the steady figure beside it.
+	ConfigBytes int          `json:"config_bytes"`
+	Writes      *writeResult `json:"writes,omitempty"`
+	Wrk         []wrkResult  `json:"wrk,omitempty"`
+	Heap        *heapResult  `json:"heap,omitempty"`
+
 	Bootstrap []bootstrapResult `json:"bootstrap"`
 	Notes     []string          `json:"notes,omitempty"`
 
@@ -63,6 +74,25 @@ type bootstrapResult struct {
 	Seconds  float64 `json:"seconds"`
 	PeakRSS  int64   `json:"peak_rss_bytes"`
 	Error    string  `json:"error,omitempty"`
+
+	ConfigBytes int          `json:"config_bytes"`
+	Import      importResult `json:"import"`
+	// The admin-api's and sync-gateway's peak RSS so far (VmHWM), read
+	// right after this import was applied.
+	AdminPeakRSS int64 `json:"admin_peak_rss_bytes"`
+	SyncPeakRSS  int64 `json:"sync_peak_rss_bytes"`
+	// The data plane already running: 2xx of the import to applied, and
+	// the entity changes per second that makes.
+	ApplySeconds  float64 `json:"running_dp_apply_seconds"`
+	ChangesPerSec float64 `json:"running_dp_changes_per_second"`
+	// The new data plane once ready.
+	SteadyRSS      int64       `json:"steady_rss_bytes"`
+	RestartSeconds float64     `json:"restart_seconds,omitempty"`
+	Propagation    *latency    `json:"propagation_ms,omitempty"`
+	ProxyIdle      *latency    `json:"proxy_idle_ms,omitempty"`
+	ProxyChurn     *latency    `json:"proxy_churn_ms,omitempty"`
+	Heap           *heapResult `json:"heap,omitempty"`
+	Notes          []string    `json:"notes,omitempty"`
 }
 
 type bench struct {
@@ -83,6 +113,14 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 	if err := cluster.Build(ctx, b.cfg.Repo, b.bin); err != nil {
 		return nil, err
 	}
+	if b.cfg.Heap {
+		if err := buildProfiledDataplane(ctx, b.cfg.Repo, b.bin, b.work); err != nil {
+			return nil, err
+		}
+	}
+	if b.cfg.BrokerPID > 0 {
+		b.logf("broker pid %d", b.cfg.BrokerPID)
+	}
 	b.logf("kafka floor: produce-to-consume latency on the same broker")
 	floor, err := kafkaFloor(ctx, b.cfg.Kafka, 200)
 	if err != nil {
@@ -96,6 +134,17 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 		}
 		res.Modes = append(res.Modes, *mr)
 	}
+	if b.cfg.Etcd {
+		b.logf("etcd: %d keys, %d watchers", b.cfg.Entities, b.cfg.EtcdWatchers)
+		e := b.etcdPeer(ctx)
+		res.Etcd = &e
+		b.logf("etcd: put-to-watch p50 %.2fms p99 %.2fms, %.0f bytes per change per watcher, range read %.2fs %s", e.Propagation.P50, e.Propagation.P99, e.BytesPerChange, e.RangeSeconds, e.Error)
+	}
+	if b.cfg.Fleet > 0 || b.cfg.Followers > 0 {
+		f := b.fleet(ctx)
+		res.Fleet = &f
+	}
+	res.Seconds = time.Since(res.Started).Seconds()
 	return res, nil
 }
 
@@ -109,7 +158,7 @@ func (b *bench) runMode(ctx context.Context, mode string) (*modeResult, error) {
 	c, err := cluster.Start(ctx, cluster.Options{
 		Name: name, Kafka: b.cfg.Kafka, PostgresAdmin: b.cfg.Postgres,
 		BinDir: b.bin, WorkDir: work, SyncMode: mode, LogLevel: "warn",
-		Env: []string{"ADMIN_MAX_BODY_BYTES=4294967296"},
+		Env: []string{"ADMIN_MAX_BODY_BYTES=4294967296", "ADMIN_MAX_CONFIG_BYTES=4294967296"},
 	})
 	if c != nil {
 		defer c.Close()
@@ -119,8 +168,16 @@ func (b *bench) runMode(ctx context.Context, mode string) (*modeResult, error) {
 	}
 	var dps []*cluster.Dataplane
 	start := time.Now()
+	var pprofAddr string
 	for i := range b.cfg.Dataplanes {
-		dp, err := c.StartDataplane(ctx, fmt.Sprintf("dp%d", i+1))
+		var env []string
+		if i == 0 && b.cfg.Heap {
+			if pprofAddr, err = freeAddr(); err != nil {
+				return nil, err
+			}
+			env = append(env, pprofEnv(pprofAddr))
+		}
+		dp, err := c.StartDataplane(ctx, fmt.Sprintf("dp%d", i+1), env...)
 		if err != nil {
 			if dp != nil && dp.Process != nil {
 				err = fmt.Errorf("%w; its log ends:\n%s", err, dp.LogTail(2000))
@@ -144,9 +201,12 @@ func (b *bench) runMode(ctx context.Context, mode string) (*modeResult, error) {
 	}
 	mr.ConvergeSecs = time.Since(t0).Seconds()
 	b.logf("%s: %d data planes converged in %.1fs", mode, len(dps), mr.ConvergeSecs)
+	if mr.ConfigBytes, err = configBytes(ctx, c); err != nil {
+		return nil, err
+	}
 	if pid := b.cfg.BrokerPID; pid > 0 {
 		// The broker serving every data plane's idle fetch and heartbeat.
-		const window = 10 * time.Second
+		window := b.cfg.IdleWindow
 		c0, err := procCPU(pid)
 		if err != nil {
 			return nil, fmt.Errorf("broker pid %d: %w", pid, err)
@@ -167,7 +227,15 @@ func (b *bench) runMode(ctx context.Context, mode string) (*modeResult, error) {
 		mr.RSSMax = max(mr.RSSMax, rss)
 		mr.RSSTotal += rss
 	}
-	b.logf("%s: data-plane RSS max %d MiB, total %d MiB", mode, mr.RSSMax>>20, mr.RSSTotal>>20)
+	b.logf("%s: data-plane RSS max %d MiB, total %d MiB; GET /config %d bytes", mode, mr.RSSMax>>20, mr.RSSTotal>>20, mr.ConfigBytes)
+	if b.cfg.Heap {
+		h, err := b.heapProfile(ctx, pprofAddr, fmt.Sprintf("heap-%s-%d-running.pb.gz", mode, b.cfg.Entities))
+		if err != nil {
+			h.Error = err.Error()
+		}
+		h.Label = fmt.Sprintf("%s, %d entities, after the changes", mode, b.cfg.Entities)
+		mr.Heap = &h
+	}
 	if b.cfg.BrokerPID > 0 {
 		b.logf("%s: broker CPU %.1f ms per change", mode, mr.BrokerCPUPerChng)
 	}
@@ -177,22 +245,49 @@ func (b *bench) runMode(ctx context.Context, mode string) (*modeResult, error) {
 	}
 	b.logf("%s: proxy p99 idle %.2fms, under churn %.2fms", mode, mr.ProxyIdle.P99, mr.ProxyChurn.P99)
 
-	for _, dp := range dps {
+	if b.cfg.WriteDuration > 0 {
+		w := b.writes(ctx, c, b.cfg.Writers, b.cfg.WriteDuration)
+		mr.Writes = &w
+		b.logf("%s: %d clients, %.0f writes/s, p50 %.1fms p99 %.1fms, %d errors", mode, w.Clients, w.PerSecond, w.Latency.P50, w.Latency.P99, w.Latency.Errors)
+		if err := converge(ctx, c, dps, 10*time.Minute); err != nil {
+			return nil, err
+		}
+	}
+	if b.cfg.WrkDuration > 0 && mode == b.cfg.Modes[0] {
+		w, err := b.proxyPeers(ctx, c, dps[0], b.cfg.WrkDuration)
+		if err != nil {
+			mr.Notes = append(mr.Notes, "proxy peers: "+err.Error())
+		}
+		mr.Wrk = w
+	}
+
+	// The first data plane keeps running through the bootstraps: it
+	// applies each import as a running data plane does (bulk throughput).
+	for _, dp := range dps[1:] {
 		dp.Stop(syscall.SIGTERM)
 	}
+	largest := slices.Max(append([]int{0}, b.cfg.Bootstrap...))
 	for _, size := range b.cfg.Bootstrap {
-		br := b.bootstrap(ctx, c, size)
+		large := size == largest && slices.Contains(b.cfg.LargeModes, mode)
+		br := b.bootstrap(ctx, c, mode, dps[0], size, large)
 		mr.Bootstrap = append(mr.Bootstrap, br)
-		b.logf("%s: bootstrap of %d entities: %.2fs, peak RSS %d MiB %s", mode, size, br.Seconds, br.PeakRSS>>20, br.Error)
+		b.logf("%s: bootstrap of %d entities: %.2fs, peak RSS %d MiB, GET /config %d bytes; running DP applied %d changes in %.2fs %s", mode, size, br.Seconds, br.PeakRSS>>20, br.ConfigBytes, br.Import.Changes, br.ApplySeconds, br.Error)
 	}
+	dps[0].Stop(syscall.SIGTERM)
 	return mr, nil
 }
 
-// bootstrap loads a configuration of n entities, then starts a new data
-// plane and times it from process start to ready on the current version.
-func (b *bench) bootstrap(ctx context.Context, c *cluster.Cluster, n int) bootstrapResult {
+// bootstrap loads a configuration of n entities while running keeps
+// running (timing how long it takes to apply the import), then starts a
+// new data plane and times it from process start to ready on the current
+// version. With large it then measures, on that new data plane: its heap,
+// a restart with the configuration in its store, propagation of single
+// changes and proxy latency idle and under churn.
+func (b *bench) bootstrap(ctx context.Context, c *cluster.Cluster, mode string, running *cluster.Dataplane, n int, large bool) bootstrapResult {
 	br := bootstrapResult{Entities: n}
-	if _, _, _, err := loadConfig(ctx, c, n); err != nil {
+	imp, err := importConfig(ctx, c, n)
+	br.Import = imp
+	if err != nil {
 		br.Error = err.Error()
 		return br
 	}
@@ -214,8 +309,27 @@ func (b *bench) bootstrap(ctx context.Context, c *cluster.Cluster, n int) bootst
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	if _, at, err := waitVersion(ctx, running, sg.Version, 30*time.Minute); err != nil {
+		br.Notes = append(br.Notes, "running data plane: "+err.Error())
+	} else {
+		br.ApplySeconds = at.Sub(imp.Done).Seconds()
+		if br.ApplySeconds > 0 {
+			br.ChangesPerSec = float64(imp.Changes) / br.ApplySeconds
+		}
+	}
+	br.AdminPeakRSS, br.SyncPeakRSS = procPeakRSS(c.AdminProc.Pid()), procPeakRSS(c.SyncProc.Pid())
+	if br.ConfigBytes, err = configBytes(ctx, c); err != nil {
+		br.Notes = append(br.Notes, "GET /config: "+err.Error())
+	}
+	var env []string
+	var pprofAddr string
+	if large && b.cfg.Heap {
+		if pprofAddr, err = freeAddr(); err == nil {
+			env = append(env, pprofEnv(pprofAddr))
+		}
+	}
 	t0 := time.Now()
-	dp, err := c.StartDataplane(ctx, fmt.Sprintf("boot-%d", n))
+	dp, err := c.StartDataplane(ctx, fmt.Sprintf("boot-%d", n), env...)
 	if err != nil {
 		br.Error = err.Error()
 		return br
@@ -223,11 +337,71 @@ func (b *bench) bootstrap(ctx context.Context, c *cluster.Cluster, n int) bootst
 	defer dp.Stop(syscall.SIGTERM)
 	if _, at, err := waitVersion(ctx, dp, sg.Version, 30*time.Minute); err != nil {
 		br.Error = err.Error()
+		return br
 	} else {
 		br.Seconds = at.Sub(t0).Seconds()
 	}
 	br.PeakRSS = procPeakRSS(dp.Pid())
+	br.SteadyRSS = procRSS(dp.Pid())
+	if !large {
+		return br
+	}
+	if pprofAddr != "" {
+		h, err := b.heapProfile(ctx, pprofAddr, fmt.Sprintf("heap-%s-%d-new.pb.gz", mode, n))
+		if err != nil {
+			h.Error = err.Error()
+		}
+		h.Label = fmt.Sprintf("%s, %d entities, a new data plane once ready", mode, n)
+		br.Heap = &h
+	}
+	// Restart with the configuration in the store: stop, start, time to
+	// /status/ready on the same version.
+	dp.Stop(syscall.SIGTERM)
+	t0 = time.Now()
+	if err := dp.Start(); err != nil {
+		br.Notes = append(br.Notes, "restart: "+err.Error())
+		return br
+	}
+	if err := waitReady(ctx, dp, sg.Version, 10*time.Minute); err != nil {
+		br.Notes = append(br.Notes, "restart: "+err.Error())
+		return br
+	}
+	br.RestartSeconds = time.Since(t0).Seconds()
+	b.logf("%d entities: restarted data plane serving in %.2fs", n, br.RestartSeconds)
+
+	tmp := &modeResult{}
+	if err := b.changesWith(ctx, c, []*cluster.Dataplane{dp}, tmp, n, b.cfg.LargeChanges, b.cfg.Rate); err != nil {
+		br.Notes = append(br.Notes, "changes: "+err.Error())
+		return br
+	}
+	br.Propagation = &tmp.Propagation
+	b.logf("%d entities: propagation p50 %.1fms p99 %.1fms", n, tmp.Propagation.P50, tmp.Propagation.P99)
+	if err := b.proxy(ctx, c, dp, tmp); err != nil {
+		br.Notes = append(br.Notes, "proxy: "+err.Error())
+		return br
+	}
+	br.ProxyIdle, br.ProxyChurn = &tmp.ProxyIdle, &tmp.ProxyChurn
+	b.logf("%d entities: proxy p99 idle %.2fms, under churn %.2fms", n, tmp.ProxyIdle.P99, tmp.ProxyChurn.P99)
 	return br
+}
+
+// waitReady polls the data plane's /status/ready until it answers 200 at
+// version v or later.
+func waitReady(ctx context.Context, dp *cluster.Dataplane, v uint64, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		code, body, err := call(ctx, "GET", dp.Status+"/status/ready", nil)
+		if err == nil && code == 200 {
+			var r struct{ Version uint64 }
+			if json.Unmarshal(body, &r) == nil && r.Version >= v {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s not ready at version %d within %s (%d, %v)", dp.NodeID, v, within, code, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func appendOnce(s []string, v string) []string {

@@ -15,6 +15,11 @@ import (
 // change, the time from the admin-api's 2xx to applied on every data plane
 // and the bytes each data plane fetched for it.
 func (b *bench) changes(ctx context.Context, c *cluster.Cluster, dps []*cluster.Dataplane, mr *modeResult) error {
+	return b.changesWith(ctx, c, dps, mr, b.cfg.Entities, b.cfg.Changes, b.cfg.Rate)
+}
+
+// changesWith makes count changes at rate to a configuration of entities.
+func (b *bench) changesWith(ctx context.Context, c *cluster.Cluster, dps []*cluster.Dataplane, mr *modeResult, entities, count int, rate float64) error {
 	cpu0, alloc0 := make([]time.Duration, len(dps)), make([]float64, len(dps))
 	before := make([]status, len(dps))
 	for i, dp := range dps {
@@ -27,11 +32,11 @@ func (b *bench) changes(ctx context.Context, c *cluster.Cluster, dps []*cluster.
 		before[i] = st
 	}
 	broker0, _ := procCPU(b.cfg.BrokerPID)
-	ch := newChanger(c, b.cfg.Entities)
-	tick := time.NewTicker(time.Duration(float64(time.Second) / b.cfg.Rate))
+	ch := newChanger(c, entities)
+	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
 	defer tick.Stop()
 	var bytesPer, recordsPer []float64
-	for i := range b.cfg.Changes {
+	for i := range count {
 		<-tick.C
 		if err := ch.next(ctx, i); err != nil {
 			mr.ChangeErrors++

@@ -22,6 +22,20 @@ import (
 )
 
 func main() {
+	if up := os.Getenv("BENCH_BARE_PROXY"); up != "" {
+		if err := bareProxy(up, os.Getenv("BENCH_BARE_LISTEN")); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: bare proxy:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if base := os.Getenv("BENCH_ETCD_RANGE"); base != "" {
+		if err := etcdRangeRead(base); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: etcd range read:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
@@ -47,6 +61,21 @@ type config struct {
 	Repo          string        `json:"-"`
 	Command       string        `json:"command"`
 	Keep          bool          `json:"-"`
+
+	Writers       int           `json:"writers"`
+	WriteDuration time.Duration `json:"write_duration"`
+	WrkDuration   time.Duration `json:"wrk_duration"`
+	Etcd          bool          `json:"etcd"`
+	EtcdWatchers  int           `json:"etcd_watchers"`
+	Fleet         int           `json:"fleet_dataplanes"`
+	FleetEntities int           `json:"fleet_entities"`
+	FleetChanges  int           `json:"fleet_changes"`
+	FleetRate     float64       `json:"fleet_changes_per_second"`
+	Followers     int           `json:"followers"`
+	LargeChanges  int           `json:"large_changes"`
+	LargeModes    []string      `json:"large_modes"`
+	Heap          bool          `json:"heap_profiles"`
+	IdleWindow    time.Duration `json:"idle_window"`
 }
 
 func parseFlags(args []string, getenv func(string) string) (config, error) {
@@ -65,8 +94,22 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.StringVar(&c.Kafka, "kafka", getenv("DELTAPLANE_TEST_KAFKA"), "Kafka broker")
 	fs.StringVar(&c.Postgres, "postgres", getenv("DELTAPLANE_TEST_POSTGRES"), "Postgres DSN allowed to CREATE DATABASE")
 	fs.StringVar(&c.Repo, "repo", ".", "repository root (to build the services)")
-	fs.IntVar(&c.BrokerPID, "broker-pid", 0, "pid of the Kafka broker's process, to read its CPU time from /proc (0: not measured)")
+	fs.IntVar(&c.BrokerPID, "broker-pid", -1, "pid of the Kafka broker's process, to read its CPU time from /proc (0: not measured; -1: the process listening on -kafka's port)")
 	fs.BoolVar(&c.Keep, "keep", false, "keep the processes' logs and stores (the path is printed)")
+	fs.IntVar(&c.Writers, "writers", 8, "concurrent Admin API clients of the write-throughput run")
+	fs.DurationVar(&c.WriteDuration, "write-duration", 10*time.Second, "duration of the write-throughput run (0: none)")
+	fs.DurationVar(&c.WrkDuration, "wrk-duration", 0, "duration of each wrk run: upstream direct, bare Go reverse proxy, nginx, data plane (0: none; needs wrk and nginx)")
+	fs.BoolVar(&c.Etcd, "etcd", false, "measure etcd side by side (needs etcd-server)")
+	fs.IntVar(&c.EtcdWatchers, "etcd-watchers", 2, "etcd watchers of the prefix")
+	fs.IntVar(&c.Fleet, "fleet", 0, "data-plane processes of the fleet profile (0: none)")
+	fs.IntVar(&c.FleetEntities, "fleet-entities", 10000, "entities in the fleet profile's configuration")
+	fs.IntVar(&c.FleetChanges, "fleet-changes", 50, "changes in the fleet profile")
+	fs.Float64Var(&c.FleetRate, "fleet-rate", 5, "changes per second in the fleet profile")
+	fs.IntVar(&c.Followers, "followers", 0, "lightweight dp.deltas followers in the fleet profile (0: none)")
+	fs.IntVar(&c.LargeChanges, "large-changes", 50, "changes measured on the new data plane of the largest bootstrap size")
+	largeModes := fs.String("large-modes", "incremental", "modes that measure restart, propagation, proxy and heap at the largest bootstrap size")
+	fs.DurationVar(&c.IdleWindow, "idle-window", 10*time.Second, "how long the broker's idle CPU is sampled")
+	fs.BoolVar(&c.Heap, "heap", false, "heap profiles of data planes (a dataplane built with pprof)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -81,6 +124,10 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 		c.Bootstrap = append(c.Bootstrap, n)
 	}
 	c.Modes = strings.Split(*modes, ",")
+	c.LargeModes = strings.Split(*largeModes, ",")
+	if c.BrokerPID < 0 {
+		c.BrokerPID = listenerPID(c.Kafka)
+	}
 	c.Command = "bench " + strings.Join(args, " ")
 	switch {
 	case c.Kafka == "" || c.Postgres == "":

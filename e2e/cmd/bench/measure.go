@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -153,4 +154,46 @@ func kafkaFloor(ctx context.Context, brokerAddr string, n int) (latency, error) 
 		samples = append(samples, ms(time.Since(t0)))
 	}
 	return summarize(samples), nil
+}
+
+// listenerPID finds the process listening on addr's TCP port (0 when not
+// found): the socket's inode in /proc/net/tcp{,6}, then the process
+// holding it among /proc/*/fd.
+func listenerPID(addr string) int {
+	_, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	port, _ := strconv.Atoi(ps)
+	inodes := map[string]bool{}
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, _ := os.ReadFile(f)
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fl := strings.Fields(line)
+			if len(fl) < 10 || fl[3] != "0A" { // LISTEN
+				continue
+			}
+			_, hp, _ := strings.Cut(fl[1], ":")
+			if p, _ := strconv.ParseInt(hp, 16, 32); int(p) == port {
+				inodes["socket:["+fl[9]+"]"] = true
+			}
+		}
+	}
+	if len(inodes) == 0 {
+		return 0
+	}
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		for _, fd := range fds {
+			if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && inodes[l] {
+				return pid
+			}
+		}
+	}
+	return 0
 }

@@ -34,17 +34,27 @@ func writeReport(cfg config, res *results, dir string) error {
 		{"bootstrap.png", plotBootstrap},
 		{"proxy_latency.png", plotProxy},
 	} {
-		pl, err := p.draw(res)
+		// A plot that cannot be drawn (gonum panics on some degenerate
+		// ranges) is left out; the tables hold the figures.
+		err := func() (err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					err = fmt.Errorf("%v", r)
+				}
+			}()
+			pl, err := p.draw(res)
+			if err != nil || pl == nil {
+				return err
+			}
+			if err := pl.Save(16*vg.Centimeter, 10*vg.Centimeter, filepath.Join(dir, p.file)); err != nil {
+				return err
+			}
+			plots = append(plots, p.file)
+			return nil
+		}()
 		if err != nil {
-			return fmt.Errorf("%s: %w", p.file, err)
+			fmt.Fprintf(os.Stderr, "bench: plot %s left out: %v\n", p.file, err)
 		}
-		if pl == nil {
-			continue
-		}
-		if err := pl.Save(16*vg.Centimeter, 10*vg.Centimeter, filepath.Join(dir, p.file)); err != nil {
-			return err
-		}
-		plots = append(plots, p.file)
 	}
 	return os.WriteFile(filepath.Join(dir, "RESULTS.md"), []byte(markdown(res, plots)), 0o644)
 }
@@ -56,7 +66,9 @@ func markdown(res *results, plots []string) string {
 	fmt.Fprintf(&b, "Command: `%s` (through `make bench`). %d entities, %d data planes, %d single-entity changes at %.0f/s, proxy runs of %s with %d clients, churn %.0f changes/s.\n\n",
 		res.Config.Command, res.Config.Entities, res.Config.Dataplanes, res.Config.Changes, res.Config.Rate,
 		res.Config.ProxyDuration, res.Config.Concurrency, res.Config.ChurnRate)
-	fmt.Fprintf(&b, "Every figure is a median or a percentile of one run; both modes ran in the same invocation on the same broker, so the ratios are side by side.\n\n")
+	fmt.Fprintf(&b, "Every figure is a median or a percentile of one run; both modes ran in the same invocation on the same broker, so the ratios are side by side. Wall time of the run: %s.\n\n", fmtDuration(res.Seconds))
+	fmt.Fprintf(&b, "## Targets (issue 10)\n\n%s\n", targetsTable(res))
+	fmt.Fprintf(&b, "## Incremental versus full\n\n")
 
 	mode := func(name string) *modeResult {
 		for i := range res.Modes {
@@ -90,6 +102,9 @@ func markdown(res *results, plots []string) string {
 	row("data-plane allocations", func(m *modeResult) float64 { return m.AllocPerChange / 1024 }, " KiB", true)
 	row("data-plane peak RSS", func(m *modeResult) float64 { return float64(m.PeakRSS) / (1 << 20) }, " MiB", true)
 	row("changes measured", func(m *modeResult) float64 { return float64(m.Changes) }, "", false)
+	row("configuration size, GET /config", func(m *modeResult) float64 { return float64(m.ConfigBytes) / (1 << 20) }, " MiB", false)
+	row("data-plane RSS after the changes (largest)", func(m *modeResult) float64 { return float64(m.RSSMax) / (1 << 20) }, " MiB", true)
+	row("data-plane RSS ÷ configuration size", func(m *modeResult) float64 { return float64(m.RSSMax) / float64(max(1, m.ConfigBytes)) }, "×", false)
 	fmt.Fprintf(&b, "\n| proxy latency (ms) | incremental | full | full ÷ incremental |\n|---|---|---|---|\n")
 	row("upstream called directly, p50", func(m *modeResult) float64 { return m.ProxyDirect.P50 }, "", false)
 	row("upstream called directly, p99", func(m *modeResult) float64 { return m.ProxyDirect.P99 }, "", false)
@@ -100,7 +115,7 @@ func markdown(res *results, plots []string) string {
 	row("p99 churn ÷ p99 idle", func(m *modeResult) float64 { return m.ProxyChurn.P99 / m.ProxyIdle.P99 }, "×", false)
 	row("churn changes made", func(m *modeResult) float64 { return float64(m.ChurnDone) }, "", false)
 
-	fmt.Fprintf(&b, "\n| bootstrap of a new data plane | incremental | full |\n|---|---|---|\n")
+	fmt.Fprintf(&b, "\n| bootstrap of a new data plane (start to ready) | configuration (GET /config) | incremental | full |\n|---|---|---|---|\n")
 	sizes := map[int]bool{}
 	for _, m := range res.Modes {
 		for _, br := range m.Bootstrap {
@@ -113,23 +128,67 @@ func markdown(res *results, plots []string) string {
 	}
 	slices.Sort(keys)
 	boot := func(m *modeResult, n int) string {
-		if m == nil {
+		br := m.boot(n)
+		switch {
+		case br == nil:
 			return "—"
+		case br.Error != "":
+			return "did not complete: " + br.Error
 		}
-		for _, br := range m.Bootstrap {
-			if br.Entities == n {
-				if br.Error != "" {
-					return "did not complete: " + br.Error
-				}
-				return fmt.Sprintf("%s s, peak RSS %s MiB", fmtNum(br.Seconds), fmtNum(float64(br.PeakRSS)/(1<<20)))
+		return fmt.Sprintf("%s s, peak RSS %s (%s), RSS once ready %s", fmtNum(br.Seconds), mib(br.PeakRSS),
+			times(float64(br.PeakRSS)/float64(max(1, br.ConfigBytes))), mib(br.SteadyRSS))
+	}
+	cfgSize := func(n int) string {
+		for _, m := range res.Modes {
+			if br := m.boot(n); br != nil && br.ConfigBytes > 0 {
+				return mibInt(br.ConfigBytes)
 			}
 		}
 		return "—"
 	}
 	for _, n := range keys {
-		fmt.Fprintf(&b, "| %d entities | %s | %s |\n", n, boot(inc, n), boot(full, n))
+		fmt.Fprintf(&b, "| %d entities | %s | %s | %s |\n", n, cfgSize(n), boot(inc, n), boot(full, n))
 	}
-
+	fmt.Fprintf(&b, "\n| bulk: POST /config while a data plane runs | mode | body | 2xx after | entity changes | admin-api peak RSS | sync-gateway peak RSS | running DP applied after the 2xx | changes/s |\n|---|---|---|---|---|---|---|---|---|\n")
+	for _, n := range keys {
+		for _, m := range res.Modes {
+			br := m.boot(n)
+			if br == nil {
+				continue
+			}
+			fmt.Fprintf(&b, "| %d entities | %s | %s | %s s | %d | %s | %s | %s s | %s |\n", n, m.Mode, mibInt(br.Import.BodyBytes), fmtNum(br.Import.Seconds),
+				br.Import.Changes, mib(br.AdminPeakRSS), mib(br.SyncPeakRSS), fmtNum(br.ApplySeconds), fmtNum(br.ChangesPerSec))
+		}
+	}
+	for _, m := range res.Modes {
+		lg := m.largest()
+		if lg == nil {
+			continue
+		}
+		fmt.Fprintf(&b, "\n| %s, a new data plane of %d entities | |\n|---|---|\n", m.Mode, lg.Entities)
+		fmt.Fprintf(&b, "| restarted with the configuration in its store: to /status/ready | %s s |\n", fmtNum(lg.RestartSeconds))
+		if l := lg.Propagation; l != nil {
+			fmt.Fprintf(&b, "| propagation p50 / p95 / p99 (n=%d) | %s / %s / %s ms |\n", l.N, fmtNum(l.P50), fmtNum(l.P95), fmtNum(l.P99))
+		}
+		if lg.ProxyIdle != nil && lg.ProxyChurn != nil {
+			fmt.Fprintf(&b, "| proxy p50 / p99 idle | %s / %s ms |\n", fmtNum(lg.ProxyIdle.P50), fmtNum(lg.ProxyIdle.P99))
+			fmt.Fprintf(&b, "| proxy p50 / p99 under churn | %s / %s ms |\n", fmtNum(lg.ProxyChurn.P50), fmtNum(lg.ProxyChurn.P99))
+			fmt.Fprintf(&b, "| p99 churn ÷ p99 idle | %s |\n", times(lg.ProxyChurn.P99/lg.ProxyIdle.P99))
+		}
+		for _, n := range lg.Notes {
+			fmt.Fprintf(&b, "| note | %s |\n", n)
+		}
+	}
+	for _, m := range res.Modes {
+		if w := m.Writes; w != nil {
+			fmt.Fprintf(&b, "\n%s mode, single-entity writes (PATCH of a route, one transaction each), %d clients closed-loop for %s s: **%s writes/s**, latency p50 %s ms, p99 %s ms, %d errors.\n",
+				m.Mode, w.Clients, fmtNum(w.Seconds), fmtNum(w.PerSecond), fmtNum(w.Latency.P50), fmtNum(w.Latency.P99), w.Latency.Errors)
+		}
+	}
+	b.WriteString(wrkTable(res))
+	b.WriteString(etcdTable(res, inc))
+	b.WriteString(fleetTable(res))
+	b.WriteString(heapSection(res))
 	fmt.Fprintf(&b, "\n| fleet (%d data planes per mode) | incremental | full |\n|---|---|---|\n", res.Config.Dataplanes)
 	row3 := func(label string, f func(*modeResult) string) {
 		cell := func(m *modeResult) string {
@@ -149,7 +208,7 @@ func markdown(res *results, plots []string) string {
 		return fmtNum(m.BytesPerChange*float64(res.Config.Dataplanes)) + " B"
 	})
 	if res.Config.BrokerPID > 0 {
-		row3("broker CPU, data planes idle (10 s)", func(m *modeResult) string { return fmtNum(100*m.BrokerIdleCPU) + " % of a core" })
+		row3("broker CPU, data planes idle ("+res.Config.IdleWindow.String()+")", func(m *modeResult) string { return fmtNum(100*m.BrokerIdleCPU) + " % of a core" })
 		row3("broker CPU per change (whole change phase ÷ changes)", func(m *modeResult) string { return fmtNum(m.BrokerCPUPerChng) + " ms" })
 	}
 
@@ -195,8 +254,9 @@ func fmtNum(v float64) string {
 func plotPropagation(res *results) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = "Propagation latency: admin-api 2xx to applied on every data plane"
-	p.X.Label.Text = "milliseconds"
+	p.X.Label.Text = "milliseconds (log scale)"
 	p.Y.Label.Text = "fraction of changes"
+	p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
 	var args []any
 	for _, m := range res.Modes {
 		s := slices.Clone(m.propagationSamples)
@@ -213,7 +273,11 @@ func plotPropagation(res *results) (*plot.Plot, error) {
 	if len(args) == 0 {
 		return nil, nil
 	}
-	return p, plotutil.AddLines(p, args...)
+	if err := plotutil.AddLines(p, args...); err != nil {
+		return nil, err
+	}
+	logRange(&p.X.Min, &p.X.Max)
+	return p, nil
 }
 
 func plotBytes(res *results) (*plot.Plot, error) {
@@ -249,13 +313,15 @@ func plotBytes(res *results) (*plot.Plot, error) {
 func plotBootstrap(res *results) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = "New data plane: start to ready"
-	p.X.Label.Text = "entities"
-	p.Y.Label.Text = "seconds"
+	p.X.Label.Text = "entities (log scale)"
+	p.Y.Label.Text = "seconds (log scale)"
+	p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
+	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
 	var args []any
 	for _, m := range res.Modes {
 		var pts plotter.XYs
 		for _, br := range m.Bootstrap {
-			if br.Error == "" {
+			if br.Error == "" && br.Seconds > 0 {
 				pts = append(pts, plotter.XY{X: float64(br.Entities), Y: br.Seconds})
 			}
 		}
@@ -266,7 +332,12 @@ func plotBootstrap(res *results) (*plot.Plot, error) {
 	if len(args) == 0 {
 		return nil, nil
 	}
-	return p, plotutil.AddLinePoints(p, args...)
+	if err := plotutil.AddLinePoints(p, args...); err != nil {
+		return nil, err
+	}
+	logRange(&p.X.Min, &p.X.Max)
+	logRange(&p.Y.Min, &p.Y.Max)
+	return p, nil
 }
 
 func plotProxy(res *results) (*plot.Plot, error) {
@@ -290,4 +361,15 @@ func plotProxy(res *results) (*plot.Plot, error) {
 	p.Legend.Top = true
 	p.NominalX("idle", "under churn")
 	return p, nil
+}
+
+// logRange widens an axis range to whole powers of ten around the data,
+// positive, as a log scale needs.
+func logRange(lo, hi *float64) {
+	l, h := math.Max(*lo, 1e-3), math.Max(*hi, 1e-3)
+	*lo = math.Pow(10, math.Floor(math.Log10(l)))
+	*hi = math.Pow(10, math.Ceil(math.Log10(h)))
+	if *hi <= *lo {
+		*hi = *lo * 10
+	}
 }
