@@ -434,12 +434,12 @@ func buildOpenAPI() map[string]any {
 	paths["/clustering/data-planes"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": resp("data planes", map[string]any{"type": "object", "required": []string{"data"}, "properties": map[string]any{
 		"data": map[string]any{"type": "array", "items": ref("DataPlane")}, "next": map[string]any{"type": "string", "nullable": true}}})})}}
 	paths["/clustering/status"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": resp("data planes by id", map[string]any{"type": "object", "additionalProperties": obj})})}}
-	links(paths)
 	paths["/openapi.json"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": resp("this document", obj)})}}
 	paths["/plugins/enabled"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": resp("the plugins admin-api accepts, built-in and custom", map[string]any{
 		"type": "object", "required": []string{"enabled_plugins"}, "properties": map[string]any{"enabled_plugins": map[string]any{"type": "array", "items": map[string]any{"type": "string"}}}})})}}
 	paths["/schemas/plugins/{name}"] = map[string]any{"get": map[string]any{"parameters": pathParams("/schemas/plugins/:name"),
 		"responses": responses(map[string]any{"200": resp("the plugin's schema in Kong's shape", map[string]any{"type": "object", "required": []string{"fields"}}), "404": errResp("no plugin of that name")})}}
+	links(paths)
 	return map[string]any{
 		"openapi":  "3.0.3",
 		"info":     map[string]any{"title": "deltaplane Admin API", "version": Version, "description": "Kong-compatible Admin API of the deltaplane control plane."},
@@ -489,7 +489,7 @@ var declarativeSchema = map[string]any{"type": "object", "required": []string{"_
 var idempotencyKey = map[string]any{"name": "Idempotency-Key", "in": "header", "schema": map[string]any{"type": "string"}}
 
 // kongPaths describes /tags, /schemas, the single-parent sub-resources,
-// the plugin endpoints, change tracking, the UI and /metrics.
+// change tracking, the UI and /metrics.
 func kongPaths(paths, schemas map[string]any) {
 	str := map[string]any{"type": "string"}
 	obj := map[string]any{"type": "object"}
@@ -518,10 +518,6 @@ func kongPaths(paths, schemas map[string]any) {
 		"requestBody": body(obj),
 		"responses": responses(map[string]any{"200": resp("valid", map[string]any{"type": "object", "required": []string{"message"}, "properties": map[string]any{"message": str}}),
 			"400": errResp("schema violation"), "404": errResp("no such entity type"), "413": errResp("body too large")})}})
-	paths["/plugins/enabled"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": resp("the plugins deltaplane runs",
-		map[string]any{"type": "object", "required": []string{"enabled_plugins"}, "properties": map[string]any{"enabled_plugins": map[string]any{"type": "array", "items": str}}})})}}
-	paths["/schemas/plugins/{name}"] = pathItem("/schemas/plugins/:name", map[string]any{"get": map[string]any{"summary": "A plugin's schema, Kong's shape",
-		"responses": responses(map[string]any{"200": resp("the schema", ref("kong_schema")), "404": errResp("no such plugin")})}})
 	for _, r := range referencedEndpoints() {
 		rt := r.target().Name
 		write := func(ok string, schema map[string]any) map[string]any {
