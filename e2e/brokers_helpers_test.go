@@ -420,9 +420,11 @@ func (b *brokerRun) killLeader(topic string) func() {
 	return func() {
 		n := b.k.leader(topic)
 		b.t.Logf("kill -9 broker %d, the leader of %s", n, topic)
+		killed := time.Now()
 		b.k.must("kill", strconv.Itoa(n))
 		b.k.leaderMoved(topic, n)
 		b.writesFlow(20, 2*time.Minute)
+		b.t.Logf("%s: writes reach the data planes again %.1fs after the kill", topic, time.Since(killed).Seconds())
 		b.k.must("start", strconv.Itoa(n))
 		testsupport.Eventually(b.t, 2*time.Minute, b.k.fullyReplicated(b.topics()...))
 	}
