@@ -88,9 +88,13 @@ func valueSchema(f entity.Field, req bool) map[string]any {
 		s = id
 		if req && f.Ref != nil {
 			if rt, ok := entity.Lookup(f.Ref.To); ok && rt.Endpoint != "" {
-				byKey := map[string]any{"type": "object", "properties": map[string]any{rt.Endpoint: map[string]any{"type": "string", "minLength": 1}},
-					"required": []string{rt.Endpoint}, "additionalProperties": false}
-				s = map[string]any{"oneOf": []any{id, byKey}}
+				// {"id": ...} or the target's endpoint key ({"name": ...});
+				// the id wins when both are given, and the API takes
+				// "name" and "username" keys on any reference.
+				key := map[string]any{"type": "string", "minLength": 1}
+				s = map[string]any{"type": "object", "additionalProperties": false,
+					"properties": map[string]any{"id": map[string]any{"type": "string", "format": "uuid"}, "name": key, "username": key},
+					"anyOf":      []any{map[string]any{"required": []string{"id"}}, map[string]any{"required": []string{rt.Endpoint}}}}
 			}
 		}
 	case entity.JSON:
