@@ -254,3 +254,46 @@ func TestVerifyFullRefusesUnknownServer(t *testing.T) {
 		t.Errorf("want an exit naming the unverified certificate; got %v:\n%s", admin.cmd.ProcessState, admin.tail(3000))
 	}
 }
+
+// TestRefusalWhileRunning: an ACL removed while a data plane runs is named
+// once in its log and on /status (503) within its access-check interval,
+// and the end of the refusal is logged once when the ACL is back.
+func TestRefusalWhileRunning(t *testing.T) {
+	p := prefix(t)
+	grant(t, p, "dp-1")
+	statusAddr := testsupport.FreeAddr(t)
+	dp := spawn(t, "dataplane-dp-1", "dataplane", append(principalEnv("dataplane-dp-1"), "TOPIC_PREFIX="+p,
+		"DP_NODE_ID=dp-1", "DP_GROUP_PREFIX="+p+"dp-", "DP_DATA_DIR="+t.TempDir(), "KAFKA_ACCESS_CHECK_INTERVAL=500ms",
+		"DP_PROXY_LISTEN="+testsupport.FreeAddr(t), "DP_PROXY_TLS_LISTEN=off", "DP_STATUS_LISTEN="+statusAddr)...)
+	// Past its start-up check: the consumer has been in touch with Kafka.
+	eventually(t, time.Minute, "the data plane follows dp.deltas", func() (bool, string) {
+		code, body := get(http.DefaultClient, "http://"+statusAddr+"/status")
+		return code == 200 && strings.Contains(body, `"node_id":"dp-1"`) && !strings.Contains(body, `"last_contact":""`), fmt.Sprint(code, " ", body)
+	})
+
+	deltas := p + wire.TopicDeltas
+	setup := &kafka.Client{Addr: kafka.TCP(env.kafka), Transport: &kafka.Transport{TLS: clientTLS(t, broker.PrincipalSetup)}, Timeout: 10 * time.Second}
+	resp, err := setup.DeleteACLs(t.Context(), &kafka.DeleteACLsRequest{Filters: []kafka.DeleteACLsFilter{{
+		ResourceTypeFilter: kafka.ResourceTypeTopic, ResourceNameFilter: deltas, ResourcePatternTypeFilter: kafka.PatternTypeLiteral,
+		PrincipalFilter: "User:dataplane-dp-1", HostFilter: "*", Operation: kafka.ACLOperationTypeRead, PermissionType: kafka.ACLPermissionTypeAllow,
+	}}})
+	if err == nil && len(resp.Results) == 1 {
+		err = resp.Results[0].Error
+	}
+	if err != nil {
+		t.Fatalf("delete acl: %v", err)
+	}
+	eventually(t, time.Minute, "/status names the removed ACL", func() (bool, string) {
+		code, body := get(http.DefaultClient, "http://"+statusAddr+"/status")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, `"resource":"topic `+deltas+`","operation":"READ"`), fmt.Sprint(code, " ", body)
+	})
+
+	grant(t, p, "dp-1") // the ACL back
+	eventually(t, time.Minute, "/status back to the data plane's own", func() (bool, string) {
+		code, body := get(http.DefaultClient, "http://"+statusAddr+"/status")
+		return code == 200 && dp.count(`"kafka grants this service's access again"`) == 1, fmt.Sprint(code, " ", body)
+	})
+	if n := dp.count(`kafka refuses`); n != 1 {
+		t.Errorf("the refusal logged %d times, want once:\n%s", n, dp.tail(4000))
+	}
+}

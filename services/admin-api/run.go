@@ -105,6 +105,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 			} else if err != nil {
 				return
 			}
+			wg.Go(func() { gate.Watch(relayCtx, cfg.Brokers, cfg.KafkaTLS.CheckEvery, log, kafkaNeeds(cfg)...) })
 		}
 		wg.Go(func() { tracker.Run(relayCtx) })
 		err := broker.EnsureTopics(relayCtx, cfg.Brokers, 0, broker.Compacted(topic, nil).WithReplicas(cfg.Replication))

@@ -76,13 +76,17 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
-	srv := &http.Server{Handler: monitor.Handler(p, reg), ReadHeaderTimeout: 5 * time.Second}
+	var gate broker.Gate // an ACL removed while running: see docs/security.md
+	srv := &http.Server{Handler: gate.Wrap("sync-gateway", monitor.Handler(p, reg)), ReadHeaderTimeout: 5 * time.Second}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve(ln) }()
 	log.Info("listening", "component", "http", "addr", ln.Addr().String())
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if cfg.KafkaTLS.Enabled() {
+		go gate.Watch(runCtx, cfg.Brokers, cfg.KafkaTLS.CheckEvery, log, kafkaNeeds(cfg)...)
+	}
 	pipeErr := make(chan error, 1)
 	go func() { pipeErr <- p.Run(runCtx) }()
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -206,6 +207,35 @@ func (g *Gate) Wrap(service string, next http.Handler) http.Handler {
 	})
 }
 
+// Watch re-checks needs every interval (config.KafkaTLS.CheckEvery: one
+// Metadata request, and an OffsetFetch per group) until ctx ends, so that an ACL
+// removed while the service runs is named too: the refusal is logged once
+// and served on /status (503) while it lasts, and its end is logged once.
+// A check that fails for another reason (broker away) changes nothing.
+func (g *Gate) Watch(ctx context.Context, brokers []string, every time.Duration, log *slog.Logger, needs ...Need) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := CheckAccess(ctx, brokers, needs...)
+		var refused *RefusedError
+		switch {
+		case errors.As(err, &refused):
+			if g.refused.Swap(refused) == nil {
+				log.Error("kafka refuses this service's access now; fix the ACLs of docs/security.md", "refused", refused.Error())
+			}
+		case err == nil:
+			if g.refused.Swap(nil) != nil {
+				log.Info("kafka grants this service's access again")
+			}
+		}
+	}
+}
+
 // RefusedHandler is what a service serves instead of its API when Kafka's
 // ACLs refuse it at start: every path answers 503 with the refusals, so
 // /status names the ACL to fix instead of looking like an outage.
@@ -213,7 +243,7 @@ func RefusedHandler(service string, refused *RefusedError) http.Handler {
 	body, _ := json.Marshal(map[string]any{
 		"service": service, "status": "refused by kafka acl",
 		"kafka_refusals": refused.Refusals,
-		"fix":            "grant the ACLs in docs/security.md to this service's principal, then restart it",
+		"fix":            "grant this service's principal the ACLs of docs/security.md (refused at start: then restart it; refused while running: it clears by itself)",
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

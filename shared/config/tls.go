@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"log/slog"
+	"time"
 )
 
 // KafkaTLS is the Kafka client identity of a service: the test or
@@ -14,6 +15,10 @@ type KafkaTLS struct {
 	CA   string `env:"KAFKA_TLS_CA"`   // PEM bundle of the CA(s) the brokers' certificates chain to
 	Cert string `env:"KAFKA_TLS_CERT"` // this service's certificate; its CN is its Kafka principal
 	Key  string `env:"KAFKA_TLS_KEY"`  // its private key (PKCS#8, PKCS#1 or SEC 1 PEM)
+
+	// CheckEvery is how often a running service re-checks its ACLs on a
+	// secured cluster (a refusal is then logged once and shown on /status).
+	CheckEvery time.Duration `env:"KAFKA_ACCESS_CHECK_INTERVAL" envDefault:"10s"`
 }
 
 // Enabled reports whether any of the variables is set.
@@ -32,5 +37,5 @@ func (k KafkaTLS) LogValue() slog.Value {
 	if !k.Enabled() {
 		return slog.StringValue("off")
 	}
-	return slog.GroupValue(slog.String("ca", k.CA), slog.String("cert", k.Cert), slog.String("key", k.Key))
+	return slog.GroupValue(slog.String("ca", k.CA), slog.String("cert", k.Cert), slog.String("key", k.Key), slog.Duration("access_check_interval", k.CheckEvery))
 }

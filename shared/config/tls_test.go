@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestKafkaTLSNested(t *testing.T) {
@@ -14,7 +15,7 @@ func TestKafkaTLSNested(t *testing.T) {
 	if err := Load(&cfg, func(k string) string { return env[k] }); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.KafkaTLS != (KafkaTLS{CA: "ca.crt", Cert: "svc.crt", Key: "svc.key"}) || !cfg.KafkaTLS.Enabled() || cfg.KafkaTLS.Check() != nil {
+	if cfg.KafkaTLS != (KafkaTLS{CA: "ca.crt", Cert: "svc.crt", Key: "svc.key", CheckEvery: 10 * time.Second}) || !cfg.KafkaTLS.Enabled() || cfg.KafkaTLS.Check() != nil {
 		t.Fatalf("got %+v", cfg.KafkaTLS)
 	}
 	partial := KafkaTLS{CA: "ca.crt"}

@@ -221,6 +221,7 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer, plug
 			} else if err != nil {
 				return
 			}
+			wg.Go(func() { gate.Watch(ctx, cfg.Brokers, cfg.KafkaTLS.CheckEvery, log, kafkaNeeds(cfg)...) })
 		}
 		// Topics may not exist yet: keep serving the stored configuration
 		// while waiting; a topic of the wrong shape stops the data plane.
