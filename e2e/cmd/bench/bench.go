@@ -296,7 +296,7 @@ func (b *bench) bootstrap(ctx context.Context, c *cluster.Cluster, mode string, 
 	// entities) before timing a new data plane.
 	want := max(10, n/10*10)
 	var sg status
-	deadline := time.Now().Add(30 * time.Minute)
+	deadline := time.Now().Add(b.cfg.BootTimeout)
 	for {
 		var err error
 		sg, err = getStatus(ctx, c.Sync+"/status")
@@ -309,7 +309,7 @@ func (b *bench) bootstrap(ctx context.Context, c *cluster.Cluster, mode string, 
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if _, at, err := waitVersion(ctx, running, sg.Version, 30*time.Minute); err != nil {
+	if _, at, err := waitVersion(ctx, running, sg.Version, b.cfg.BootTimeout); err != nil {
 		br.Notes = append(br.Notes, "running data plane: "+err.Error())
 	} else {
 		br.ApplySeconds = at.Sub(imp.Done).Seconds()
@@ -335,7 +335,7 @@ func (b *bench) bootstrap(ctx context.Context, c *cluster.Cluster, mode string, 
 		return br
 	}
 	defer dp.Stop(syscall.SIGTERM)
-	if _, at, err := waitVersion(ctx, dp, sg.Version, 30*time.Minute); err != nil {
+	if _, at, err := waitVersion(ctx, dp, sg.Version, b.cfg.BootTimeout); err != nil {
 		br.Error = err.Error()
 		return br
 	} else {

@@ -76,6 +76,7 @@ type config struct {
 	LargeModes    []string      `json:"large_modes"`
 	Heap          bool          `json:"heap_profiles"`
 	IdleWindow    time.Duration `json:"idle_window"`
+	BootTimeout   time.Duration `json:"boot_timeout"`
 }
 
 func parseFlags(args []string, getenv func(string) string) (config, error) {
@@ -109,6 +110,7 @@ func parseFlags(args []string, getenv func(string) string) (config, error) {
 	fs.IntVar(&c.LargeChanges, "large-changes", 50, "changes measured on the new data plane of the largest bootstrap size")
 	largeModes := fs.String("large-modes", "incremental", "modes that measure restart, propagation, proxy and heap at the largest bootstrap size")
 	fs.DurationVar(&c.IdleWindow, "idle-window", 10*time.Second, "how long the broker's idle CPU is sampled")
+	fs.DurationVar(&c.BootTimeout, "boot-timeout", 20*time.Minute, "longest wait for an import to be sequenced and applied, each bootstrap size")
 	fs.BoolVar(&c.Heap, "heap", false, "heap profiles of data planes (a dataplane built with pprof)")
 	if err := fs.Parse(args); err != nil {
 		return c, err

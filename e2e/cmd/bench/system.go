@@ -132,7 +132,7 @@ func waitVersion(ctx context.Context, dp *cluster.Dataplane, v uint64, within ti
 			return st, now, nil
 		}
 		if now.After(deadline) {
-			return st, now, fmt.Errorf("%s: version %d not applied within %s (at %d, %v)", dp.NodeID, v, within, st.Version, err)
+			return st, now, fmt.Errorf("%s: version %d not applied within %s (at version %d holding %d entities, %v)", dp.NodeID, v, within, st.Version, st.Entities, err)
 		}
 		time.Sleep(time.Millisecond)
 	}
