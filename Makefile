@@ -123,7 +123,7 @@ chaos: build
 # wrk, nginx and etcd-server (apt-get install wrk nginx etcd-server);
 # bench-quick (run by make test) needs none of them.
 BENCH_FLAGS ?= -entities 30000 -bootstrap 30000,100000,1000000 -dataplanes 2 -changes 100 -rate 10 -proxy-duration 10s -churn 20 \
-	-writers 8 -write-duration 10s -wrk-duration 10s -etcd -etcd-watchers 2 -large-changes 50 -heap \
+	-writers 8 -write-duration 10s -wrk-duration 10s -etcd -etcd-watchers 2 -large-changes 50 -heap -boot-timeout 10m \
 	-fleet 100 -fleet-entities 10000 -fleet-changes 50 -fleet-rate 5 -followers 1000
 BENCH_QUICK := -entities 2000 -bootstrap 2000,5000 -dataplanes 2 -changes 20 -rate 20 -proxy-duration 3s -churn 20 \
 	-write-duration 1s -large-changes 5 -idle-window 1s -fleet 2 -fleet-entities 1000 -fleet-changes 3 -followers 10
