@@ -84,6 +84,7 @@ type bootstrapResult struct {
 	// The data plane already running: 2xx of the import to applied, and
 	// the entity changes per second that makes.
 	ApplySeconds  float64 `json:"running_dp_apply_seconds"`
+	RunningRSS    int64   `json:"running_dp_rss_bytes"`
 	ChangesPerSec float64 `json:"running_dp_changes_per_second"`
 	// The new data plane once ready.
 	SteadyRSS      int64       `json:"steady_rss_bytes"`
@@ -318,6 +319,11 @@ func (b *bench) bootstrap(ctx context.Context, c *cluster.Cluster, mode string, 
 		}
 	}
 	br.AdminPeakRSS, br.SyncPeakRSS = procPeakRSS(c.AdminProc.Pid()), procPeakRSS(c.SyncProc.Pid())
+	br.RunningRSS = procRSS(running.Pid())
+	if large {
+		// Its memory and CPU are not needed for what follows.
+		running.Stop(syscall.SIGTERM)
+	}
 	if br.ConfigBytes, err = configBytes(ctx, c); err != nil {
 		br.Notes = append(br.Notes, "GET /config: "+err.Error())
 	}

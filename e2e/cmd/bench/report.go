@@ -149,15 +149,15 @@ func markdown(res *results, plots []string) string {
 	for _, n := range keys {
 		fmt.Fprintf(&b, "| %d entities | %s | %s | %s |\n", n, cfgSize(n), boot(inc, n), boot(full, n))
 	}
-	fmt.Fprintf(&b, "\n| bulk: POST /config while a data plane runs | mode | body | 2xx after | entity changes | admin-api peak RSS | sync-gateway peak RSS | running DP applied after the 2xx | changes/s |\n|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "\n| bulk: POST /config while a data plane runs | mode | body | 2xx after | entity changes | admin-api peak RSS | sync-gateway peak RSS | running DP applied after the 2xx | changes/s | running DP RSS then |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, n := range keys {
 		for _, m := range res.Modes {
 			br := m.boot(n)
 			if br == nil {
 				continue
 			}
-			fmt.Fprintf(&b, "| %d entities | %s | %s | %s s | %d | %s | %s | %s s | %s |\n", n, m.Mode, mibInt(br.Import.BodyBytes), fmtNum(br.Import.Seconds),
-				br.Import.Changes, mib(br.AdminPeakRSS), mib(br.SyncPeakRSS), fmtNum(br.ApplySeconds), fmtNum(br.ChangesPerSec))
+			fmt.Fprintf(&b, "| %d entities | %s | %s | %s s | %d | %s | %s | %s s | %s | %s |\n", n, m.Mode, mibInt(br.Import.BodyBytes), fmtNum(br.Import.Seconds),
+				br.Import.Changes, mib(br.AdminPeakRSS), mib(br.SyncPeakRSS), fmtNum(br.ApplySeconds), fmtNum(br.ChangesPerSec), mib(br.RunningRSS))
 		}
 	}
 	for _, m := range res.Modes {
