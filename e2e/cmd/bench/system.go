@@ -56,6 +56,8 @@ func importConfig(ctx context.Context, c *cluster.Cluster, n int) (importResult,
 // configBytes is the size of GET /config, the configuration as the Admin
 // API exports it (a JSON document): the yardstick of data-plane memory.
 func configBytes(ctx context.Context, c *cluster.Cluster) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
 	code, body, err := call(ctx, "GET", c.Admin+"/config", nil)
 	if err != nil {
 		return 0, err
