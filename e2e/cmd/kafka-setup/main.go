@@ -20,7 +20,7 @@ import (
 )
 
 func main() {
-	brokers := flag.String("brokers", "127.0.0.1:9192", "comma-separated broker list")
+	brokers := flag.String("brokers", "127.0.0.1:9392", "comma-separated broker list")
 	prefix := flag.String("prefix", "", "topic prefix (TOPIC_PREFIX of the services)")
 	syncGroup := flag.String("sync-group", "deltaplane-sync-gateway", "the sync-gateway's consumer group (SYNC_GROUP)")
 	dpGroupPrefix := flag.String("dp-group-prefix", "deltaplane-dp-", "the data planes' group prefix (DP_GROUP_PREFIX)")
