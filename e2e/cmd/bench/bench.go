@@ -62,6 +62,8 @@ type modeResult struct {
 	Writes      *writeResult `json:"writes,omitempty"`
 	Wrk         []wrkResult  `json:"wrk,omitempty"`
 	Heap        *heapResult  `json:"heap,omitempty"`
+	Profiles    []heapResult `json:"profiles,omitempty"` // CPU profiles
+	PGWaits     []pgWait     `json:"pg_waits,omitempty"` // during the write run
 
 	Bootstrap []bootstrapResult `json:"bootstrap"`
 	Notes     []string          `json:"notes,omitempty"`
@@ -247,7 +249,12 @@ func (b *bench) runMode(ctx context.Context, mode string) (*modeResult, error) {
 	b.logf("%s: proxy p99 idle %.2fms, under churn %.2fms", mode, mr.ProxyIdle.P99, mr.ProxyChurn.P99)
 
 	if b.cfg.WriteDuration > 0 {
+		sctx, stopSampling := context.WithCancel(ctx)
+		waits := make(chan []pgWait, 1)
+		go func() { waits <- samplePGWaits(sctx, c) }()
 		w := b.writes(ctx, c, b.cfg.Writers, b.cfg.WriteDuration)
+		stopSampling()
+		mr.PGWaits = <-waits
 		mr.Writes = &w
 		b.logf("%s: %d clients, %.0f writes/s, p50 %.1fms p99 %.1fms, %d errors", mode, w.Clients, w.PerSecond, w.Latency.P50, w.Latency.P99, w.Latency.Errors)
 		if err := converge(ctx, c, dps, 10*time.Minute); err != nil {
@@ -255,7 +262,7 @@ func (b *bench) runMode(ctx context.Context, mode string) (*modeResult, error) {
 		}
 	}
 	if b.cfg.WrkDuration > 0 && mode == b.cfg.Modes[0] {
-		w, err := b.proxyPeers(ctx, c, dps[0], b.cfg.WrkDuration)
+		w, err := b.proxyPeers(ctx, c, dps[0], pprofAddr, b.cfg.WrkDuration, mr)
 		if err != nil {
 			mr.Notes = append(mr.Notes, "proxy peers: "+err.Error())
 		}

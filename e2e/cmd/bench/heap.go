@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/deltaplane/deltaplane/e2e/cluster"
 )
@@ -58,19 +59,29 @@ func buildProfiledDataplane(ctx context.Context, repo, bin, work string) error {
 // on addr (after a GC) to out/name and returns the top of
 // `go tool pprof -top -sample_index=inuse_space`.
 func (b *bench) heapProfile(ctx context.Context, addr, name string) (heapResult, error) {
+	return b.profile(ctx, "http://"+addr+"/debug/pprof/heap?gc=1", name, "inuse_space")
+}
+
+// cpuProfile saves a CPU profile of d of the data plane listening for
+// pprof on addr, with the top of `go tool pprof -top`.
+func (b *bench) cpuProfile(ctx context.Context, addr, name string, d time.Duration) (heapResult, error) {
+	return b.profile(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, max(1, int(d.Seconds()))), name, "cpu")
+}
+
+func (b *bench) profile(ctx context.Context, url, name, index string) (heapResult, error) {
 	h := heapResult{File: name}
-	code, body, err := call(ctx, "GET", "http://"+addr+"/debug/pprof/heap?gc=1", nil)
+	code, body, err := call(ctx, "GET", url, nil)
 	if err != nil {
 		return h, err
 	}
 	if code != 200 {
-		return h, fmt.Errorf("heap profile: %d", code)
+		return h, fmt.Errorf("profile: %d", code)
 	}
 	path := filepath.Join(b.cfg.Out, name)
 	if err := os.WriteFile(path, body, 0o644); err != nil {
 		return h, err
 	}
-	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=12", "-sample_index=inuse_space",
+	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=12", "-sample_index="+index,
 		filepath.Join(b.bin, "dataplane"), path).Output()
 	if err != nil {
 		return h, fmt.Errorf("go tool pprof: %w", err)

@@ -183,6 +183,9 @@ func markdown(res *results, plots []string) string {
 		if w := m.Writes; w != nil {
 			fmt.Fprintf(&b, "\n%s mode, single-entity writes (PATCH of a route, one transaction each), %d clients closed-loop for %s s: **%s writes/s**, latency p50 %s ms, p99 %s ms, %d errors.\n",
 				m.Mode, w.Clients, fmtNum(w.Seconds), fmtNum(w.PerSecond), fmtNum(w.Latency.P50), fmtNum(w.Latency.P99), w.Latency.Errors)
+			if len(m.PGWaits) > 0 {
+				fmt.Fprintf(&b, "Where the write transactions' Postgres backends were (pg_stat_activity of the cluster's database sampled every 10 ms, non-idle backends): %s.\n", pgWaitSummary(m.PGWaits, 8))
+			}
 		}
 	}
 	b.WriteString(wrkTable(res))

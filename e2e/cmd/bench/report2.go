@@ -143,6 +143,9 @@ func heapSection(res *results) string {
 		if m.Heap != nil {
 			hs = append(hs, m.Heap)
 		}
+		for i := range m.Profiles {
+			hs = append(hs, &m.Profiles[i])
+		}
 		for _, br := range m.Bootstrap {
 			if br.Heap != nil {
 				hs = append(hs, br.Heap)
@@ -153,7 +156,7 @@ func heapSection(res *results) string {
 		return ""
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n## Data-plane heap profiles\n\nIn-use heap after a GC (`/debug/pprof/heap?gc=1` of a data plane built with a pprof listener overlaid, see heap.go), top by `go tool pprof -top -sample_index=inuse_space`; the profiles are beside this file.\n")
+	fmt.Fprintf(&b, "\n## Data-plane profiles\n\nIn-use heap after a GC (`/debug/pprof/heap?gc=1` of a data plane built with a pprof listener overlaid, see heap.go), top by `go tool pprof -top -sample_index=inuse_space`; CPU profiles (`/debug/pprof/profile`) while wrk ran through the data plane, top by `go tool pprof -top`. The profiles are beside this file.\n")
 	for _, h := range hs {
 		fmt.Fprintf(&b, "\n%s ([%s](%s))", h.Label, h.File, h.File)
 		if h.Error != "" {

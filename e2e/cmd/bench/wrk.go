@@ -44,7 +44,7 @@ const (
 // through a bare httputil.ReverseProxy, through nginx and through the data
 // plane dp (a route without plugins, and one with key-auth and
 // rate-limiting), one after another for d each.
-func (b *bench) proxyPeers(ctx context.Context, c *cluster.Cluster, dp *cluster.Dataplane, d time.Duration) ([]wrkResult, error) {
+func (b *bench) proxyPeers(ctx context.Context, c *cluster.Cluster, dp *cluster.Dataplane, pprofAddr string, d time.Duration, mr *modeResult) ([]wrkResult, error) {
 	if _, err := exec.LookPath("wrk"); err != nil {
 		return nil, fmt.Errorf("wrk is not installed (apt-get install wrk)")
 	}
@@ -109,7 +109,29 @@ func (b *bench) proxyPeers(ctx context.Context, c *cluster.Cluster, dp *cluster.
 			out = append(out, wrkResult{Target: t.name, Error: t.err.Error()})
 			continue
 		}
+		// A CPU profile of the data plane while wrk runs through it.
+		var prof chan heapResult
+		if pprofAddr != "" && (t.name == tDP || t.name == tDPAuth) {
+			prof = make(chan heapResult, 1)
+			name := "cpu-dp-wrk.pb.gz"
+			if t.name == tDPAuth {
+				name = "cpu-dp-wrk-auth.pb.gz"
+			}
+			go func() {
+				time.Sleep(d / 10)
+				h, err := b.cpuProfile(ctx, pprofAddr, name, d*7/10)
+				if err != nil {
+					h.Error = err.Error()
+				}
+				h.Label = "CPU of the data plane under wrk, " + t.name
+				prof <- h
+			}()
+		}
 		r := runWrk(ctx, t.url, 16, d, t.hdr)
+		if prof != nil {
+			h := <-prof
+			mr.Profiles = append(mr.Profiles, h)
+		}
 		r.Target = t.name
 		b.logf("wrk %s: %.0f req/s, p50 %.2fms, p99 %.2fms %s", t.name, r.PerSecond, r.P50, r.P99, r.Error)
 		out = append(out, r)
