@@ -108,9 +108,12 @@ func unit(r *rand.Rand, i int) (service, consumer, upstream map[string]any) {
 	upstream = map[string]any{
 		"name": fmt.Sprintf("upstream-%06d.internal", i),
 		"tags": []string{"env-bench"},
+		// Targets are unique across upstreams: the second octet pair
+		// repeats every 62,500 units, the last octet tells them apart
+		// (1 and 2 below 625k entities, as before).
 		"targets": []any{
-			map[string]any{"target": fmt.Sprintf("10.%d.%d.1:8080", i/250%250, i%250), "weight": 100},
-			map[string]any{"target": fmt.Sprintf("10.%d.%d.2:8080", i/250%250, i%250), "weight": 50},
+			map[string]any{"target": fmt.Sprintf("10.%d.%d.%d:8080", i/250%250, i%250, 1+2*(i/62500)), "weight": 100},
+			map[string]any{"target": fmt.Sprintf("10.%d.%d.%d:8080", i/250%250, i%250, 2+2*(i/62500)), "weight": 50},
 		},
 	}
 	return service, consumer, upstream
