@@ -119,3 +119,44 @@ func TestRegexConcurrentFirstUse(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRegexRoutesIndexedByPrefix: a request considers only the regex
+// routes whose literal prefix starts its path, not every regex route of
+// the bucket (with 1,000 regex routes without hosts, each request walked
+// all 1,000); a regex without a literal prefix is still considered, and a
+// route moved or deleted leaves no stale entry.
+func TestRegexRoutesIndexedByPrefix(t *testing.T) {
+	var routes []string
+	for i := range 1000 {
+		routes = append(routes, fmt.Sprintf(`{"id":"re-%d","paths":["~/svc-%06d/items/\\d+$"]}`, i, i))
+	}
+	routes = append(routes, `{"id":"no-prefix","paths":["~(?i)/CASE/\\d+$"]}`, `{"id":"plain","paths":["/svc-000007"]}`)
+	rt := build(t, routes...)
+	var seen []string
+	rt.any.candidates("/svc-000007/items/12", func(r *Route) { seen = append(seen, r.ID) })
+	slices.Sort(seen)
+	seen = slices.Compact(seen)
+	if want := []string{"no-prefix", "plain", "re-7"}; !slices.Equal(seen, want) {
+		t.Fatalf("candidates %v, want %v", seen[:min(len(seen), 10)], want)
+	}
+	for path, want := range map[string]string{"/svc-000007/items/12": "re-7", "/case/3": "no-prefix", "/svc-000007/x": "plain", "/svc-000007/items/x": "plain"} {
+		m := rt.Match(&Request{Method: "GET", Host: "x", Path: path, Header: http.Header{}, Scheme: "http"})
+		if m == nil || m.Route.ID != want {
+			t.Errorf("%s matched %v, want %s", path, m, want)
+		}
+	}
+	b := rt.Builder()
+	b.Upsert(mustParse(t, `{"id":"re-7","paths":["~/moved/\\d+$"]}`))
+	b.Delete("re-8")
+	rt2 := b.Router()
+	for path, want := range map[string]string{"/svc-000007/items/12": "plain", "/moved/1": "re-7", "/svc-000008/items/1": ""} {
+		m := rt2.Match(&Request{Method: "GET", Host: "x", Path: path, Header: http.Header{}, Scheme: "http"})
+		got := ""
+		if m != nil {
+			got = m.Route.ID
+		}
+		if got != want {
+			t.Errorf("after the update, %s matched %q, want %q", path, got, want)
+		}
+	}
+}

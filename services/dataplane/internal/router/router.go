@@ -16,10 +16,11 @@ type Router struct {
 }
 
 // bucket indexes routes by path: prefix paths in a radix tree walked along
-// the request path, everything else (regex paths, no paths) in a list.
+// the request path together with regex paths under their literal
+// prefixes; the rest (no paths, regexes without a literal prefix) in a list.
 type bucket struct {
 	prefix *iradix.Tree[[]*Route] // prefix path -> routes with it
-	other  *iradix.Tree[*Route]   // id -> routes with regex paths or no path
+	other  *iradix.Tree[*Route]   // id -> routes considered for every path: no path, or a regex path without a literal prefix
 }
 
 var emptyBucket = &bucket{prefix: iradix.New[[]*Route](), other: iradix.New[*Route]()}
@@ -98,14 +99,33 @@ func (b *Builder) Router() *Router {
 
 func (bk *bucket) empty() bool { return bk.prefix.Len() == 0 && bk.other.Len() == 0 }
 
+// indexKeys are the keys of the route in a bucket's prefix tree: its
+// prefix paths and the literal prefixes of its regex paths (every match
+// of a regex path starts with its prefix), so a request considers only
+// the routes whose keys start its path. scansAll: the route is also
+// considered for every request (no path at all, or a regex path without
+// a literal prefix).
+func (r *Route) indexKeys() (keys []string, scansAll bool) {
+	keys = append(keys, r.Paths...)
+	for _, rp := range r.Regexes {
+		if rp.prefix == "" {
+			scansAll = true
+		} else {
+			keys = append(keys, rp.prefix)
+		}
+	}
+	return keys, scansAll || len(r.Paths)+len(r.Regexes) == 0
+}
+
 func (bk *bucket) with(r *Route) *bucket {
 	nb := *bk
-	if len(r.Paths) == 0 || len(r.Regexes) > 0 {
+	keys, scansAll := r.indexKeys()
+	if scansAll {
 		nb.other, _, _ = nb.other.Insert([]byte(r.ID), r)
 	}
-	if len(r.Paths) > 0 {
+	if len(keys) > 0 {
 		txn := nb.prefix.Txn()
-		for _, p := range r.Paths {
+		for _, p := range keys {
 			list, _ := txn.Get([]byte(p))
 			nl := make([]*Route, 0, len(list)+1)
 			for _, x := range list {
@@ -123,9 +143,9 @@ func (bk *bucket) with(r *Route) *bucket {
 func (bk *bucket) without(r *Route) *bucket {
 	nb := *bk
 	nb.other, _, _ = nb.other.Delete([]byte(r.ID))
-	if len(r.Paths) > 0 {
+	if keys, _ := r.indexKeys(); len(keys) > 0 {
 		txn := nb.prefix.Txn()
-		for _, p := range r.Paths {
+		for _, p := range keys {
 			list, ok := txn.Get([]byte(p))
 			if !ok {
 				continue
