@@ -293,7 +293,11 @@ func (b *bench) runMode(ctx context.Context, mode string) (*modeResult, error) {
 // changes and proxy latency idle and under churn.
 func (b *bench) bootstrap(ctx context.Context, c *cluster.Cluster, mode string, running *cluster.Dataplane, n int, large bool) bootstrapResult {
 	br := bootstrapResult{Entities: n}
-	imp, err := importConfig(ctx, c, n)
+	// One deadline for the size: import, sequencing, both data planes.
+	deadline := time.Now().Add(b.cfg.BootTimeout)
+	ictx, cancel := context.WithDeadline(ctx, deadline)
+	imp, err := importConfig(ictx, c, n)
+	cancel()
 	br.Import = imp
 	if err != nil {
 		br.Error = err.Error()
@@ -304,7 +308,6 @@ func (b *bench) bootstrap(ctx context.Context, c *cluster.Cluster, mode string, 
 	// entities) before timing a new data plane.
 	want := max(10, n/10*10)
 	var sg status
-	deadline := time.Now().Add(b.cfg.BootTimeout)
 	for {
 		var err error
 		sg, err = getStatus(ctx, c.Sync+"/status")
@@ -317,7 +320,7 @@ func (b *bench) bootstrap(ctx context.Context, c *cluster.Cluster, mode string, 
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if _, at, err := waitVersion(ctx, running, sg.Version, b.cfg.BootTimeout); err != nil {
+	if _, at, err := waitVersion(ctx, running, sg.Version, max(time.Second, time.Until(deadline))); err != nil {
 		br.Notes = append(br.Notes, "running data plane: "+err.Error())
 	} else {
 		br.ApplySeconds = at.Sub(imp.Done).Seconds()
@@ -348,7 +351,7 @@ func (b *bench) bootstrap(ctx context.Context, c *cluster.Cluster, mode string, 
 		return br
 	}
 	defer dp.Stop(syscall.SIGTERM)
-	if _, at, err := waitVersion(ctx, dp, sg.Version, b.cfg.BootTimeout); err != nil {
+	if _, at, err := waitVersion(ctx, dp, sg.Version, max(time.Minute, time.Until(deadline))); err != nil {
 		br.Error = err.Error()
 		return br
 	} else {

@@ -159,9 +159,11 @@ func (b *bench) followers(ctx context.Context, c *cluster.Cluster, fr *fleetResu
 	var wg sync.WaitGroup
 	defer func() {
 		stop()
+		// Close them all at once: each Close waits for its fetch.
 		for _, r := range readers {
 			if r != nil {
-				r.Close()
+				wg.Add(1)
+				go func() { defer wg.Done(); r.Close() }()
 			}
 		}
 		wg.Wait()
@@ -240,7 +242,7 @@ func (b *bench) followers(ctx context.Context, c *cluster.Cluster, fr *fleetResu
 		}
 		t := time.Now()
 		var w float64
-		deadline := time.Now().Add(30 * time.Second)
+		deadline := time.Now().Add(10 * time.Second)
 		for k, f := range fs {
 			for {
 				f.mu.Lock()
@@ -257,8 +259,8 @@ func (b *bench) followers(ctx context.Context, c *cluster.Cluster, fr *fleetResu
 					before[k] = n
 					break
 				}
-				if time.Now().After(deadline) {
-					return fmt.Errorf("follower: change %d not read within 30s", i)
+				if time.Now().After(deadline) || ctx.Err() != nil {
+					return fmt.Errorf("follower %d: change %d not read within 10s (%d changes read by all before)", k, i, len(worst))
 				}
 				time.Sleep(time.Millisecond)
 			}
