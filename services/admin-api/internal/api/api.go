@@ -71,6 +71,7 @@ func New(cfg Config, ap *app.App, cl Cluster, log *slog.Logger) *echo.Echo {
 	e.GET("/clustering/changes/:tx", a.change)
 	e.GET("/ui", a.ui)
 	e.GET("/ui/cluster", a.uiCluster)
+	e.POST("/ui/login", a.uiLogin)
 	e.GET("/metrics", a.metricsHandler())
 	e.GET("/config", a.getConfig)
 	e.GET("/plugins/enabled", a.pluginsEnabled)
@@ -120,7 +121,7 @@ func (a *API) recoverer(next echo.HandlerFunc) echo.HandlerFunc {
 
 func (a *API) auth(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if a.cfg.Token == "" || c.Path() == "/health" {
+		if a.cfg.Token == "" || c.Path() == "/health" || c.Path() == "/ui/login" {
 			return next(c)
 		}
 		h := c.Request().Header
@@ -130,7 +131,13 @@ func (a *API) auth(next echo.HandlerFunc) echo.HandlerFunc {
 				got = v
 			}
 		}
+		if got == "" && uiCookieAllowed(c) {
+			got = uiCookieToken(c)
+		}
 		if subtle.ConstantTimeCompare([]byte(got), []byte(a.cfg.Token)) != 1 {
+			if c.Path() == "/ui" && c.Request().Method == http.MethodGet {
+				return a.uiLoginForm(c, false)
+			}
 			return echo.NewHTTPError(http.StatusUnauthorized)
 		}
 		return next(c)

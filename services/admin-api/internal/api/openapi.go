@@ -546,7 +546,14 @@ func kongPaths(paths, schemas map[string]any) {
 		"responses": responses(map[string]any{"200": resp("the change", obj), "400": errResp("bad tx, wait or timeout"),
 			"404": errResp("transaction not committed"), "504": resp("wait=live timed out; the stragglers in behind", obj)})}})
 	html := map[string]any{"text/html": map[string]any{"schema": str}}
-	paths["/ui"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": map[string]any{"description": "the cluster page", "content": html}})}}
+	paths["/ui"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": map[string]any{"description": "the cluster page", "content": html},
+		"401": map[string]any{"description": "the sign-in form (ADMIN_TOKEN is set and neither the header nor the page's cookie carries it)", "content": html}})}}
+	paths["/ui/login"] = map[string]any{"post": map[string]any{
+		"summary": "The cluster page's sign-in: the admin token, kept in an HttpOnly cookie valid only for GET /ui and /ui/cluster",
+		"requestBody": map[string]any{"content": map[string]any{"application/x-www-form-urlencoded": map[string]any{"schema": map[string]any{
+			"type": "object", "properties": map[string]any{"token": str}}}}},
+		"responses": responses(map[string]any{"303": map[string]any{"description": "signed in: to /ui"},
+			"401": map[string]any{"description": "the token was refused: the sign-in form again", "content": html}})}}
 	paths["/ui/cluster"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": map[string]any{"description": "the cluster page's body", "content": html}})}}
 	paths["/metrics"] = map[string]any{"get": map[string]any{"responses": responses(map[string]any{"200": map[string]any{"description": "Prometheus metrics",
 		"content": map[string]any{"text/plain": map[string]any{"schema": str}}}})}}
