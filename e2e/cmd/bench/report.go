@@ -141,6 +141,9 @@ func markdown(res *results, plots []string) string {
 	cfgSize := func(n int) string {
 		for _, m := range res.Modes {
 			if br := m.boot(n); br != nil && br.ConfigBytes > 0 {
+				if br.ConfigDerived {
+					return "≈ " + mibInt(br.ConfigBytes) + " (derived: bytes per entity of the largest export measured)"
+				}
 				return mibInt(br.ConfigBytes)
 			}
 		}

@@ -133,7 +133,7 @@ func waitVersion(ctx context.Context, dp *cluster.Dataplane, v uint64, within ti
 		if err == nil && st.Version >= v {
 			return st, now, nil
 		}
-		if now.After(deadline) {
+		if now.After(deadline) || ctx.Err() != nil {
 			return st, now, fmt.Errorf("%s: version %d not applied within %s (at version %d holding %d entities, %v)", dp.NodeID, v, within, st.Version, st.Entities, err)
 		}
 		time.Sleep(time.Millisecond)

@@ -106,7 +106,11 @@ func (res *results) targets() []target {
 			add(target{m, tt, "did not complete: " + br.Error, "**no**"})
 		default:
 			r := float64(br.PeakRSS) / float64(max(1, br.ConfigBytes))
-			s := fmt.Sprintf("%s s, peak RSS %s = %s of %s", fmtNum(br.Seconds), mib(br.PeakRSS), times(r), mibInt(br.ConfigBytes))
+			approx := ""
+			if br.ConfigDerived {
+				approx = "≈ "
+			}
+			s := fmt.Sprintf("%s s, peak RSS %s = %s%s of %s%s", fmtNum(br.Seconds), mib(br.PeakRSS), approx, times(r), approx, mibInt(br.ConfigBytes))
 			met := (!ok || br.Seconds <= lim) && r <= 3
 			if fb != nil && fb.Error == "" && fb.Seconds > 0 {
 				s += fmt.Sprintf("; full mode %s s", fmtNum(fb.Seconds))
