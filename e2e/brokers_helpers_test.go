@@ -363,6 +363,12 @@ func (b *brokerRun) fault(name string, inject func()) {
 		}
 		return nil
 	})
+	// A fault starts on a healthy cluster: every replica of every topic in
+	// sync, so that a killed leader has followers eligible to take over
+	// (unclean election is off). A follower of a topic created moments ago,
+	// or starved of CPU, may still be outside the ISR; killing the only
+	// in-sync replica would test an outage, not a leader failover.
+	testsupport.Eventually(t, 2*time.Minute, b.k.fullyReplicated(b.topics()...))
 	probesBefore, failsBefore := b.pr.counts()
 	from := time.Now()
 	inject()
