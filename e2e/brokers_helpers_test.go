@@ -106,8 +106,15 @@ func (k *kafkaCluster) pid(n int) (int, error) {
 func (k *kafkaCluster) metadata(ctx context.Context, topics ...string) (*kafka.MetadataResponse, error) {
 	var errs []error
 	for _, b := range k.Brokers {
-		c := &kafka.Client{Addr: kafka.TCP(b), Timeout: 3 * time.Second}
+		// A transport of its own for each question: kafka-go's shared
+		// transport caches metadata per bootstrap address and answers from
+		// that cache, so after a kill -9 of the first broker it kept
+		// naming the dead broker as the leader (its refresh goes through
+		// the dead address).
+		tr := &kafka.Transport{}
+		c := &kafka.Client{Addr: kafka.TCP(b), Timeout: 3 * time.Second, Transport: tr}
 		md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+		tr.CloseIdleConnections()
 		if err == nil {
 			return md, nil
 		}
