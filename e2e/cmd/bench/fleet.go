@@ -31,6 +31,13 @@ type fleetResult struct {
 	RSSTotal       int64   `json:"dp_rss_bytes_total"`
 	BrokerIdleCPU  float64 `json:"broker_cpu_idle_fraction"`
 	BrokerCPUPerCh float64 `json:"broker_cpu_ms_per_change"`
+	// IdleCPUPerDP is the data planes' CPU while converged and idle
+	// (over the broker's idle window), per data plane, as a fraction of
+	// one core.
+	IdleCPUPerDP float64 `json:"dp_cpu_idle_fraction"`
+	// Profiles (-heap) are CPU profiles of the first data plane: idle,
+	// then through the change phase.
+	Profiles []heapResult `json:"profiles,omitempty"`
 
 	Followers          int     `json:"followers"`
 	FollowerChanges    int     `json:"follower_changes"`
@@ -72,8 +79,16 @@ func (b *bench) runFleet(ctx context.Context, fr *fleetResult) error {
 	if fr.Dataplanes > 0 {
 		var dps []*cluster.Dataplane
 		t0 := time.Now()
+		var pprofAddr string
 		for i := range fr.Dataplanes {
-			dp, err := c.StartDataplane(ctx, fmt.Sprintf("f%d", i+1))
+			var env []string
+			if i == 0 && b.cfg.Heap {
+				if pprofAddr, err = freeAddr(); err != nil {
+					return err
+				}
+				env = append(env, pprofEnv(pprofAddr))
+			}
+			dp, err := c.StartDataplane(ctx, fmt.Sprintf("f%d", i+1), env...)
 			if err != nil {
 				if dp != nil && dp.Process != nil {
 					err = fmt.Errorf("%w; its log ends:\n%s", err, dp.LogTail(2000))
@@ -94,10 +109,20 @@ func (b *bench) runFleet(ctx context.Context, fr *fleetResult) error {
 		fr.ConvergeSecs = time.Since(t0).Seconds()
 		fr.ConfigBytes, _ = configBytes(ctx, c)
 		b.logf("fleet: converged in %.1fs", fr.ConvergeSecs)
+		idle0 := dpCPU(dps)
+		t0 = time.Now()
+		profiled := b.profileDuring(ctx, pprofAddr, "cpu-fleet-dp-idle.pb.gz", fmt.Sprintf("fleet: first of %d data planes, converged and idle", fr.Dataplanes), b.cfg.IdleWindow)
 		fr.BrokerIdleCPU = b.brokerIdle(b.cfg.IdleWindow)
+		fr.Profiles = append(fr.Profiles, profiled()...)
+		fr.IdleCPUPerDP = float64(dpCPU(dps)-idle0) / float64(time.Since(t0)) / float64(len(dps))
+		b.logf("fleet: idle data planes use %.2f%% of a core each", 100*fr.IdleCPUPerDP)
 		mr := &modeResult{}
 		t0 = time.Now()
-		if err := b.changesWith(ctx, c, dps, mr, fr.Entities, b.cfg.FleetChanges, b.cfg.FleetRate); err != nil {
+		window := time.Duration(float64(b.cfg.FleetChanges)/b.cfg.FleetRate*float64(time.Second)) - time.Second
+		profiled = b.profileDuring(ctx, pprofAddr, "cpu-fleet-dp-changes.pb.gz", fmt.Sprintf("fleet: first of %d data planes, %d changes at %.0f/s", fr.Dataplanes, b.cfg.FleetChanges, b.cfg.FleetRate), window)
+		err := b.changesWith(ctx, c, dps, mr, fr.Entities, b.cfg.FleetChanges, b.cfg.FleetRate)
+		fr.Profiles = append(fr.Profiles, profiled()...)
+		if err != nil {
 			return err
 		}
 		fr.ChangeSeconds = time.Since(t0).Seconds()
@@ -121,6 +146,35 @@ func (b *bench) runFleet(ctx context.Context, fr *fleetResult) error {
 		return b.followers(ctx, c, fr)
 	}
 	return nil
+}
+
+// dpCPU is the CPU time the data planes used so far, all together.
+func dpCPU(dps []*cluster.Dataplane) time.Duration {
+	var sum time.Duration
+	for _, dp := range dps {
+		c, _ := procCPU(dp.Pid())
+		sum += c
+	}
+	return sum
+}
+
+// profileDuring starts a CPU profile of window of the data plane
+// listening for pprof on addr (none when addr is ""); the function it
+// returns waits for it.
+func (b *bench) profileDuring(ctx context.Context, addr, name, label string, window time.Duration) func() []heapResult {
+	if addr == "" || window < time.Second {
+		return func() []heapResult { return nil }
+	}
+	done := make(chan heapResult, 1)
+	go func() {
+		h, err := b.cpuProfile(ctx, addr, name, window)
+		if err != nil {
+			h.Error = err.Error()
+		}
+		h.Label = label
+		done <- h
+	}()
+	return func() []heapResult { return []heapResult{<-done} }
 }
 
 // brokerIdle is the broker's CPU over window as a fraction of one core (0

@@ -121,7 +121,16 @@ func fleetTable(res *results) string {
 		fmt.Fprintf(&b, "| data-plane CPU per change, per data plane / all | %s ms / %s ms |\n", fmtNum(f.CPUPerChangeMs), fmtNum(f.CPUPerChangeMs*float64(f.Dataplanes)))
 		fmt.Fprintf(&b, "| bytes per change per data plane (median) / all | %s B / %s B |\n", fmtNum(f.BytesPerChange), fmtNum(f.BytesPerChange*float64(f.Dataplanes)))
 		fmt.Fprintf(&b, "| broker CPU, data planes idle / per change | %s %% of a core / %s ms |\n", fmtNum(100*f.BrokerIdleCPU), fmtNum(f.BrokerCPUPerCh))
+		fmt.Fprintf(&b, "| data-plane CPU, converged and idle, per data plane | %s %% of a core |\n", fmtNum(100*f.IdleCPUPerDP))
 		fmt.Fprintf(&b, "| data-plane RSS, largest / sum | %s / %s |\n", mib(f.RSSMax), mib(f.RSSTotal))
+		for _, h := range f.Profiles {
+			fmt.Fprintf(&b, "\nCPU profile, %s ([%s](%s))", h.Label, h.File, h.File)
+			if h.Error != "" {
+				fmt.Fprintf(&b, ": not taken: %s\n", h.Error)
+				continue
+			}
+			fmt.Fprintf(&b, ":\n\n```\n%s\n```\n", h.Top)
+		}
 	}
 	if f.Followers > 0 {
 		fmt.Fprintf(&b, "\n%d lightweight followers: kafka-go readers of dp.deltas in the bench process (no group, from the end, MaxWait 500 ms as a data plane), the data-plane processes stopped; %d changes at %.0f/s, each waited for on every follower. Fetch latency is the admin-api's 2xx to the record returned by the follower's reader.\n\n",
