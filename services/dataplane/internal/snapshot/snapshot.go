@@ -223,16 +223,42 @@ func (s *Snapshot) Apply(version uint64, writes []Write) (*Snapshot, []Event, []
 
 // Build makes a snapshot from a whole configuration (resync or start).
 func Build(version uint64, entities map[string][]byte) (*Snapshot, []error) {
-	keys := make([]string, 0, len(entities))
-	for k := range entities {
-		keys = append(keys, k)
+	b := NewBuilder(version)
+	for k, v := range entities {
+		b.Add(k, v)
 	}
-	sort.Strings(keys)
-	writes := make([]Write, len(keys))
-	for i, k := range keys {
-		writes[i] = Write{Key: k, Value: entities[k]}
+	return b.Finish()
+}
+
+// Builder makes a snapshot from a whole configuration handed over one
+// entity at a time (a resync streaming what it reads, a restart reading its
+// store), so the caller need not collect a map first. Finish gives the same
+// snapshot, hash and errors as Build of the same entities.
+type Builder struct {
+	version uint64
+	writes  []Write
+}
+
+// NewBuilder starts a snapshot of the version.
+func NewBuilder(version uint64) *Builder { return &Builder{version: version} }
+
+// Add adds one entity. Keys may arrive in any order, each once; a nil value
+// is ignored (a whole configuration has no tombstones). The builder keeps
+// value: the caller must not modify it afterwards.
+func (b *Builder) Add(key string, value []byte) {
+	if value == nil {
+		return
 	}
-	s, _, errs := Empty().Apply(version, writes)
+	b.writes = append(b.writes, Write{Key: key, Value: value})
+}
+
+// Finish returns the snapshot and the entities that could not be
+// interpreted (kept and hashed, as Apply does). The builder is spent.
+func (b *Builder) Finish() (*Snapshot, []error) {
+	writes := b.writes
+	b.writes = nil
+	sort.Slice(writes, func(i, j int) bool { return writes[i].Key < writes[j].Key })
+	s, _, errs := Empty().Apply(b.version, writes)
 	return s, errs
 }
 
