@@ -49,13 +49,11 @@ consumers:
 	})
 
 	mustDo(t, 201, "POST", admin+"/services/orders/plugins", map[string]any{"name": "key-auth"})
-	created := time.Now()
-	const ttl = 8
-	mustDo(t, 201, "POST", admin+"/consumers/alice/key-auth", map[string]any{"key": "short-lived", "ttl": ttl})
-	mustDo(t, 201, "POST", admin+"/consumers/alice/key-auth", map[string]any{"key": "long-lived", "ttl": 3600})
 	withKey := func(key string) int {
 		req, _ := http.NewRequestWithContext(t.Context(), "GET", dp.Proxy+"/users/42/orders", nil)
-		req.Header.Set("apikey", key)
+		if key != "" {
+			req.Header.Set("apikey", key)
+		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -63,6 +61,19 @@ consumers:
 		resp.Body.Close()
 		return resp.StatusCode
 	}
+	// The plugin is live before the credentials are written: otherwise a
+	// 200 below could be the route's answer before key-auth applied, not
+	// proof that the credentials did.
+	testsupport.Eventually(t, propagation, func() error {
+		if code := withKey(""); code != 401 {
+			return fmt.Errorf("without a key: %d, want 401", code)
+		}
+		return nil
+	})
+	created := time.Now()
+	const ttl = 8
+	mustDo(t, 201, "POST", admin+"/consumers/alice/key-auth", map[string]any{"key": "short-lived", "ttl": ttl})
+	mustDo(t, 201, "POST", admin+"/consumers/alice/key-auth", map[string]any{"key": "long-lived", "ttl": 3600})
 	testsupport.Eventually(t, propagation, func() error {
 		if code := withKey("long-lived"); code != 200 {
 			return fmt.Errorf("long-lived key: %d", code)
