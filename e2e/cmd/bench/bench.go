@@ -84,6 +84,10 @@ type bootstrapResult struct {
 	// right after this import was applied.
 	AdminPeakRSS int64 `json:"admin_peak_rss_bytes"`
 	SyncPeakRSS  int64 `json:"sync_peak_rss_bytes"`
+	// GET /config measured (not derived): its time and the admin-api's
+	// peak RSS right after it.
+	ExportSeconds      float64 `json:"export_seconds,omitempty"`
+	AdminExportPeakRSS int64   `json:"admin_peak_rss_after_export_bytes,omitempty"`
 	// The data plane already running: 2xx of the import to applied, and
 	// the entity changes per second that makes.
 	ApplySeconds  float64 `json:"running_dp_apply_seconds"`
@@ -339,10 +343,15 @@ func (b *bench) bootstrap(ctx context.Context, c *cluster.Cluster, mode string, 
 	if n > b.cfg.ExportMax && b.perEntity > 0 {
 		br.ConfigBytes = int(b.perEntity * float64(want))
 		br.ConfigDerived = true
-	} else if br.ConfigBytes, err = configBytes(ctx, c); err != nil {
-		br.Notes = append(br.Notes, "GET /config: "+err.Error())
 	} else {
-		b.perEntity = float64(br.ConfigBytes) / float64(want)
+		t0 := time.Now()
+		if br.ConfigBytes, err = configBytes(ctx, c); err != nil {
+			br.Notes = append(br.Notes, "GET /config: "+err.Error())
+		} else {
+			br.ExportSeconds = time.Since(t0).Seconds()
+			br.AdminExportPeakRSS = procPeakRSS(c.AdminProc.Pid())
+			b.perEntity = float64(br.ConfigBytes) / float64(want)
+		}
 	}
 	var env []string
 	var pprofAddr string
