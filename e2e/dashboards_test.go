@@ -43,7 +43,9 @@ func TestDashboardQueriesUseExportedMetrics(t *testing.T) {
 	mustDo(t, 201, "POST", s.Admin+"/services/m/routes", map[string]any{"name": "m", "paths": []string{"/m"}})
 	testsupport.Eventually(t, 30*time.Second, routesTo(dp, "/m", "/"))
 
-	w := &kafka.Writer{Addr: kafka.TCP(s.kafka), RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, AllowAutoTopicCreation: false}
+	// A transport of its own: kafka-go's shared one may answer from a
+	// metadata cache older than this test's topics.
+	w := &kafka.Writer{Addr: kafka.TCP(s.kafka), RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond, AllowAutoTopicCreation: false, Transport: &kafka.Transport{}}
 	defer w.Close()
 	if err := w.WriteMessages(t.Context(),
 		kafka.Message{Topic: s.Prefix + wire.TopicChanges, Key: []byte("services/e2e-bad"), Value: []byte(`{"schema":1,"tx":`)},

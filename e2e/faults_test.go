@@ -319,7 +319,9 @@ func TestMalformedChangeEventsAreQuarantined(t *testing.T) {
 	dp, c, echo := s.echoRouted(t, "/before", "/x")
 
 	changes := s.Prefix + wire.TopicChanges
-	wr := &kafka.Writer{Addr: kafka.TCP(k.Addr), Topic: changes, RequiredAcks: kafka.RequireAll, BatchSize: 1, BatchTimeout: 10 * time.Millisecond}
+	// A transport of its own: kafka-go's shared one keeps metadata per
+	// address, and this private broker's port may have served another.
+	wr := &kafka.Writer{Addr: kafka.TCP(k.Addr), Topic: changes, RequiredAcks: kafka.RequireAll, BatchSize: 1, BatchTimeout: 10 * time.Millisecond, Transport: &kafka.Transport{}}
 	defer wr.Close()
 	pad := strings.Repeat("x", 70_000)
 	bad := []struct{ reason, key, value string }{
