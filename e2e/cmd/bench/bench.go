@@ -263,6 +263,7 @@ func (b *bench) runMode(ctx context.Context, mode string) (*modeResult, error) {
 		mr.PGWaits = <-waits
 		mr.Writes = &w
 		b.logf("%s: %d clients, %.0f writes/s, p50 %.1fms p99 %.1fms, %d errors", mode, w.Clients, w.PerSecond, w.Latency.P50, w.Latency.P99, w.Latency.Errors)
+		b.logf("%s: postgres backends during the writes: %s", mode, pgWaitSummary(mr.PGWaits, 8))
 		if err := converge(ctx, c, dps, 10*time.Minute); err != nil {
 			return nil, err
 		}
