@@ -1,12 +1,13 @@
 package api
 
 import (
+	"bufio"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strconv"
 
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/app"
-	"github.com/deltaplane/deltaplane/services/admin-api/internal/declarative"
 	"github.com/labstack/echo/v4"
 )
 
@@ -50,15 +51,49 @@ func dryRun(c echo.Context) (bool, error) {
 	return b, nil
 }
 
-// getConfig exports the configuration as Kong does: {"config": "<yaml>"}.
+// getConfig exports the configuration as Kong does: {"config": "<yaml>"},
+// the bytes c.JSON would write (?pretty indented), streamed as the
+// entities are read: the YAML is escaped as a JSON string chunk by chunk
+// (whole entities, so whole characters) and goes out through a 64 KiB
+// buffer. An error before the first bytes went out is an error response;
+// after, the connection is closed, so the client sees a broken body, never
+// a short configuration.
 func (a *API) getConfig(c echo.Context) error {
-	ents, err := a.app.ExportConfig(c.Request().Context())
-	if err != nil {
+	head, tail := `{"config":"`, "\"}\n"
+	if _, pretty := c.QueryParams()["pretty"]; pretty || c.Echo().Debug {
+		head, tail = "{\n  \"config\": \"", "\"\n}\n"
+	}
+	res := c.Response()
+	res.Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+	bw := bufio.NewWriterSize(res, 64<<10)
+	bw.WriteString(head)
+	err := a.app.ExportConfig(c.Request().Context(), jsonString{bw})
+	if err == nil {
+		bw.WriteString(tail)
+		err = bw.Flush()
+	}
+	if err == nil || !res.Committed {
 		return err
 	}
-	y, err := declarative.Export(ents)
-	if err != nil {
-		return err
+	a.log.Error("GET /config: export failed after its first bytes were sent; closing the connection", "err", err)
+	if conn, _, herr := http.NewResponseController(res).Hijack(); herr == nil {
+		conn.Close()
 	}
-	return c.JSON(http.StatusOK, map[string]any{"config": string(y)})
+	return nil
+}
+
+// jsonString writes what it is given as the inside of a JSON string,
+// escaped as encoding/json escapes it (HTML characters, U+2028 and U+2029
+// included). Each Write must hold whole UTF-8 characters.
+type jsonString struct{ w io.Writer }
+
+func (j jsonString) Write(p []byte) (int, error) {
+	b, err := json.Marshal(string(p))
+	if err != nil {
+		return 0, err
+	}
+	if _, err := j.w.Write(b[1 : len(b)-1]); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }

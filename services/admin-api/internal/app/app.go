@@ -27,6 +27,7 @@ type Store interface {
 	Get(ctx context.Context, t *entity.Type, idOrName string, f store.Filter) (map[string]any, error)
 	List(ctx context.Context, t *entity.Type, f store.Filter, size int, offset string) ([]json.RawMessage, string, error)
 	All(ctx context.Context, t *entity.Type) ([]map[string]any, error)
+	Export(ctx context.Context, types []*entity.Type, fn func(t *entity.Type, e map[string]any) error) error
 	FindIdempotency(ctx context.Context, key string) (*store.Idempotency, error)
 	Ping(ctx context.Context) error
 	Outbox(ctx context.Context) (outbox.Status, error)
@@ -157,17 +158,4 @@ func (a *App) parentID(ctx context.Context, sc Scope) (string, error) {
 		return "", err
 	}
 	return entity.ID(p)
-}
-
-// ExportConfig returns every entity, per type name in entity.Types order.
-func (a *App) ExportConfig(ctx context.Context) (map[string][]map[string]any, error) {
-	ents := map[string][]map[string]any{}
-	for _, t := range entity.Types {
-		list, err := a.store.All(ctx, t)
-		if err != nil {
-			return nil, err
-		}
-		ents[t.Name] = list
-	}
-	return ents, nil
 }

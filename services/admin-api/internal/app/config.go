@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"time"
 
@@ -129,6 +130,17 @@ func (a *App) apply(ctx context.Context, tx Tx, c declarative.Changes, prog *Pro
 		}
 	}
 	return nil
+}
+
+// ExportConfig writes the stored configuration to w as a declarative
+// document (declarative.Exporter: YAML, entity by entity as they are read
+// from one snapshot of the store), without holding it in memory.
+func (a *App) ExportConfig(ctx context.Context, w io.Writer) error {
+	x, err := declarative.NewExporter(w)
+	if err != nil {
+		return err
+	}
+	return a.store.Export(ctx, entity.Types, x.Add)
 }
 
 // declarativeStoreError reports a constraint violation against the

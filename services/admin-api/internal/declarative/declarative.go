@@ -6,8 +6,9 @@
 // one. Reading: Parse (JSON or YAML), Flatten (the declared entities,
 // parents first), Resolve (ids and foreign references, against the stored
 // configuration; each entity normalized). Planning: Plan (inserts, updates
-// and deletes; pure, tested without a database). Writing: Export (stored
-// entities as a flat YAML document). The package touches no store: reading
+// and deletes; pure, tested without a database). Writing: Exporter (stored
+// entities as a flat YAML document, written entity by entity as they are
+// given; Export in memory). The package touches no store: reading
 // the stored configuration and applying the changes in one transaction is
 // app.App.ReplaceConfig's.
 package declarative
@@ -387,43 +388,6 @@ func Resolve(items []*Item, cur Current, now int64) error {
 func jsonString(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
-}
-
-// Export renders entities (per type, in entity.Types order) as a flat
-// declarative configuration in YAML, written as Kong's db_export writes
-// one: "_format_version: "3.0"", "_transform: false", references as plain
-// ids (service: <id>). A null field whose default is null is left out (as
-// decK's dumps do; importing gives it null again); other nulls stay.
-func Export(ents map[string][]map[string]any) ([]byte, error) {
-	var doc yaml.Node
-	doc.Kind = yaml.MappingNode
-	add := func(k string, v any) error {
-		var kn, vn yaml.Node
-		kn.SetString(k)
-		if err := vn.Encode(plain(v)); err != nil {
-			return err
-		}
-		doc.Content = append(doc.Content, &kn, &vn)
-		return nil
-	}
-	if err := add("_format_version", FormatVersion); err != nil {
-		return nil, err
-	}
-	if err := add("_transform", false); err != nil {
-		return nil, err
-	}
-	for _, t := range entity.Types {
-		if list := ents[t.Name]; len(list) > 0 {
-			out := make([]map[string]any, len(list))
-			for i, e := range list {
-				out[i] = exported(t, e)
-			}
-			if err := add(t.Name, out); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return yaml.Marshal(&doc)
 }
 
 // exported is an entity as Export writes it.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -155,4 +156,52 @@ func all(ctx context.Context, db *gorm.DB, t *entity.Type) ([]map[string]any, er
 		out[i] = m
 	}
 	return out, nil
+}
+
+// Export calls fn with every entity of types, type by type in the order
+// given and by id within a type, as Postgres sends them: the rows are read
+// one at a time from the connection (never a whole table in memory), in
+// one REPEATABLE READ read-only transaction, so the entities are one
+// consistent snapshot of the configuration. An error of fn stops it.
+func (s *Store) Export(ctx context.Context, types []*entity.Type, fn func(t *entity.Type, e map[string]any) error) error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	tx, err := sqlDB.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if err != nil {
+		return translate("transaction", err)
+	}
+	defer func() { _ = tx.Rollback() }() // read-only: nothing to keep
+	for _, t := range types {
+		if err := exportType(ctx, tx, t, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func exportType(ctx context.Context, tx *sql.Tx, t *entity.Type, fn func(t *entity.Type, e map[string]any) error) error {
+	rows, err := tx.QueryContext(ctx, `SELECT body::text FROM `+t.Name+` ORDER BY id`)
+	if err != nil {
+		return translate(t.Name, err)
+	}
+	defer rows.Close()
+	var b sql.RawBytes
+	for rows.Next() {
+		if err := rows.Scan(&b); err != nil {
+			return translate(t.Name, err)
+		}
+		m, err := entity.Decode(b)
+		if err != nil {
+			return fmt.Errorf("decode %s: %w", t.Name, err)
+		}
+		if err := fn(t, m); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return translate(t.Name, err)
+	}
+	return nil
 }
