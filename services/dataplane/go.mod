@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/deltaplane/deltaplane/shared v0.0.0
+	github.com/google/btree v1.1.3
 	github.com/google/uuid v1.6.0
 	github.com/hashicorp/go-immutable-radix/v2 v2.1.0
 	github.com/prometheus/client_golang v1.25.0

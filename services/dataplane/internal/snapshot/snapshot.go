@@ -13,7 +13,6 @@ import (
 
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/router"
 	"github.com/deltaplane/deltaplane/shared/wire"
-	iradix "github.com/hashicorp/go-immutable-radix/v2"
 )
 
 // Snapshot is one immutable configuration.
@@ -24,18 +23,18 @@ type Snapshot struct {
 	// their version; caches use it to order changes.
 	Seq uint64
 
-	entities  *iradix.Tree[[]byte]
-	services  *iradix.Tree[*Service]
+	entities  index[[]byte]
+	services  index[*Service]
 	router    *router.Router
-	upstreams *iradix.Tree[*Upstream] // by name
-	upNames   *iradix.Tree[string]    // upstream id -> name
-	targets   *iradix.Tree[*Target]   // upstream id + "/" + target id
-	consumers *iradix.Tree[*Consumer]
-	plugins   *iradix.Tree[*Plugin]            // by id
-	scoped    *iradix.Tree[*Plugin]            // scope key -> plugin, see scopeKey
-	keys      *iradix.Tree[*KeyAuthCredential] // by key
-	certs     *iradix.Tree[*Certificate]       // by id
-	snis      *iradix.Tree[*SNI]               // by name (lower case)
+	upstreams index[*Upstream] // by name
+	upNames   index[string]    // upstream id -> name
+	targets   index[*Target]   // upstream id + "/" + target id
+	consumers index[*Consumer]
+	plugins   index[*Plugin]            // by id
+	scoped    index[*Plugin]            // scope key -> plugin, see scopeKey
+	keys      index[*KeyAuthCredential] // by key
+	certs     index[*Certificate]       // by id
+	snis      index[*SNI]               // by name (lower case)
 }
 
 // Write is one entity write of a batch: Value nil deletes.
@@ -54,88 +53,73 @@ type Event struct {
 // Empty is the configuration before anything was applied.
 func Empty() *Snapshot {
 	return &Snapshot{
-		entities:  iradix.New[[]byte](),
-		services:  iradix.New[*Service](),
+		entities:  newIndex[[]byte](),
+		services:  newIndex[*Service](),
 		router:    router.New(),
-		upstreams: iradix.New[*Upstream](),
-		upNames:   iradix.New[string](),
-		targets:   iradix.New[*Target](),
-		consumers: iradix.New[*Consumer](),
-		plugins:   iradix.New[*Plugin](),
-		scoped:    iradix.New[*Plugin](),
-		keys:      iradix.New[*KeyAuthCredential](),
-		certs:     iradix.New[*Certificate](),
-		snis:      iradix.New[*SNI](),
+		upstreams: newIndex[*Upstream](),
+		upNames:   newIndex[string](),
+		targets:   newIndex[*Target](),
+		consumers: newIndex[*Consumer](),
+		plugins:   newIndex[*Plugin](),
+		scoped:    newIndex[*Plugin](),
+		keys:      newIndex[*KeyAuthCredential](),
+		certs:     newIndex[*Certificate](),
+		snis:      newIndex[*SNI](),
 	}
 }
 
 // Len is the number of entities.
-func (s *Snapshot) Len() int { return s.entities.Len() }
+func (s *Snapshot) Len() int { return s.entities.len() }
 
 // Entity returns an entity's raw JSON.
-func (s *Snapshot) Entity(key string) ([]byte, bool) { return s.entities.Get([]byte(key)) }
+func (s *Snapshot) Entity(key string) ([]byte, bool) { return s.entities.get(key) }
 
 // ForEach visits every entity in key order.
 func (s *Snapshot) ForEach(fn func(key string, value []byte) bool) {
-	it := s.entities.Root().Iterator()
-	for k, v, ok := it.Next(); ok; k, v, ok = it.Next() {
-		if !fn(string(k), v) {
-			return
-		}
-	}
+	s.entities.each(fn)
 }
 
 // Router is the route index.
 func (s *Snapshot) Router() *router.Router { return s.router }
 
 // Service returns a service by id.
-func (s *Snapshot) Service(id string) (*Service, bool) { return s.services.Get([]byte(id)) }
+func (s *Snapshot) Service(id string) (*Service, bool) { return s.services.get(id) }
 
 // Upstream returns an upstream by name.
 func (s *Snapshot) Upstream(name string) (*Upstream, bool) {
-	return s.upstreams.Get([]byte(strings.ToLower(name)))
+	return s.upstreams.get(strings.ToLower(name))
 }
 
 // UpstreamByID returns an upstream by id.
 func (s *Snapshot) UpstreamByID(id string) (*Upstream, bool) {
-	name, ok := s.upNames.Get([]byte(id))
+	name, ok := s.upNames.get(id)
 	if !ok {
 		return nil, false
 	}
-	return s.upstreams.Get([]byte(name))
+	return s.upstreams.get(name)
 }
 
 // ForEachUpstream visits upstreams in name order until fn returns false.
 func (s *Snapshot) ForEachUpstream(fn func(*Upstream) bool) {
-	it := s.upstreams.Root().Iterator()
-	for _, u, ok := it.Next(); ok; _, u, ok = it.Next() {
-		if !fn(u) {
-			return
-		}
-	}
+	s.upstreams.each(func(_ string, u *Upstream) bool { return fn(u) })
 }
 
 // Consumer returns a consumer by id.
-func (s *Snapshot) Consumer(id string) (*Consumer, bool) { return s.consumers.Get([]byte(id)) }
+func (s *Snapshot) Consumer(id string) (*Consumer, bool) { return s.consumers.get(id) }
 
 // ForEachConsumer visits consumers in id order until fn returns false.
 func (s *Snapshot) ForEachConsumer(fn func(*Consumer) bool) {
-	it := s.consumers.Root().Iterator()
-	for _, c, ok := it.Next(); ok; _, c, ok = it.Next() {
-		if !fn(c) {
-			return
-		}
-	}
+	s.consumers.each(func(_ string, c *Consumer) bool { return fn(c) })
 }
 
 // KeyAuth returns the credential with the key.
-func (s *Snapshot) KeyAuth(key string) (*KeyAuthCredential, bool) { return s.keys.Get([]byte(key)) }
+func (s *Snapshot) KeyAuth(key string) (*KeyAuthCredential, bool) { return s.keys.get(key) }
 
 // Certificate returns a certificate by id.
-func (s *Snapshot) Certificate(id string) (*Certificate, bool) { return s.certs.Get([]byte(id)) }
+func (s *Snapshot) Certificate(id string) (*Certificate, bool) { return s.certs.get(id) }
 
 // SNI returns an SNI by name (lower case).
-func (s *Snapshot) SNI(name string) (*SNI, bool) { return s.snis.Get([]byte(name)) }
+func (s *Snapshot) SNI(name string) (*SNI, bool) { return s.snis.get(name) }
 
 // CertificateFor returns the certificate to serve for a TLS server name,
 // looked up as Kong does: the name itself, then the wildcard SNI for its
@@ -145,11 +129,11 @@ func (s *Snapshot) SNI(name string) (*SNI, bool) { return s.snis.Get([]byte(name
 func (s *Snapshot) CertificateFor(serverName string) (*Certificate, bool) {
 	name := strings.ToLower(strings.TrimSuffix(serverName, "."))
 	try := func(n string) (*Certificate, bool) {
-		sn, ok := s.snis.Get([]byte(n))
+		sn, ok := s.snis.get(n)
 		if !ok {
 			return nil, false
 		}
-		return s.certs.Get([]byte(sn.CertificateID))
+		return s.certs.get(sn.CertificateID)
 	}
 	if name != "" {
 		if c, ok := try(name); ok {
@@ -170,7 +154,7 @@ func (s *Snapshot) CertificateFor(serverName string) (*Certificate, bool) {
 }
 
 // Plugin returns a plugin by id.
-func (s *Snapshot) Plugin(id string) (*Plugin, bool) { return s.plugins.Get([]byte(id)) }
+func (s *Snapshot) Plugin(id string) (*Plugin, bool) { return s.plugins.get(id) }
 
 // Plugin scopes, most specific last.
 const (
@@ -194,11 +178,11 @@ func scopeKey(p *Plugin) string {
 
 // Plugins visits the enabled plugins of one scope (id is "" for global).
 func (s *Snapshot) Plugins(scope, id string, fn func(*Plugin)) {
-	s.scoped.Root().WalkPrefix([]byte(scope+"/"+id+"/"), func(_ []byte, p *Plugin) bool {
+	s.scoped.prefix(scope+"/"+id+"/", func(_ string, p *Plugin) bool {
 		if p.Enabled {
 			fn(p)
 		}
-		return false
+		return true
 	})
 }
 
@@ -264,36 +248,36 @@ func (b *Builder) Finish() (*Snapshot, []error) {
 
 type txn struct {
 	hash      wire.Hash
-	entities  *iradix.Txn[[]byte]
-	services  *iradix.Txn[*Service]
+	entities  index[[]byte]
+	services  index[*Service]
 	router    *router.Builder
-	upstreams *iradix.Txn[*Upstream]
-	upNames   *iradix.Txn[string]
-	targets   *iradix.Txn[*Target]
-	consumers *iradix.Txn[*Consumer]
-	plugins   *iradix.Txn[*Plugin]
-	scoped    *iradix.Txn[*Plugin]
-	keys      *iradix.Txn[*KeyAuthCredential]
-	certs     *iradix.Txn[*Certificate]
-	snis      *iradix.Txn[*SNI]
+	upstreams index[*Upstream]
+	upNames   index[string]
+	targets   index[*Target]
+	consumers index[*Consumer]
+	plugins   index[*Plugin]
+	scoped    index[*Plugin]
+	keys      index[*KeyAuthCredential]
+	certs     index[*Certificate]
+	snis      index[*SNI]
 	dirtyUp   map[string]bool // upstream ids whose target lists must be rebuilt
 }
 
 func (s *Snapshot) begin() *txn {
 	return &txn{
 		hash:      s.Hash,
-		entities:  s.entities.Txn(),
-		services:  s.services.Txn(),
+		entities:  s.entities.edit(),
+		services:  s.services.edit(),
 		router:    s.router.Builder(),
-		upstreams: s.upstreams.Txn(),
-		upNames:   s.upNames.Txn(),
-		targets:   s.targets.Txn(),
-		consumers: s.consumers.Txn(),
-		plugins:   s.plugins.Txn(),
-		scoped:    s.scoped.Txn(),
-		keys:      s.keys.Txn(),
-		certs:     s.certs.Txn(),
-		snis:      s.snis.Txn(),
+		upstreams: s.upstreams.edit(),
+		upNames:   s.upNames.edit(),
+		targets:   s.targets.edit(),
+		consumers: s.consumers.edit(),
+		plugins:   s.plugins.edit(),
+		scoped:    s.scoped.edit(),
+		keys:      s.keys.edit(),
+		certs:     s.certs.edit(),
+		snis:      s.snis.edit(),
 		dirtyUp:   map[string]bool{},
 	}
 }
@@ -304,33 +288,33 @@ func (t *txn) commit() *Snapshot {
 	}
 	return &Snapshot{
 		Hash:      t.hash,
-		entities:  t.entities.Commit(),
-		services:  t.services.Commit(),
+		entities:  t.entities,
+		services:  t.services,
 		router:    t.router.Router(),
-		upstreams: t.upstreams.Commit(),
-		upNames:   t.upNames.Commit(),
-		targets:   t.targets.Commit(),
-		consumers: t.consumers.Commit(),
-		plugins:   t.plugins.Commit(),
-		scoped:    t.scoped.Commit(),
-		keys:      t.keys.Commit(),
-		certs:     t.certs.Commit(),
-		snis:      t.snis.Commit(),
+		upstreams: t.upstreams,
+		upNames:   t.upNames,
+		targets:   t.targets,
+		consumers: t.consumers,
+		plugins:   t.plugins,
+		scoped:    t.scoped,
+		keys:      t.keys,
+		certs:     t.certs,
+		snis:      t.snis,
 	}
 }
 
 func (t *txn) write(w Write) (Event, error) {
 	typ, id, err := wire.SplitKey(w.Key)
 	ev := Event{Key: w.Key, Type: typ, ID: id, New: w.Value}
-	old, had := t.entities.Get([]byte(w.Key))
+	old, had := t.entities.get(w.Key)
 	if had {
 		ev.Old = old
 		t.hash = t.hash.Sub(wire.EntityHash(w.Key, old))
 	}
 	if w.Value == nil {
-		t.entities.Delete([]byte(w.Key))
+		t.entities.del(w.Key)
 	} else {
-		t.entities.Insert([]byte(w.Key), w.Value)
+		t.entities.set(w.Key, w.Value)
 		t.hash = t.hash.Add(wire.EntityHash(w.Key, w.Value))
 	}
 	if err != nil {
@@ -351,39 +335,39 @@ func (t *txn) write(w Write) (Event, error) {
 func (t *txn) remove(typ, id string, old []byte) {
 	switch typ {
 	case wire.TypeService:
-		t.services.Delete([]byte(id))
+		t.services.del(id)
 	case wire.TypeRoute:
 		t.router.Delete(id)
 	case wire.TypeUpstream:
-		if name, ok := t.upNames.Get([]byte(id)); ok {
-			t.upstreams.Delete([]byte(name))
-			t.upNames.Delete([]byte(id))
+		if name, ok := t.upNames.get(id); ok {
+			t.upstreams.del(name)
+			t.upNames.del(id)
 		}
 	case wire.TypeTarget:
 		if tg, err := ParseTarget(old); err == nil {
-			t.targets.Delete([]byte(tg.UpstreamID + "/" + tg.ID))
+			t.targets.del(tg.UpstreamID + "/" + tg.ID)
 			t.dirtyUp[tg.UpstreamID] = true
 		}
 	case wire.TypeConsumer:
-		t.consumers.Delete([]byte(id))
+		t.consumers.del(id)
 	case wire.TypePlugin:
-		if p, ok := t.plugins.Get([]byte(id)); ok {
-			t.plugins.Delete([]byte(id))
-			t.scoped.Delete([]byte(scopeKey(p)))
+		if p, ok := t.plugins.get(id); ok {
+			t.plugins.del(id)
+			t.scoped.del(scopeKey(p))
 		}
 	case wire.TypeKeyAuth:
 		var j keyAuthJSON
 		if json.Unmarshal(old, &j) == nil {
-			if c, ok := t.keys.Get([]byte(j.Key)); ok && c.ID == id {
-				t.keys.Delete([]byte(j.Key))
+			if c, ok := t.keys.get(j.Key); ok && c.ID == id {
+				t.keys.del(j.Key)
 			}
 		}
 	case wire.TypeCertificate:
-		t.certs.Delete([]byte(id))
+		t.certs.del(id)
 	case wire.TypeSNI:
 		if sn, err := ParseSNI(old); err == nil {
-			if cur, ok := t.snis.Get([]byte(sn.Name)); ok && cur.ID == id {
-				t.snis.Delete([]byte(sn.Name))
+			if cur, ok := t.snis.get(sn.Name); ok && cur.ID == id {
+				t.snis.del(sn.Name)
 			}
 		}
 	}
@@ -398,7 +382,7 @@ func (t *txn) add(typ, id string, raw []byte) error {
 			return err
 		}
 		s.ID = id
-		t.services.Insert([]byte(id), s)
+		t.services.set(id, s)
 	case wire.TypeRoute:
 		r, err := router.Parse(raw)
 		if err != nil {
@@ -412,7 +396,7 @@ func (t *txn) add(typ, id string, raw []byte) error {
 			return fmt.Errorf("decode upstream: %w", err)
 		}
 		name := strings.ToLower(j.Name)
-		t.upNames.Insert([]byte(id), name)
+		t.upNames.set(id, name)
 		u := &Upstream{ID: id, Name: name}
 		if j.HostHeader != nil {
 			u.HostHeader = *j.HostHeader
@@ -420,7 +404,7 @@ func (t *txn) add(typ, id string, raw []byte) error {
 		if healthchecksOn(j.Healthchecks) {
 			u.Healthchecks = j.Healthchecks
 		}
-		t.upstreams.Insert([]byte(name), u)
+		t.upstreams.set(name, u)
 		t.dirtyUp[id] = true
 	case wire.TypeTarget:
 		tg, err := ParseTarget(raw)
@@ -428,7 +412,7 @@ func (t *txn) add(typ, id string, raw []byte) error {
 			return err
 		}
 		tg.ID = id
-		t.targets.Insert([]byte(tg.UpstreamID+"/"+id), tg)
+		t.targets.set(tg.UpstreamID+"/"+id, tg)
 		t.dirtyUp[tg.UpstreamID] = true
 	case wire.TypeConsumer:
 		var c Consumer
@@ -436,57 +420,57 @@ func (t *txn) add(typ, id string, raw []byte) error {
 			return fmt.Errorf("decode consumer: %w", err)
 		}
 		c.ID = id
-		t.consumers.Insert([]byte(id), &c)
+		t.consumers.set(id, &c)
 	case wire.TypePlugin:
 		p, err := ParsePlugin(raw)
 		if err != nil {
 			return err
 		}
 		p.ID = id
-		t.plugins.Insert([]byte(id), p)
-		t.scoped.Insert([]byte(scopeKey(p)), p)
+		t.plugins.set(id, p)
+		t.scoped.set(scopeKey(p), p)
 	case wire.TypeKeyAuth:
 		var j keyAuthJSON
 		if err := json.Unmarshal(raw, &j); err != nil {
 			return fmt.Errorf("decode keyauth credential: %w", err)
 		}
-		t.keys.Insert([]byte(j.Key), &KeyAuthCredential{ID: id, Key: j.Key, ConsumerID: j.Consumer.ID})
+		t.keys.set(j.Key, &KeyAuthCredential{ID: id, Key: j.Key, ConsumerID: j.Consumer.ID})
 	case wire.TypeCertificate:
 		c, err := ParseCertificate(raw)
 		if err != nil {
 			return err
 		}
 		c.ID = id
-		t.certs.Insert([]byte(id), c)
+		t.certs.set(id, c)
 	case wire.TypeSNI:
 		sn, err := ParseSNI(raw)
 		if err != nil {
 			return err
 		}
 		sn.ID = id
-		t.snis.Insert([]byte(sn.Name), sn)
+		t.snis.set(sn.Name, sn)
 	}
 	return nil
 }
 
 func (t *txn) rebuildUpstream(id string) {
-	name, ok := t.upNames.Get([]byte(id))
+	name, ok := t.upNames.get(id)
 	if !ok {
 		return
 	}
-	u, ok := t.upstreams.Get([]byte(name))
+	u, ok := t.upstreams.get(name)
 	if !ok {
 		return
 	}
 	nu := &Upstream{ID: u.ID, Name: u.Name, HostHeader: u.HostHeader, Healthchecks: u.Healthchecks}
-	t.targets.Root().WalkPrefix([]byte(id+"/"), func(_ []byte, tg *Target) bool {
+	t.targets.prefix(id+"/", func(_ string, tg *Target) bool {
 		if tg.Weight > 0 {
 			nu.Targets = append(nu.Targets, tg)
 			nu.TotalWeight += tg.Weight
 		}
-		return false
+		return true
 	})
-	t.upstreams.Insert([]byte(name), nu)
+	t.upstreams.set(name, nu)
 }
 
 // Check reports why one dp.deltas entity write could not be used by the
