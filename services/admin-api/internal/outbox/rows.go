@@ -22,21 +22,24 @@ type Change struct {
 	Entity []byte // canonical JSON; nil on delete
 }
 
-// appendSQL is the last statement of a write: it takes the next
-// transaction number (the counter's row lock is held until COMMIT, so
-// numbers follow commit order and a rollback gives its number back),
-// writes the transaction's outbox rows with it and wakes the relay.
-const appendSQL = `WITH c AS (UPDATE outbox_counter SET tx = tx + 1 RETURNING tx),
-	i AS (INSERT INTO outbox (batch, tx, idx, cnt, key, op, type, entity_id, entity)
-		SELECT $1::uuid, c.tx, u.n - 1, $2::int, u.key, u.op, u.type, u.entity_id, u.entity
-		FROM c, unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[])
+// appendSQL is the last statement of a write, sent when every lock the
+// transaction needs is held: it writes the transaction's outbox rows
+// unnumbered (tx = 0) with one ordering key from outbox_seq (a sequence
+// never blocks, so committing writers do not wait for each other). The
+// transaction is numbered after its commit (Number; see the package
+// documentation).
+const appendSQL = `WITH k AS MATERIALIZED (SELECT nextval('outbox_seq') AS seq),
+	i AS (INSERT INTO outbox (batch, tx, seq, idx, cnt, key, op, type, entity_id, entity)
+		SELECT $1::uuid, 0, k.seq, u.n - 1, $2::int, u.key, u.op, u.type, u.entity_id, u.entity
+		FROM k, unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[])
 			WITH ORDINALITY AS u(key, op, type, entity_id, entity, n)
-		RETURNING 1)
-	SELECT c.tx, (SELECT count(*) FROM i) AS n, pg_notify('outbox', c.tx::text)::text FROM c`
+		RETURNING id)
+	SELECT (SELECT min(id) FROM i), (SELECT count(*) FROM i) AS n`
 
 // QueueAppend queues on b the statement that writes cs (in order) as the
 // outbox rows of one transaction, marked with batch (a UUID) so that
-// CommittedTx can find them. ScanAppend reads its answer.
+// Committed can find them. It must be the transaction's last statement
+// before COMMIT. ScanAppend reads its answer.
 func QueueAppend(b *pgx.Batch, batch string, cs []Change) {
 	n := len(cs)
 	keys, kinds, types, ids := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -47,28 +50,29 @@ func QueueAppend(b *pgx.Batch, batch string, cs []Change) {
 	b.Queue(appendSQL, batch, n, keys, kinds, types, ids, ents)
 }
 
-// ScanAppend reads the answer of QueueAppend's statement: the transaction
-// number taken and how many rows were written.
-func ScanAppend(r pgx.Row) (tx uint64, n int, err error) {
-	err = r.Scan(&tx, &n, nil)
-	return tx, n, err
+// ScanAppend reads the answer of QueueAppend's statement: the id of the
+// transaction's first outbox row (what Numberer.Wait asks for) and how
+// many rows were written.
+func ScanAppend(r pgx.Row) (first int64, n int, err error) {
+	err = r.Scan(&first, &n)
+	return first, n, err
 }
 
-// CommittedTx returns the transaction number of the outbox rows of batch;
-// ok is false when none are in Postgres (which proves nothing: their
-// transaction may still run).
-func CommittedTx(ctx context.Context, db *sql.DB, batch string) (tx uint64, ok bool, err error) {
-	var t sql.NullInt64
-	if err := db.QueryRowContext(ctx, `SELECT max(tx) FROM outbox WHERE batch = $1::uuid`, batch).Scan(&t); err != nil {
-		return 0, false, err
+// Committed returns the id of the first outbox row of batch and the
+// transaction's number (0: not numbered yet); ok is false when none are
+// in Postgres (which proves nothing: their transaction may still run).
+func Committed(ctx context.Context, db *sql.DB, batch string) (first int64, tx uint64, ok bool, err error) {
+	var f, t sql.NullInt64
+	if err := db.QueryRowContext(ctx, `SELECT min(id), max(tx) FROM outbox WHERE batch = $1::uuid`, batch).Scan(&f, &t); err != nil {
+		return 0, 0, false, err
 	}
-	return uint64(t.Int64), t.Valid, nil
+	return f.Int64, uint64(t.Int64), f.Valid, nil
 }
 
 // Status is the relay's progress.
 type Status struct {
-	Backlog       int64      `json:"backlog"`
-	LastTx        uint64     `json:"last_tx"`
+	Backlog       int64      `json:"backlog"` // rows not published yet, numbered or not
+	LastTx        uint64     `json:"last_tx"` // the last number given
 	PublishedTx   uint64     `json:"last_published_tx"`
 	LastPublished *time.Time `json:"last_published_at"`
 }
@@ -84,7 +88,7 @@ func ReadStatus(ctx context.Context, db *gorm.DB) (Status, error) {
 		PublishedAt sql.NullTime
 	}
 	err := db.WithContext(ctx).Raw(`SELECT
-		(SELECT count(*) FROM outbox WHERE published_at IS NULL AND tx > 0) AS backlog,
+		(SELECT count(*) FROM outbox WHERE published_at IS NULL) AS backlog,
 		(SELECT tx FROM outbox_counter) AS last_tx,
 		r.published_tx, r.published_at FROM relay_state r`).Scan(&row).Error
 	if err != nil {

@@ -18,30 +18,60 @@ import (
 
 // Write runs fn in one Postgres transaction. The entity rows, one outbox
 // row per change (in the order fn made them) and the idempotency record
-// commit together; the transaction number is taken by the last statement.
+// commit together; the last statement takes the transaction's ordering key
+// (outbox.QueueAppend), and after COMMIT Write waits for its transaction
+// number (outbox.Numberer, at most NumberFor): see the outbox package for
+// why numbers given after commit keep commit order.
 //
 // The transaction runs on one pooled connection and saves round trips:
 // BEGIN and the entity writes of Insert and Update wait to be pipelined
 // with the next statement, and the end (the pending statements but an
 // Update, whose row count must be checked before COMMIT is sent, the
-// idempotency record, the statement that takes the transaction number and
-// writes the outbox rows, COMMIT) goes to Postgres in one round trip, so
-// the outbox_counter row lock (which serializes committing writers) is
-// held only for that statement and the commit's WAL flush. A single-entity
-// create is one round trip.
+// idempotency record, the statement that writes the outbox rows, COMMIT)
+// goes to Postgres in one round trip. Nothing serializes committing
+// writers: the WAL flushes of concurrent commits are shared. A
+// single-entity create is one round trip, and the number one more (shared
+// with the writers that committed meanwhile) on a connection of its own.
 //
 // When the connection fails after COMMIT was sent, Write resolves the
 // outcome (see resolve): committed is success; aborted is ErrUnavailable
 // (nothing was written); otherwise ErrOutcomeUnknown. ErrUnavailable is
 // returned only when the transaction certainly did not commit.
+//
+// A committed write whose number did not come within NumberFor (Postgres
+// failed right after the commit) is reported committed with Tx 0 and
+// Unnumbered set: it is numbered and published later all the same.
 func (s *Store) Write(ctx context.Context, fn func(tx *Tx) error) (Result, error) {
+	res, first, err := s.write(ctx, fn)
+	if err != nil || first == 0 {
+		return res, err
+	}
+	if s.numbers == nil {
+		res.Unnumbered = true
+		return res, nil
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), NumberFor)
+	defer cancel()
+	if res.Tx, err = s.numbers.Wait(wctx, first); err != nil {
+		res.Unnumbered = true
+	}
+	return res, nil
+}
+
+// NumberFor bounds how long Write waits for the number of a committed
+// transaction.
+const NumberFor = 5 * time.Second
+
+// write runs the transaction of Write; first is the id of its first
+// outbox row (0: it wrote none).
+func (s *Store) write(ctx context.Context, fn func(tx *Tx) error) (Result, int64, error) {
 	sqlDB, err := s.db.DB()
 	if err != nil {
-		return Result{}, err
+		return Result{}, 0, err
 	}
 	conn, err := sqlDB.Conn(ctx)
 	if err != nil {
-		return Result{}, translate("transaction", err)
+		return Result{}, 0, translate("transaction", err)
 	}
 	committed := false
 	defer func() {
@@ -59,7 +89,7 @@ func (s *Store) Write(ctx context.Context, fn func(tx *Tx) error) (Result, error
 			// A statement after a failed pipelined one: report the cause.
 			err = tx.err
 		}
-		return Result{}, translateTx(err)
+		return Result{}, 0, translateTx(err)
 	}
 	// A statement whose result is checked here (an update that must hit
 	// its row) cannot share the round trip of COMMIT: send it first.
@@ -70,9 +100,10 @@ func (s *Store) Write(ctx context.Context, fn func(tx *Tx) error) (Result, error
 		}
 	}
 	if tx.err != nil {
-		return Result{}, translateTx(tx.err)
+		return Result{}, 0, translateTx(tx.err)
 	}
 	var res Result
+	var first int64
 	var pid uint32
 	err = conn.Raw(func(dc any) error {
 		pc, err := pgxConn(dc)
@@ -80,7 +111,7 @@ func (s *Store) Write(ctx context.Context, fn func(tx *Tx) error) (Result, error
 			return err
 		}
 		pid = pc.PgConn().PID()
-		res, err = commit(ctx, pc, tx)
+		res, first, err = commit(ctx, pc, tx)
 		if st := pc.PgConn().TxStatus(); err != nil && st != 'I' && st != 'E' && st != 'T' {
 			// The outcome is unknown (the connection failed mid-commit):
 			// never reuse the connection.
@@ -91,22 +122,22 @@ func (s *Store) Write(ctx context.Context, fn func(tx *Tx) error) (Result, error
 	var lost *lostCommit
 	if errors.As(err, &lost) {
 		// COMMIT was sent and its answer did not arrive: find out.
-		res, rerr := s.resolve(ctx, tx, pid)
+		res, first, rerr := s.resolve(ctx, tx, pid)
 		switch {
 		case rerr == nil:
 			committed = true
-			return res, nil
+			return res, first, nil
 		case errors.Is(rerr, errAborted):
-			return Result{}, fmt.Errorf("%w: %w (the transaction did not commit)", ErrUnavailable, lost.err)
+			return Result{}, 0, fmt.Errorf("%w: %w (the transaction did not commit)", ErrUnavailable, lost.err)
 		default:
-			return Result{}, fmt.Errorf("%w: %v; %v", ErrOutcomeUnknown, lost.err, rerr)
+			return Result{}, 0, fmt.Errorf("%w: %v; %v", ErrOutcomeUnknown, lost.err, rerr)
 		}
 	}
 	if err != nil {
-		return Result{}, translateTx(err)
+		return Result{}, 0, translateTx(err)
 	}
 	committed = true
-	return res, nil
+	return res, first, nil
 }
 
 // lostCommit is a failure of the round trip that carried COMMIT that does
@@ -138,17 +169,19 @@ const ResolveFor = 5 * time.Second
 // resolve finds out, on a new connection, whether tx committed after the
 // answer to its COMMIT was lost: by its transaction id (pg_xact_status)
 // when the id arrived before the connection failed, else by its outbox
-// rows (only their presence proves anything). It returns nil (committed),
-// errAborted, or why the outcome is still unknown after ResolveFor.
-func (s *Store) resolve(ctx context.Context, tx *Tx, pid uint32) (Result, error) {
+// rows (only their presence proves anything). It returns nil (committed,
+// with the id of its first outbox row, 0 when it wrote none), errAborted,
+// or why the outcome is still unknown after ResolveFor.
+func (s *Store) resolve(ctx context.Context, tx *Tx, pid uint32) (Result, int64, error) {
 	sqlDB, err := s.db.DB()
 	if err != nil {
-		return Result{}, err
+		return Result{}, 0, err
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ResolveFor)
 	defer cancel()
 	n := len(tx.changes)
 	var res Result
+	var first int64
 	var last error
 	check := func() error {
 		if tx.xid != "" {
@@ -174,9 +207,15 @@ func (s *Store) resolve(ctx context.Context, tx *Tx, pid uint32) (Result, error)
 			}
 			res = Result{Changes: n}
 			if n > 0 {
-				if t, _, err := outbox.CommittedTx(ctx, sqlDB, tx.batch); err == nil {
-					res.Tx = t
+				f, _, ok, err := outbox.Committed(ctx, sqlDB, tx.batch)
+				if err != nil {
+					last = err
+					return err
 				}
+				if !ok {
+					return backoff.Permanent(fmt.Errorf("transaction %s committed without its outbox rows", tx.xid))
+				}
+				first = f
 			}
 			return nil
 		}
@@ -185,7 +224,7 @@ func (s *Store) resolve(ctx context.Context, tx *Tx, pid uint32) (Result, error)
 		}
 		// Without the id only the outbox rows can tell, and only that it
 		// committed (absent rows may be of a transaction still running).
-		t, ok, err := outbox.CommittedTx(ctx, sqlDB, tx.batch)
+		f, _, ok, err := outbox.Committed(ctx, sqlDB, tx.batch)
 		if err != nil {
 			last = err
 			return err
@@ -194,7 +233,7 @@ func (s *Store) resolve(ctx context.Context, tx *Tx, pid uint32) (Result, error)
 			last = errors.New("its outbox rows are not in Postgres")
 			return last
 		}
-		res = Result{Tx: t, Changes: n}
+		res, first = Result{Changes: n}, f
 		return nil
 	}
 	b := backoff.NewExponentialBackOff(backoff.WithInitialInterval(50*time.Millisecond), backoff.WithMaxInterval(time.Second), backoff.WithMaxElapsedTime(0))
@@ -202,13 +241,14 @@ func (s *Store) resolve(ctx context.Context, tx *Tx, pid uint32) (Result, error)
 	if err != nil && ctx.Err() != nil && last != nil {
 		err = fmt.Errorf("gave up after %s: %w", ResolveFor, last)
 	}
-	return res, err
+	return res, first, err
 }
 
 // commit sends the end of tx (its pending statements, the idempotency
-// record, the outbox rows with the transaction number, COMMIT) as one
-// pipelined batch.
-func commit(ctx context.Context, conn *pgx.Conn, tx *Tx) (Result, error) {
+// record, the outbox rows with their ordering key, COMMIT) as one
+// pipelined batch. first is the id of the transaction's first outbox row
+// (0: it wrote none).
+func commit(ctx context.Context, conn *pgx.Conn, tx *Tx) (Result, int64, error) {
 	ops := tx.pending
 	tx.pending = nil
 	if !tx.xidAsked {
@@ -227,19 +267,20 @@ func commit(ctx context.Context, conn *pgx.Conn, tx *Tx) (Result, error) {
 	b.Queue(`COMMIT`)
 	br := conn.SendBatch(ctx, b)
 	var res Result
+	var first int64
 	err := func() error {
 		if err := ops.read(br); err != nil {
 			return err
 		}
 		if n > 0 {
-			t, wrote, err := outbox.ScanAppend(br.QueryRow())
+			f, wrote, err := outbox.ScanAppend(br.QueryRow())
 			if err != nil {
 				return translate("outbox", err)
 			}
 			if wrote != n {
 				return fmt.Errorf("outbox: wrote %d rows, want %d", wrote, n)
 			}
-			res = Result{Tx: t, Changes: wrote}
+			res, first = Result{Changes: wrote}, f
 		}
 		tag, err := br.Exec()
 		if err != nil {
@@ -255,9 +296,9 @@ func commit(ctx context.Context, conn *pgx.Conn, tx *Tx) (Result, error) {
 	}
 	if err != nil && !settledAbort(conn, err) {
 		// COMMIT may have reached Postgres: the outcome is unknown here.
-		return res, &lostCommit{err: err}
+		return res, first, &lostCommit{err: err}
 	}
-	return res, err
+	return res, first, err
 }
 
 // rollback ends a failed transaction; a connection that cannot is

@@ -21,19 +21,27 @@ import (
 
 // Store is the Postgres store of entities and outbox.
 type Store struct {
-	db    *gorm.DB
-	types []*entity.Type
+	db      *gorm.DB
+	types   []*entity.Type
+	numbers *outbox.Numberer
 }
 
 // New returns a store over db for the given entity types.
 func New(db *gorm.DB, types []*entity.Type) *Store {
-	return &Store{db: db, types: types}
+	s := &Store{db: db, types: types}
+	if sqlDB, err := db.DB(); err == nil {
+		s.numbers = outbox.NewNumberer(sqlDB)
+	}
+	return s
 }
 
 // Result of a committed transaction.
 type Result struct {
-	Tx      uint64 // 0 when nothing changed
+	Tx      uint64 // its number; 0 when nothing changed (or Unnumbered)
 	Changes int
+	// Unnumbered: the transaction committed but its number did not come
+	// within NumberFor; it is numbered (and published) later.
+	Unnumbered bool
 }
 
 // Ping checks that Postgres answers.
