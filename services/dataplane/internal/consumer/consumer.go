@@ -60,6 +60,8 @@ type Store interface {
 	ForEach(fn func(key string, value []byte) error) error
 	Apply(changes []store.Change, m store.Meta) error
 	Replace(entities map[string][]byte, m store.Meta) error
+	BeginReplace() (*store.Replacement, error)
+	NewSpool() (*store.Spool, error)
 	SetMeta(update func(*store.Meta)) error
 	BeginAttempt(first int64) (int, error)
 	Skip(m store.Meta) error
@@ -149,7 +151,7 @@ func New(cfg Config, st Store) (*Consumer, error) {
 	if err != nil {
 		return nil, err
 	}
-	ents, err := c.loadEntities()
+	snap, errs, err := loadSnapshot(st, meta.Version)
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +159,6 @@ func New(cfg Config, st Store) (*Consumer, error) {
 		cfg.Logger.Warn("stored configuration comes from another topic; will resync", "stored_topic", meta.Topic, "topic", cfg.Topic)
 		meta.Complete = false
 	}
-	snap, errs := snapshot.Build(meta.Version, ents)
 	c.noteBadEntities(errs)
 	if snap.Hash != meta.Hash {
 		c.log.Error("stored configuration does not match its hash; will resync", "version", meta.Version, "hash", snap.Hash.String(), "want", meta.Hash.String())
@@ -174,6 +175,22 @@ func New(cfg Config, st Store) (*Consumer, error) {
 		c.log.Info("loaded stored configuration", "version", meta.Version, "hash", snap.Hash.String(), "entities", snap.Len(), "offset", meta.NextOffset)
 	}
 	return c, nil
+}
+
+// loadSnapshot builds the snapshot of the stored configuration (of the
+// version), each entity copied once out of bbolt's mmap straight into the
+// builder: no map of the whole configuration is made on the way.
+func loadSnapshot(st Store, version uint64) (*snapshot.Snapshot, []error, error) {
+	b := snapshot.NewBuilder(version)
+	err := st.ForEach(func(k string, v []byte) error {
+		b.Add(k, append([]byte(nil), v...))
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("load store: %w", err)
+	}
+	snap, errs := b.Finish()
+	return snap, errs, nil
 }
 
 func (c *Consumer) loadEntities() (map[string][]byte, error) {

@@ -10,6 +10,8 @@ import (
 	"runtime/metrics"
 	"runtime/pprof"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -149,12 +151,42 @@ func resyncMap(b *testing.B, st *store.Bolt, recs []benchRecord, peak func()) *s
 		t.Add(r.h, int64(i), r.key, bytes.Clone(r.value))
 	}
 	res := t.Result()
-	snap, errs := snapshot.Build(res.Version, res.Entities)
+	ents, err := res.Entities()
+	if err != nil {
+		b.Fatal(err)
+	}
+	snap, errs := snapshot.Build(res.Version, ents)
 	if len(errs) > 0 || snap.Hash != res.Hash {
 		b.Fatalf("build: %v, hash %s want %s", errs, snap.Hash, res.Hash)
 	}
 	peak()
-	if err := st.Replace(res.Entities, store.Meta{Version: res.Version, Hash: snap.Hash, Complete: true}); err != nil {
+	if err := st.Replace(ents, store.Meta{Version: res.Version, Hash: snap.Hash, Complete: true}); err != nil {
+		b.Fatal(err)
+	}
+	return snap
+}
+
+// resyncStream is the resync as deltaMode runs it now: the values spilled
+// to a spool beside the store as they are read, the result streamed in key
+// order into the snapshot builder and into a fresh bucket written in
+// chunks, swapped in at the end (stage, Replacement.Commit).
+func resyncStream(b *testing.B, st *store.Bolt, recs []benchRecord, peak func()) *snapshot.Snapshot {
+	sp, err := st.NewSpool()
+	if err != nil {
+		b.Fatal(err)
+	}
+	t := rebuild.NewSpilled(sp)
+	for i, r := range recs {
+		t.Add(r.h, int64(i), r.key, bytes.Clone(r.value))
+	}
+	res := t.Result()
+	defer res.Close()
+	snap, errs, rep, err := stage(st, res)
+	if err != nil || len(errs) > 0 || snap.Hash != res.Hash {
+		b.Fatalf("stage: %v %v, hash %s want %s", err, errs, snap.Hash, res.Hash)
+	}
+	peak()
+	if err := rep.Commit(store.Meta{Version: res.Version, Hash: snap.Hash, Complete: true}); err != nil {
 		b.Fatal(err)
 	}
 	return snap
@@ -214,8 +246,104 @@ func median(xs []float64) float64 {
 // it is done (the snapshot served; the store's data is in bbolt's mmap,
 // outside the heap) and the heap's peak during it, beside the
 // configuration's size.
+// The map variant is the resync as it ran before it streamed (kept here to
+// measure old and new in one run).
 func BenchmarkResync(b *testing.B) {
-	for _, n := range []int{30000, 100000} {
-		b.Run(fmt.Sprintf("%dk", n/1000), func(b *testing.B) { benchResync(b, n, "resync", resyncMap) })
+	for _, n := range sizes(b, *resyncSizes) {
+		b.Run(fmt.Sprintf("map/%dk", n/1000), func(b *testing.B) { benchResync(b, n, "resync-map", resyncMap) })
+		b.Run(fmt.Sprintf("stream/%dk", n/1000), func(b *testing.B) { benchResync(b, n, "resync-stream", resyncStream) })
+	}
+}
+
+var resyncSizes = flag.String("resync-sizes", "30000,100000", "entity counts of BenchmarkResync")
+
+func sizes(b *testing.B, list string) []int {
+	var out []int
+	for _, f := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// restartFunc loads the configuration a restarted data plane finds in its
+// store and returns the snapshot it serves.
+type restartFunc func(b *testing.B, st *store.Bolt, version uint64) *snapshot.Snapshot
+
+// restartMap is the restart as consumer.New ran it before the streamed
+// load: every value copied out of bbolt into a map, then Build.
+func restartMap(b *testing.B, st *store.Bolt, version uint64) *snapshot.Snapshot {
+	ents := map[string][]byte{}
+	if err := st.ForEach(func(k string, v []byte) error {
+		ents[k] = append([]byte(nil), v...)
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	snap, _ := snapshot.Build(version, ents)
+	return snap
+}
+
+// restartStream is the restart as consumer.New runs it now (loadSnapshot).
+func restartStream(b *testing.B, st *store.Bolt, version uint64) *snapshot.Snapshot {
+	snap, _, err := loadSnapshot(st, version)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return snap
+}
+
+var restartSizes = flag.String("restart-sizes", "30000,100000", "entity counts of BenchmarkRestart")
+
+// BenchmarkRestart is a data plane restarted on a store holding the
+// configuration: from the open store to the snapshot it serves.
+func BenchmarkRestart(b *testing.B) {
+	for _, n := range sizes(b, *restartSizes) {
+		recs, size := benchLog(n)
+		t := rebuild.New()
+		for i, r := range recs {
+			t.Add(r.h, int64(i), r.key, r.value)
+		}
+		res := t.Result()
+		recs = nil
+		st, err := store.Open(b.TempDir(), store.Options{NoSync: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _, rep, err := stage(st, res)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := rep.Commit(store.Meta{Version: res.Version, Hash: res.Hash, Complete: true}); err != nil {
+			b.Fatal(err)
+		}
+		for _, v := range []struct {
+			name string
+			fn   restartFunc
+		}{{"map", restartMap}, {"stream", restartStream}} {
+			b.Run(fmt.Sprintf("%s/%dk", v.name, n/1000), func(b *testing.B) {
+				var peaks []float64
+				b.ReportAllocs()
+				for b.Loop() {
+					b.StopTimer()
+					before := liveHeap()
+					sampler := startSampler()
+					b.StartTimer()
+					snap := v.fn(b, st, res.Version)
+					b.StopTimer()
+					peaks = append(peaks, float64(sampler.Stop()-before))
+					if snap.Hash != res.Hash {
+						b.Fatalf("hash %s, want %s", snap.Hash, res.Hash)
+					}
+					b.StartTimer()
+				}
+				b.ReportMetric(float64(size)/(1<<20), "config-MiB")
+				b.ReportMetric(median(peaks)/(1<<20), "peak-MiB")
+			})
+		}
+		st.Close()
 	}
 }

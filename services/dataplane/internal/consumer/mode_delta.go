@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/follower"
+	"github.com/deltaplane/deltaplane/services/dataplane/internal/rebuild"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/snapshot"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/store"
 	"github.com/segmentio/kafka-go"
@@ -22,7 +23,20 @@ var _ Mode = (*deltaMode)(nil)
 
 func (m *deltaMode) init(c *Consumer, applied uint64, next int64) {
 	m.c, m.f = c, follower.New(applied, next)
+	m.f.NewTable = m.newTable
 	m.apply = c.handler(m.applyBatch)
+}
+
+// newTable is the table of a resync: its values go to a spool file beside
+// the store, so the resync holds the configuration's keys, not its values
+// (in memory only when the spool cannot be opened).
+func (m *deltaMode) newTable() *rebuild.Table {
+	sp, err := m.c.store.NewSpool()
+	if err != nil {
+		m.c.log.Warn("resync keeps its values in memory", "err", err)
+		return rebuild.New()
+	}
+	return rebuild.NewSpilled(sp)
 }
 
 func (m *deltaMode) reset(applied uint64) { m.f.Reset(applied) }
@@ -167,17 +181,27 @@ func (m *deltaMode) finishResync(seek seeker, lastOffset int64) error {
 		}
 		return nil
 	case follower.Keep:
+		defer fin.Result.Close()
 		return m.keep(seek, fin, prev, lastOffset)
 	}
+	defer fin.Result.Close()
 	// Building and publishing run a snapshot decoder and the listeners.
 	return Recover(func() error { return m.adopt(seek, fin, prev, lastOffset) })
 }
 
-// adopt replaces the configuration with the resync's result.
+// adopt replaces the configuration with the resync's result: the entities
+// stream in key order from the resync's spool into the snapshot builder
+// and into a fresh bucket of the store, written in bounded chunks and
+// swapped in with the position in one transaction (store.Replacement), so
+// neither a map of the configuration nor one bbolt transaction holding all
+// of it is ever built, and a crash leaves the old configuration or the new.
 func (m *deltaMode) adopt(seek seeker, fin follower.Finished, prev *snapshot.Snapshot, lastOffset int64) error {
 	c := m.c
 	res := fin.Result
-	next, errs := snapshot.Build(res.Version, res.Entities)
+	next, errs, rep, err := stage(c.store, res)
+	if err != nil {
+		return fmt.Errorf("store resync to version %d: %w", res.Version, err)
+	}
 	c.noteBadEntities(errs)
 	if next.Hash != res.Hash {
 		c.Stats.HashMismatches.Add(1)
@@ -186,7 +210,7 @@ func (m *deltaMode) adopt(seek seeker, fin follower.Finished, prev *snapshot.Sna
 	}
 	now := time.Now().UTC()
 	meta := store.Meta{Version: res.Version, Hash: next.Hash, NextOffset: fin.Resume, LastApply: now, CaughtUp: now, Complete: true, Topic: c.cfg.Topic}
-	if err := c.store.Replace(res.Entities, meta); err != nil {
+	if err := rep.Commit(meta); err != nil {
 		return fmt.Errorf("store resync to version %d: %w", res.Version, err)
 	}
 	if fin.Resume <= lastOffset {
@@ -201,6 +225,27 @@ func (m *deltaMode) adopt(seek seeker, fin follower.Finished, prev *snapshot.Sna
 	c.log.Info("resynced", "reason", fin.Reason, "version", res.Version, "hash", next.Hash.String(), "entities", next.Len(), "previous_version", prev.Version, "offset", meta.NextOffset)
 	c.publish(next, meta, nil, true)
 	return nil
+}
+
+// stage reads a resync's result once, in key order, into a snapshot and
+// into a fresh bucket of the store; the Replacement's Commit makes it the
+// stored configuration (nothing is replaced on error).
+func stage(st Store, res rebuild.Result) (*snapshot.Snapshot, []error, *store.Replacement, error) {
+	rep, err := st.BeginReplace()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	b := snapshot.NewBuilder(res.Version)
+	err = res.Each(func(k string, v []byte) error {
+		b.Add(k, v)
+		return rep.Put(k, v)
+	})
+	if err != nil {
+		rep.Abort()
+		return nil, nil, nil, err
+	}
+	next, errs := b.Finish()
+	return next, errs, rep, nil
 }
 
 // keep keeps the configuration held (its version is above the rebuilt

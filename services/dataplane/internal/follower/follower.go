@@ -97,6 +97,9 @@ type Follower struct {
 	asm                    *delta.Assembler
 	headerMark, entityMark int64
 	rs                     *resync
+	// NewTable makes the table of each resync (default rebuild.New, which
+	// keeps the values in memory; the consumer spills them to disk).
+	NewTable func() *rebuild.Table
 }
 
 // resync is a rebuild in progress: the records collected, where it ends
@@ -120,7 +123,10 @@ func New(applied uint64, next int64) *Follower {
 // stay.
 func (f *Follower) Reset(applied uint64) {
 	f.asm.Reset(applied)
-	f.rs = nil
+	if f.rs != nil {
+		f.rs.table.Close()
+		f.rs = nil
+	}
 }
 
 // Applied is the last version applied (or set by Reset).

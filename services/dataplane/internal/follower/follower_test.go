@@ -252,7 +252,7 @@ func TestResyncHoldsUntilTheTopicHasAVersion(t *testing.T) {
 		t.Fatalf("last record fetched: %s, want finish", d.Action)
 	}
 	fin := f.Finish(1, 7, true)
-	if fin.Verdict != Adopt || fin.Result.Version != 1 || len(fin.Result.Entities) != 2 || fin.Resume != 2 {
+	if fin.Verdict != Adopt || fin.Result.Version != 1 || fin.Result.Len != 2 || fin.Resume != 2 {
 		t.Fatalf("finished %+v", fin)
 	}
 }

@@ -33,7 +33,14 @@ func ResyncReason(meta store.Meta, first, hwm int64, committed int64, retention 
 // topic was recreated (see Verdict). It reports whether the resync ends at
 // once (an empty topic: call Finish with first-1).
 func (f *Follower) StartResync(reason string, first, hwm int64, newHistory bool) (ended bool) {
-	f.rs = &resync{table: rebuild.New(), hwm: hwm, reason: reason, newHistory: newHistory}
+	if f.rs != nil {
+		f.rs.table.Close()
+	}
+	table := rebuild.New()
+	if f.NewTable != nil {
+		table = f.NewTable()
+	}
+	f.rs = &resync{table: table, hwm: hwm, reason: reason, newHistory: newHistory}
 	return hwm <= first
 }
 
@@ -85,7 +92,8 @@ func verdict(got, held uint64, ready, newHistory bool) Verdict {
 type Finished struct {
 	Verdict Verdict
 	// Result is what the topic holds: its highest complete version and
-	// that version's configuration.
+	// that version's configuration. On Adopt and Keep the caller owns it
+	// and closes it once read; on Hold the follower still collects into it.
 	Result rebuild.Result
 	// Resume is where to read on (Adopt, Keep): the first record of an
 	// unfinished batch above the version kept, else after the last record
@@ -119,6 +127,7 @@ func (f *Follower) Finish(lastOffset int64, held uint64, ready bool) Finished {
 	if off, ok := f.rs.table.Resume(kept); ok {
 		out.Resume = off
 	}
+	f.rs = nil // the caller owns the table now (out.Result)
 	f.Reset(kept)
 	return out
 }

@@ -15,9 +15,15 @@
 //     a rebuild never applies half a batch.
 //   - The expected content hash is the one carried by the result version's
 //     records (the hash after that version).
+//
+// The table keeps per key only versions and where each value is: in memory
+// (New) or in a Spill (NewSpilled: a file beside the store), so that a
+// resync of a large configuration holds its keys, not its values.
 package rebuild
 
 import (
+	"io"
+	"slices"
 	"sort"
 
 	"github.com/deltaplane/deltaplane/shared/wire"
@@ -30,12 +36,32 @@ type Table struct {
 	batches  map[uint64]*batch  // versions above complete, being collected
 	complete uint64             // highest complete version so far
 	hash     wire.Hash          // its content hash
+	spill    Spill
+	err      error // the first error of spill
+}
+
+// Spill keeps the values a Table collects: Put stores one and says where,
+// Get reads it back (a new slice, or one the caller will not modify).
+type Spill interface {
+	Put(value []byte) (pos int64, err error)
+	Get(pos int64, n int) ([]byte, error)
 }
 
 type entry struct {
 	version uint64
-	value   []byte // nil: tombstone
+	pos     int64 // where the value is in the spill
+	n       int32 // its length; -1: tombstone
 }
+
+// memSpill keeps the values in memory (New): pos is an index.
+type memSpill struct{ values [][]byte }
+
+func (m *memSpill) Put(v []byte) (int64, error) {
+	m.values = append(m.values, v)
+	return int64(len(m.values) - 1), nil
+}
+
+func (m *memSpill) Get(pos int64, _ int) ([]byte, error) { return m.values[pos], nil }
 
 type batch struct {
 	count int
@@ -45,15 +71,27 @@ type batch struct {
 	first int64 // lowest offset of a record of this version
 }
 
-// New returns an empty table (version 0, no entities).
-func New() *Table {
-	return &Table{keys: map[string][]entry{}, batches: map[uint64]*batch{}}
+// New returns an empty table (version 0, no entities) that keeps the
+// values it is given in memory.
+func New() *Table { return NewSpilled(&memSpill{}) }
+
+// NewSpilled returns an empty table that keeps values in sp.
+func NewSpilled(sp Spill) *Table {
+	return &Table{keys: map[string][]entry{}, batches: map[uint64]*batch{}, spill: sp}
 }
 
 // Add takes the next record (value nil for a tombstone) with its decoded
 // header and offset.
 func (t *Table) Add(h wire.DeltaHeader, offset int64, key string, value []byte) {
-	t.addEntry(key, entry{version: h.Version, value: value})
+	e := entry{version: h.Version, n: -1}
+	if value != nil && t.err == nil {
+		pos, err := t.spill.Put(value)
+		if err != nil {
+			t.err = err
+		}
+		e.pos, e.n = pos, int32(len(value))
+	}
+	t.addEntry(key, e)
 	if h.Version <= t.complete || h.Count < 1 || h.Index < 0 || h.Index >= h.Count {
 		return
 	}
@@ -111,28 +149,90 @@ func (t *Table) addEntry(key string, e entry) {
 type Result struct {
 	// Version is the highest complete version (0 when none is).
 	Version uint64
-	// Hash is the content hash its records carry: what Entities must hash
-	// to (0 for version 0).
+	// Hash is the content hash its records carry: what the entities must
+	// hash to (0 for version 0).
 	Hash wire.Hash
-	// Entities is the configuration of Version: per key the value of the
-	// highest version at or below it; deleted keys are absent.
-	Entities map[string][]byte
+	// Len is the number of entities.
+	Len int
+
+	t    *Table
+	keys []string // the entities' keys, sorted
 }
 
-// Result returns the configuration of the highest complete version.
+// Result returns the configuration of the highest complete version: per
+// key the value of the highest version at or below it; deleted keys are
+// absent. Read it with Each or Entities.
 func (t *Table) Result() Result {
-	r := Result{Version: t.complete, Hash: t.hash, Entities: map[string][]byte{}}
+	r := Result{Version: t.complete, Hash: t.hash, t: t}
 	for k, es := range t.keys {
-		for j := len(es) - 1; j >= 0; j-- {
-			if es[j].version <= t.complete {
-				if es[j].value != nil {
-					r.Entities[k] = es[j].value
-				}
-				break
-			}
+		if _, ok := t.chosen(es); ok {
+			r.keys = append(r.keys, k)
 		}
 	}
+	slices.Sort(r.keys)
+	r.Len = len(r.keys)
 	return r
+}
+
+// chosen is a key's value in the result: its candidate of the highest
+// version at or below the complete one (false: absent or deleted).
+func (t *Table) chosen(es []entry) (entry, bool) {
+	for j := len(es) - 1; j >= 0; j-- {
+		if es[j].version <= t.complete {
+			return es[j], es[j].n >= 0
+		}
+	}
+	return entry{}, false
+}
+
+// Each calls fn with every entity of the result in key order, each value
+// read from where the table keeps it (a new slice per call with a file
+// spill). It stops at the first error, of fn or of the spill.
+func (r Result) Each(fn func(key string, value []byte) error) error {
+	if r.t == nil {
+		return nil
+	}
+	if r.t.err != nil {
+		return r.t.err
+	}
+	for _, k := range r.keys {
+		e, _ := r.t.chosen(r.t.keys[k])
+		v, err := r.t.spill.Get(e.pos, int(e.n))
+		if err != nil {
+			return err
+		}
+		if err := fn(k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close releases the table's spill (closes it when it is an io.Closer).
+// The result must not be read afterwards.
+func (r Result) Close() error {
+	if r.t == nil {
+		return nil
+	}
+	return r.t.Close()
+}
+
+// Close releases the table's spill (closes it when it is an io.Closer).
+func (t *Table) Close() error {
+	if c, ok := t.spill.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
+
+// Entities returns the result as one map (small configurations, tests).
+func (r Result) Entities() (map[string][]byte, error) {
+	out := make(map[string][]byte, r.Len)
+	err := r.Each(func(k string, v []byte) error {
+		out[k] = v
+		return nil
+	})
+	return out, err
 }
 
 // Resume is the lowest offset of a record of a version above v that Add

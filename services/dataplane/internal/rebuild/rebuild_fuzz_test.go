@@ -42,7 +42,11 @@ func FuzzTable(f *testing.F) {
 			recs = append(recs, seen{v, index, count})
 		}
 		r := tb.Result()
-		for k, val := range r.Entities {
+		ents, err := r.Entities()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, val := range ents {
 			if vv, ok := valueVersion[k][string(val)]; !ok || vv > r.Version {
 				t.Fatalf("%s = %s (version %d) in the result of version %d", k, val, vv, r.Version)
 			}

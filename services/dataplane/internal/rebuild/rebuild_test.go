@@ -1,7 +1,11 @@
 package rebuild
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
 	"maps"
+	"strings"
 	"testing"
 
 	"github.com/deltaplane/deltaplane/shared/wire"
@@ -125,7 +129,11 @@ func TestTable(t *testing.T) {
 			}
 			got := map[string]string{}
 			var h wire.Hash
-			for k, v := range r.Entities {
+			ents, err := r.Entities()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range ents {
 				got[k] = string(v)
 				h = h.Add(wire.EntityHash(k, v))
 			}
@@ -153,5 +161,85 @@ func TestResumeAboveAHigherVersion(t *testing.T) {
 	}
 	if _, ok := tb.Resume(3); ok {
 		t.Fatal("resume after 3 found a record")
+	}
+}
+
+// arena is a Spill that copies values into one buffer (as the store's
+// file spool does) and counts what it holds.
+type arena struct{ buf []byte }
+
+func (a *arena) Put(v []byte) (int64, error) {
+	pos := int64(len(a.buf))
+	a.buf = append(a.buf, v...)
+	return pos, nil
+}
+
+func (a *arena) Get(pos int64, n int) ([]byte, error) {
+	return bytes.Clone(a.buf[pos : pos+int64(n)]), nil
+}
+
+// A spilled table keeps no value of its own: every value goes to the
+// spill as it is added, and the result reads it back from there, so the
+// buffers the records came in (kafka-go's fetched bytes) can be reused or
+// collected at once. The test overwrites each record's buffer right after
+// Add; a table that kept the caller's slices would return the garbage.
+func TestSpilledTableKeepsNoValue(t *testing.T) {
+	sp := &arena{}
+	tb := NewSpilled(sp)
+	const n = 1000
+	want := map[string]string{}
+	var h wire.Hash
+	for i := range n {
+		key, val := fmt.Sprintf("services/%04d", i), fmt.Sprintf(`{"id":"%04d","pad":"%s"}`, i, strings.Repeat("x", 100))
+		want[key] = val
+		h = h.Add(wire.EntityHash(key, []byte(val)))
+	}
+	i := 0
+	for key := range want {
+		buf := []byte(want[key])
+		tb.Add(wire.DeltaHeader{Schema: wire.SchemaVersion, Version: 1, Index: i, Count: n, Hash: h}, int64(i), key, buf)
+		for j := range buf {
+			buf[j] = '#'
+		}
+		i++
+	}
+	r := tb.Result()
+	if r.Version != 1 || r.Hash != h || r.Len != n {
+		t.Fatalf("result version %d hash %s len %d", r.Version, r.Hash, r.Len)
+	}
+	var last string
+	var got wire.Hash
+	err := r.Each(func(k string, v []byte) error {
+		if k <= last {
+			t.Fatalf("key %s after %s: not in key order", k, last)
+		}
+		last = k
+		if string(v) != want[k] {
+			t.Fatalf("%s = %.40q, want %.40q", k, v, want[k])
+		}
+		got = got.Add(wire.EntityHash(k, v))
+		return nil
+	})
+	if err != nil || got != h {
+		t.Fatalf("each: %v, hash %s want %s", err, got, h)
+	}
+	if size := len(sp.buf); size < n*100 {
+		t.Fatalf("spill holds %d bytes, want every value", size)
+	}
+}
+
+// failing is a Spill whose disk is full.
+type failing struct{}
+
+func (failing) Put([]byte) (int64, error)      { return 0, errors.New("disk full") }
+func (failing) Get(int64, int) ([]byte, error) { return nil, errors.New("disk full") }
+
+// A spill that fails makes the result fail, never a configuration with
+// values missing.
+func TestSpillErrorFailsTheResult(t *testing.T) {
+	tb := NewSpilled(failing{})
+	tb.Add(wire.DeltaHeader{Schema: wire.SchemaVersion, Version: 1, Index: 0, Count: 1}, 0, "services/a", []byte(`{}`))
+	if err := tb.Result().Each(func(string, []byte) error { return nil }); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("each = %v, want the spill's error", err)
 	}
 }

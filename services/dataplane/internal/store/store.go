@@ -52,7 +52,8 @@ type Change struct {
 
 // Bolt is the bbolt implementation of the data plane's store.
 type Bolt struct {
-	db *bolt.DB
+	db  *bolt.DB
+	dir string
 }
 
 // Options tune Open; the zero value is durable (fsync on every commit).
@@ -83,13 +84,14 @@ func Open(dir string, opt Options) (*Bolt, error) {
 				return err
 			}
 		}
-		return nil
+		// What an interrupted resync had staged (see Replacement).
+		return dropStaging(tx)
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("init store: %w", err)
 	}
-	return &Bolt{db: db}, nil
+	return &Bolt{db: db, dir: dir}, nil
 }
 
 // Close closes the file.
