@@ -60,10 +60,7 @@ func (v *View) Entity(typ, id string) (json.RawMessage, bool) {
 func (v *View) Each(typ string, fn func(id string, raw json.RawMessage) bool) {
 	v.DependType(typ)
 	prefix := typ + "/"
-	v.s.ForEach(func(key string, value []byte) bool {
-		if !strings.HasPrefix(key, prefix) {
-			return key < prefix // before the type's keys: go on; after: stop
-		}
+	v.s.ForEachPrefix(prefix, func(key string, value []byte) bool {
 		return fn(key[len(prefix):], value)
 	})
 }

@@ -23,7 +23,7 @@ type Snapshot struct {
 	// their version; caches use it to order changes.
 	Seq uint64
 
-	entities  index[[]byte]
+	entities  index[[]byte] // key -> the JSON, packed (values.go)
 	services  index[*Service]
 	router    *router.Router
 	upstreams index[*Upstream] // by name
@@ -71,12 +71,25 @@ func Empty() *Snapshot {
 // Len is the number of entities.
 func (s *Snapshot) Len() int { return s.entities.len() }
 
-// Entity returns an entity's raw JSON.
-func (s *Snapshot) Entity(key string) ([]byte, bool) { return s.entities.get(key) }
+// Entity returns an entity's raw JSON (a copy of its own: the snapshot
+// keeps it compressed).
+func (s *Snapshot) Entity(key string) ([]byte, bool) {
+	b, ok := s.entities.get(key)
+	if !ok {
+		return nil, false
+	}
+	return unpack(b), true
+}
 
-// ForEach visits every entity in key order.
+// ForEach visits every entity in key order until fn returns false.
 func (s *Snapshot) ForEach(fn func(key string, value []byte) bool) {
-	s.entities.each(fn)
+	s.entities.each(func(k string, b []byte) bool { return fn(k, unpack(b)) })
+}
+
+// ForEachPrefix visits the entities whose keys start with prefix (for
+// example "routes/") in key order until fn returns false.
+func (s *Snapshot) ForEachPrefix(prefix string, fn func(key string, value []byte) bool) {
+	s.entities.prefix(prefix, func(k string, b []byte) bool { return fn(k, unpack(b)) })
 }
 
 // Router is the route index.
@@ -261,6 +274,7 @@ type txn struct {
 	certs     index[*Certificate]
 	snis      index[*SNI]
 	dirtyUp   map[string]bool // upstream ids whose target lists must be rebuilt
+	scratch   []byte          // pack's buffer
 }
 
 func (s *Snapshot) begin() *txn {
@@ -306,15 +320,17 @@ func (t *txn) commit() *Snapshot {
 func (t *txn) write(w Write) (Event, error) {
 	typ, id, err := wire.SplitKey(w.Key)
 	ev := Event{Key: w.Key, Type: typ, ID: id, New: w.Value}
-	old, had := t.entities.get(w.Key)
+	packed, had := t.entities.get(w.Key)
+	var old []byte
 	if had {
+		old = unpack(packed)
 		ev.Old = old
 		t.hash = t.hash.Sub(wire.EntityHash(w.Key, old))
 	}
 	if w.Value == nil {
 		t.entities.del(w.Key)
 	} else {
-		t.entities.set(w.Key, w.Value)
+		t.entities.set(w.Key, pack(&t.scratch, w.Value))
 		t.hash = t.hash.Add(wire.EntityHash(w.Key, w.Value))
 	}
 	if err != nil {
