@@ -125,13 +125,16 @@ func (c *Consumer) runOnce(ctx context.Context) error {
 		Partition: 0,
 		MinBytes:  1,
 		MaxBytes:  16 << 20,
-		MaxWait:   500 * time.Millisecond,
+		MaxWait:   fetchMaxWait,
 		// kafka-go reports retriable fetch errors through this logger.
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
 			c.log.Debug(fmt.Sprintf(msg, args...))
 		}),
 	})
-	defer reader.Close()
+	// Close waits for the fetch in flight, which the broker holds for up
+	// to fetchMaxWait when nothing arrives: close in the background, so
+	// that neither a stop nor the restart after a recovered panic waits.
+	defer func() { go reader.Close() }()
 
 	reason := follower.ResyncReason(meta, first, hwm, committed, retention, time.Now())
 	if reason == "" && c.loadProblem != "" {
@@ -155,7 +158,7 @@ func (c *Consumer) runOnce(ctx context.Context) error {
 	var helpers sync.WaitGroup
 	defer helpers.Wait()
 	defer stopProbe()
-	helpers.Go(func() { c.probe(probeCtx) })
+	helpers.Go(func() { c.probe(probeCtx, retention) })
 	helpers.Go(func() { c.committer(probeCtx) })
 
 	for {
@@ -227,9 +230,38 @@ func ctxErr(ctx context.Context, err error) error {
 	return err
 }
 
-// committer commits the applied position to the group, coalescing bursts.
+// fetchMaxWait is how long the broker holds a fetch when no record
+// arrives (a long poll: a record ends it at once, so it costs no latency).
+// It sets an idle data plane's fetch rate, and so its CPU and the
+// broker's: 500 ms was two fetches a second per data plane.
+const fetchMaxWait = 5 * time.Second
+
+// commitEvery is the shortest time between two offset commits: the first
+// change after a quiet spell is committed at once, the changes that follow
+// within commitEvery together after it. A commit is a write to
+// __consumer_offsets on the broker per data plane; the position is durable
+// in the store before it is committed (and the store, not the group, is
+// what a restart resumes from), so committing later loses nothing.
+const commitEvery = time.Second
+
+// caughtUpEvery is how old the stored caught-up time may grow while the
+// node stays caught up before the probe writes it again (each write is a
+// durable store transaction); never more than a tenth of the topic's
+// delete.retention.ms, so a node is never taken for offline longer than
+// the retention because of it.
+const caughtUpEvery = time.Minute
+
+// committer commits the applied position to the group, coalescing bursts
+// (at most one commit per commitEvery).
 func (c *Consumer) committer(ctx context.Context) {
-	for {
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(commitEvery):
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -254,10 +286,15 @@ func (c *Consumer) committer(ctx context.Context) {
 	}
 }
 
-// probe refreshes the topic bounds: lag, contact time, caught-up time.
-func (c *Consumer) probe(ctx context.Context) {
+// probe refreshes the topic bounds: lag, contact time, caught-up time
+// (stored when it is older than caughtUpEvery or retention/10).
+func (c *Consumer) probe(ctx context.Context, retention time.Duration) {
 	t := time.NewTicker(c.cfg.ProbeInterval)
 	defer t.Stop()
+	refresh := caughtUpEvery
+	if retention > 0 {
+		refresh = min(refresh, retention/10)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -274,8 +311,10 @@ func (c *Consumer) probe(ctx context.Context) {
 		c.hwm.Store(hwm)
 		if c.next.Load() >= hwm && c.ready.Load() {
 			now := time.Now().UTC()
-			if err := c.store.SetMeta(func(m *store.Meta) { m.CaughtUp = now }); err != nil {
-				c.log.Warn("record caught-up time", "err", err)
+			if m, err := c.store.Meta(); err != nil || now.Sub(m.CaughtUp) >= refresh {
+				if err := c.store.SetMeta(func(m *store.Meta) { m.CaughtUp = now }); err != nil {
+					c.log.Warn("record caught-up time", "err", err)
+				}
 			}
 		}
 		// Re-commit if an earlier commit failed.

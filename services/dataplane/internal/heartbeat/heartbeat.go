@@ -1,6 +1,8 @@
 // Package heartbeat publishes a data plane's heartbeats on dp.status (a
-// compacted topic keyed by node id): periodically, and after every applied
-// batch, so the control plane sees each node's version and hash.
+// compacted topic keyed by node id): periodically, and soon after every
+// applied batch (at most one such heartbeat per KickGap, the last batch of
+// a burst always reported), so the control plane sees each node's version
+// and hash.
 package heartbeat
 
 import (
@@ -23,6 +25,7 @@ type Publisher struct {
 	interval time.Duration
 	state    func() wire.Heartbeat
 	kick     chan struct{}
+	kickGap  time.Duration
 	onSent   func()
 	sign     func(key, value []byte) ([]kafka.Header, error) // nil: unsigned
 }
@@ -50,11 +53,20 @@ func New(log *slog.Logger, brokers []string, topic, nodeID string, interval time
 		interval: interval,
 		state:    state,
 		kick:     make(chan struct{}, 1),
+		kickGap:  KickGap(interval),
 		onSent:   onSent,
 	}
 }
 
-// Kick asks for a heartbeat now (after a batch); it never blocks.
+// KickGap is the shortest time between a heartbeat and the next one that
+// Kick asks for: a fifth of the interval, at most a second. Each
+// heartbeat is a produce with acks from every in-sync replica and a
+// record on dp.status for each data plane, so under a burst of changes a
+// node reports its newest version once a second rather than once a batch.
+func KickGap(interval time.Duration) time.Duration { return min(time.Second, interval/5) }
+
+// Kick asks for a heartbeat now (after a batch), or KickGap after the
+// previous one; it never blocks.
 func (p *Publisher) Kick() {
 	select {
 	case p.kick <- struct{}{}:
@@ -71,6 +83,11 @@ func (p *Publisher) Run(ctx context.Context) {
 	defer t.Stop()
 	failing := false
 	for {
+		// A kick from before this state is read is answered by it.
+		select {
+		case <-p.kick:
+		default:
+		}
 		hb := p.state()
 		hb.Schema, hb.NodeID, hb.Hostname, hb.IP = wire.SchemaVersion, p.nodeID, host, ip
 		hb.LastSeen = time.Now().UTC()
@@ -100,11 +117,19 @@ func (p *Publisher) Run(ctx context.Context) {
 				p.onSent()
 			}
 		}
+		sent := time.Now()
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-p.kick:
+			if wait := p.kickGap - time.Since(sent); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
 		}
 	}
 }
