@@ -77,7 +77,7 @@ func (m *deltaMode) handle(ctx context.Context, seek seeker, msg kafka.Message) 
 		c.setErr("%s", d.Err)
 		return c.startResync(ctx, seek, d.Reason, false)
 	case follower.FinishResync:
-		return m.finishResync(seek, msg.Offset)
+		return m.finishResync(ctx, seek, msg.Offset)
 	case follower.Apply:
 		first, last := d.Batch[0], d.Batch[len(d.Batch)-1]
 		err := m.apply(ctx, Batch{Version: last.Header.Version, Records: d.Batch, Quarantine: d.Quarantine,
@@ -150,7 +150,7 @@ func (m *deltaMode) skipPoison(ctx context.Context, seek seeker, version uint64,
 	return c.startResync(ctx, seek, "poison batch skipped: "+reason, false)
 }
 
-func (m *deltaMode) resync(_ context.Context, seek seeker, reason string, first, hwm int64, newHistory bool) error {
+func (m *deltaMode) resync(ctx context.Context, seek seeker, reason string, first, hwm int64, newHistory bool) error {
 	ended := m.f.StartResync(reason, first, hwm, newHistory)
 	if err := seek.SetOffset(first); err != nil {
 		return err
@@ -158,7 +158,7 @@ func (m *deltaMode) resync(_ context.Context, seek seeker, reason string, first,
 	if ended {
 		// An empty topic is an empty configuration (for a node that holds
 		// none; see follower.Finish).
-		return m.finishResync(seek, first-1)
+		return m.finishResync(ctx, seek, first-1)
 	}
 	return nil
 }
@@ -167,7 +167,7 @@ func (m *deltaMode) resync(_ context.Context, seek seeker, reason string, first,
 // replaces the configuration with the highest complete version collected
 // (or keeps the one held, or holds on: see follower.Finish) and goes on
 // from the first record of any unfinished batch after it.
-func (m *deltaMode) finishResync(seek seeker, lastOffset int64) error {
+func (m *deltaMode) finishResync(ctx context.Context, seek seeker, lastOffset int64) error {
 	c := m.c
 	prev := c.current.Load()
 	fin := m.f.Finish(lastOffset, prev.Version, c.ready.Load())
@@ -186,7 +186,7 @@ func (m *deltaMode) finishResync(seek seeker, lastOffset int64) error {
 	}
 	defer fin.Result.Close()
 	// Building and publishing run a snapshot decoder and the listeners.
-	return Recover(func() error { return m.adopt(seek, fin, prev, lastOffset) })
+	return Recover(func() error { return m.adopt(ctx, seek, fin, prev, lastOffset) })
 }
 
 // adopt replaces the configuration with the resync's result: the entities
@@ -195,7 +195,7 @@ func (m *deltaMode) finishResync(seek seeker, lastOffset int64) error {
 // swapped in with the position in one transaction (store.Replacement), so
 // neither a map of the configuration nor one bbolt transaction holding all
 // of it is ever built, and a crash leaves the old configuration or the new.
-func (m *deltaMode) adopt(seek seeker, fin follower.Finished, prev *snapshot.Snapshot, lastOffset int64) error {
+func (m *deltaMode) adopt(ctx context.Context, seek seeker, fin follower.Finished, prev *snapshot.Snapshot, lastOffset int64) error {
 	c := m.c
 	res := fin.Result
 	next, errs, rep, err := stage(c.store, res)
@@ -203,6 +203,20 @@ func (m *deltaMode) adopt(seek seeker, fin follower.Finished, prev *snapshot.Sna
 		return fmt.Errorf("store resync to version %d: %w", res.Version, err)
 	}
 	c.noteBadEntities(errs)
+	// The evidence first: the records of the result the proxy cannot use
+	// are quarantined before the configuration is stored (a crash in
+	// between quarantines them again, never not at all).
+	problems, err := follower.ResultProblems(res, errs, fin.Checked)
+	if err == nil {
+		err = c.quarantineAll(ctx, problems)
+	}
+	if err == nil {
+		err = ctx.Err() // quarantineAll gives up without error when ctx ends
+	}
+	if err != nil {
+		rep.Abort()
+		return fmt.Errorf("resync to version %d: %w", res.Version, err)
+	}
 	if next.Hash != res.Hash {
 		c.Stats.HashMismatches.Add(1)
 		c.setErr("resync to version %d: hash %s, topic says %s", res.Version, next.Hash, res.Hash)

@@ -166,3 +166,62 @@ func TestRecreatedEmptyTopicKeepsLastGoodConfig(t *testing.T) {
 		t.Fatalf("still degraded: %q", d)
 	}
 }
+
+// A new node bootstrapping from a log whose newest configuration holds
+// entities the proxy cannot use quarantines each of those records once,
+// as read (key, value, headers, offset), with the reason's kind — the
+// entities are examined when the resync builds its result, not record by
+// record as they are read — and a superseded bad record takes no part.
+func TestResyncQuarantinesTheResultsBadEntities(t *testing.T) {
+	f := newFixture(t, nil)
+	f.prod.Batch(dt.Put("services/old", `{"id":"old",`)) // 0: bad, superseded at 6
+	f.prod.Batch(
+		dt.Put("services/b", `{"id":"b","host":"b.internal"}`), // 1
+		dt.Put("services/c", `{"id":"c",`),                     // 2: not JSON
+		dt.Put("services/d", `{"id":"d","port":"eighty"}`),     // 3: fails the service decoder
+		dt.Put("widgets/w", `{"id":"w"}`),                      // 4: unknown type
+		dt.Put("nokey", `{"id":"n"}`),                          // 5: not type/id
+	)
+	f.prod.Batch(dt.Put("services/old", `{"id":"old"}`)) // 6
+	r := f.start()
+	f.converged(r)
+	got := dt.ReadAll(t, f.brokers, f.dlq(), 4)
+	want := []struct {
+		key, value string
+		offset     int64
+		kind       string
+	}{
+		{"services/c", `{"id":"c",`, 2, "entity"},
+		{"services/d", `{"id":"d","port":"eighty"}`, 3, "entity"},
+		{"widgets/w", `{"id":"w"}`, 4, "type"},
+		{"nokey", `{"id":"n"}`, 5, "key"},
+	}
+	for i, w := range want {
+		f.checkDLQ(got[i], w.key, w.value, w.offset, w.kind)
+		if v := dt.Header(got[i], wire.HeaderVersion); v != "2" {
+			t.Errorf("dlq record %s: header %s = %q, want the original record's 2", w.key, wire.HeaderVersion, v)
+		}
+	}
+	if n := r.c.Stats.Quarantined.Load(); n != 4 {
+		t.Fatalf("quarantined %d records, want 4", n)
+	}
+	if _, ok := r.c.Snapshot().Service("d"); ok {
+		t.Fatal("an undecodable service is proxied")
+	}
+
+	// A later resync (lost group offset) reads them again without
+	// quarantining them twice.
+	dt.Eventually(t, wait, "offset committed", func() bool { return r.c.CommittedOffset() == 7 })
+	r.stop()
+	resp, err := broker.Client(f.brokers).DeleteGroups(t.Context(), &kafka.DeleteGroupsRequest{GroupIDs: []string{f.group}})
+	if err != nil || resp.Errors[f.group] != nil {
+		t.Fatalf("delete group: %v %v", err, resp)
+	}
+	r2 := f.start()
+	dt.Eventually(t, wait, "resync", func() bool { return r2.c.Stats.Resyncs.Load() == 1 })
+	f.prod.Batch(dt.Put("services/e", `{"id":"e"}`))
+	f.converged(r2)
+	if n := r2.c.Stats.Quarantined.Load(); n != 0 {
+		t.Fatalf("the second resync quarantined %d records again", n)
+	}
+}

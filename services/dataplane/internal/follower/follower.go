@@ -8,8 +8,8 @@
 // It keeps, besides the batch being assembled (delta.Assembler) and the
 // records of a resync (rebuild.Table), two marks: the records below them
 // have been examined for quarantine (headers when read, entities when their
-// batch completes or a resync reads them), so a resync or a rewind that
-// reads them again does not quarantine them twice.
+// batch completes or a resync that read them has built its result), so a
+// resync or a rewind that reads them again does not quarantine them twice.
 package follower
 
 import (
@@ -111,6 +111,7 @@ type resync struct {
 	reason     string
 	newHistory bool
 	waiting    bool
+	checked    int64 // entityMark when the resync started
 }
 
 // New starts after version applied, at offset next (where the marks start).
@@ -154,12 +155,12 @@ func (f *Follower) Next(r Record, pos Position) Decision {
 	f.headerMark = max(f.headerMark, r.Offset+1)
 	rec := delta.Record{Key: r.Key, Value: r.Value, Header: hdr, Offset: r.Offset, Time: r.Time, Headers: r.Headers}
 	if f.rs != nil {
+		// The entities a resync reads are checked once it has built its
+		// result (ResultProblems): the snapshot decodes each entity anyway,
+		// and checking every record as it is read decoded it a second time
+		// (more than half a bootstrap's CPU).
 		var d Decision
-		if rec.Offset >= f.entityMark {
-			d.Quarantine = entityProblems([]delta.Record{rec})
-			f.entityMark = rec.Offset + 1
-		}
-		f.rs.table.Add(hdr, rec.Offset, rec.Key, rec.Value)
+		f.rs.table.AddRecord(hdr, rec.Offset, rec.Key, rec.Value, rec.Headers)
 		if f.resyncEnds(r) {
 			d.Action = FinishResync
 		}

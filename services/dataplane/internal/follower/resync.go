@@ -1,11 +1,17 @@
 package follower
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/rebuild"
+	"github.com/deltaplane/deltaplane/services/dataplane/internal/snapshot"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/store"
+	"github.com/deltaplane/deltaplane/shared/wire"
 )
 
 // ResyncReason says why the stored configuration cannot be continued from
@@ -28,6 +34,55 @@ func ResyncReason(meta store.Meta, first, hwm int64, committed int64, retention 
 	return ""
 }
 
+// ResultProblems are the records of a resync's result whose key or entity
+// the proxy cannot use, in offset order, for quarantine: every key is
+// checked (snapshot.Check without the value: cheap), and the entities the
+// snapshot builder could not decode (buildErrs, each "key: reason") are
+// checked again with their value to say why. Records below checked were
+// examined before the resync and are left out, so none is quarantined
+// twice.
+func ResultProblems(res rebuild.Result, buildErrs []error, checked int64) ([]Quarantine, error) {
+	suspects := map[string]bool{}
+	unnamed := false
+	for _, err := range buildErrs {
+		k, _, _ := strings.Cut(err.Error(), ": ")
+		if _, _, _, ok, _ := res.Record(k); ok {
+			suspects[k] = true
+		} else {
+			unnamed = true
+		}
+	}
+	res.Keys(func(k string) {
+		// An error that names no key of the result: check every entity
+		// (slow, never wrong).
+		if unnamed || snapshot.Check(k, nil) != nil {
+			suspects[k] = true
+		}
+	})
+	var out []Quarantine
+	for k := range suspects {
+		off, headers, value, ok, err := res.Record(k)
+		if err != nil {
+			return nil, err
+		}
+		if !ok || off < checked {
+			continue
+		}
+		cerr := snapshot.Check(k, value)
+		if cerr == nil {
+			continue
+		}
+		kind := wire.ReasonEntity
+		var ce *snapshot.CheckError
+		if errors.As(cerr, &ce) {
+			kind = ce.Kind
+		}
+		out = append(out, Quarantine{Key: k, Value: value, Headers: headers, Offset: off, Kind: kind, Detail: cerr.Error()})
+	}
+	slices.SortFunc(out, func(a, b Quarantine) int { return cmp.Compare(a.Offset, b.Offset) })
+	return out, nil
+}
+
 // StartResync starts collecting the topic from its first offset up to
 // hwm, the high-water mark when the resync starts; newHistory says the
 // topic was recreated (see Verdict). It reports whether the resync ends at
@@ -40,7 +95,7 @@ func (f *Follower) StartResync(reason string, first, hwm int64, newHistory bool)
 	if f.NewTable != nil {
 		table = f.NewTable()
 	}
-	f.rs = &resync{table: table, hwm: hwm, reason: reason, newHistory: newHistory}
+	f.rs = &resync{table: table, hwm: hwm, reason: reason, newHistory: newHistory, checked: f.entityMark}
 	return hwm <= first
 }
 
@@ -105,6 +160,9 @@ type Finished struct {
 	// recreated.
 	Reason     string
 	NewHistory bool
+	// Checked: the records below it had their entities examined before
+	// this resync (see ResultProblems).
+	Checked int64
 }
 
 // Finish ends the resync after the record at lastOffset, on a node holding
@@ -113,7 +171,7 @@ type Finished struct {
 // time it has read what was fetched.
 func (f *Follower) Finish(lastOffset int64, held uint64, ready bool) Finished {
 	res := f.rs.table.Result()
-	out := Finished{Verdict: verdict(res.Version, held, ready, f.rs.newHistory), Result: res, Reason: f.rs.reason, NewHistory: f.rs.newHistory}
+	out := Finished{Verdict: verdict(res.Version, held, ready, f.rs.newHistory), Result: res, Reason: f.rs.reason, NewHistory: f.rs.newHistory, Checked: f.rs.checked}
 	kept := res.Version
 	switch out.Verdict {
 	case Hold:
@@ -129,5 +187,10 @@ func (f *Follower) Finish(lastOffset int64, held uint64, ready bool) Finished {
 	}
 	f.rs = nil // the caller owns the table now (out.Result)
 	f.Reset(kept)
+	// The records from Resume on are read again and checked as their
+	// batches complete; those below it were examined through the result
+	// (ResultProblems), or are not part of any configuration the node
+	// serves (superseded within the log, or a result it keeps not).
+	f.entityMark = max(f.entityMark, out.Resume)
 	return out
 }

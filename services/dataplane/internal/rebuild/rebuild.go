@@ -22,11 +22,14 @@
 package rebuild
 
 import (
+	"encoding/binary"
+	"errors"
 	"io"
 	"slices"
 	"sort"
 
 	"github.com/deltaplane/deltaplane/shared/wire"
+	"github.com/segmentio/kafka-go"
 )
 
 // Table accumulates the records of a rebuild. The zero value is not usable;
@@ -49,8 +52,11 @@ type Spill interface {
 
 type entry struct {
 	version uint64
+	offset  int64 // the record's
 	pos     int64 // where the value is in the spill
-	n       int32 // its length; -1: tombstone
+	hpos    int64 // where the record's headers are (encodeHeaders)
+	n       int32 // the value's length; -1: tombstone
+	hn      int32 // the headers' length (0: none)
 }
 
 // memSpill keeps the values in memory (New): pos is an index.
@@ -83,13 +89,22 @@ func NewSpilled(sp Spill) *Table {
 // Add takes the next record (value nil for a tombstone) with its decoded
 // header and offset.
 func (t *Table) Add(h wire.DeltaHeader, offset int64, key string, value []byte) {
-	e := entry{version: h.Version, n: -1}
+	t.AddRecord(h, offset, key, value, nil)
+}
+
+// AddRecord is Add keeping the record's headers too (spilled with its
+// value), so that a record of the result can be quarantined as it was
+// read (Result.Record).
+func (t *Table) AddRecord(h wire.DeltaHeader, offset int64, key string, value []byte, headers []kafka.Header) {
+	e := entry{version: h.Version, offset: offset, n: -1}
 	if value != nil && t.err == nil {
-		pos, err := t.spill.Put(value)
-		if err != nil {
-			t.err = err
-		}
-		e.pos, e.n = pos, int32(len(value))
+		e.pos, t.err = t.spill.Put(value)
+		e.n = int32(len(value))
+	}
+	if len(headers) > 0 && t.err == nil {
+		enc := encodeHeaders(headers)
+		e.hpos, t.err = t.spill.Put(enc)
+		e.hn = int32(len(enc))
 	}
 	t.addEntry(key, e)
 	if h.Version <= t.complete || h.Count < 1 || h.Index < 0 || h.Index >= h.Count {
@@ -206,6 +221,87 @@ func (r Result) Each(fn func(key string, value []byte) error) error {
 		}
 	}
 	return nil
+}
+
+// Record is the record of key in the result: its offset, headers (nil when
+// added without) and value; false when key is not in the result.
+func (r Result) Record(key string) (offset int64, headers []kafka.Header, value []byte, ok bool, err error) {
+	if r.t == nil {
+		return 0, nil, nil, false, nil
+	}
+	e, ok := r.t.chosen(r.t.keys[key])
+	if !ok {
+		return 0, nil, nil, false, nil
+	}
+	if r.t.err != nil {
+		return 0, nil, nil, false, r.t.err
+	}
+	if value, err = r.t.spill.Get(e.pos, int(e.n)); err != nil {
+		return 0, nil, nil, false, err
+	}
+	if e.hn > 0 {
+		enc, err := r.t.spill.Get(e.hpos, int(e.hn))
+		if err != nil {
+			return 0, nil, nil, false, err
+		}
+		if headers, err = decodeHeaders(enc); err != nil {
+			return 0, nil, nil, false, err
+		}
+	}
+	return e.offset, headers, value, true, nil
+}
+
+// Keys calls fn with every key of the result in key order (no value is
+// read).
+func (r Result) Keys(fn func(key string)) {
+	for _, k := range r.keys {
+		fn(k)
+	}
+}
+
+// encodeHeaders is headers as bytes: per header the lengths (uvarint) and
+// bytes of its key and value.
+func encodeHeaders(hs []kafka.Header) []byte {
+	var b []byte
+	b = binary.AppendUvarint(b, uint64(len(hs)))
+	for _, h := range hs {
+		b = binary.AppendUvarint(b, uint64(len(h.Key)))
+		b = append(b, h.Key...)
+		b = binary.AppendUvarint(b, uint64(len(h.Value)))
+		b = append(b, h.Value...)
+	}
+	return b
+}
+
+func decodeHeaders(b []byte) ([]kafka.Header, error) {
+	bad := errors.New("rebuild: corrupt spilled headers")
+	next := func() ([]byte, error) {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < n {
+			return nil, bad
+		}
+		out := b[k : k+int(n)]
+		b = b[k+int(n):]
+		return out, nil
+	}
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)) {
+		return nil, bad
+	}
+	b = b[k:]
+	hs := make([]kafka.Header, 0, n)
+	for range n {
+		key, err := next()
+		if err != nil {
+			return nil, err
+		}
+		val, err := next()
+		if err != nil {
+			return nil, err
+		}
+		hs = append(hs, kafka.Header{Key: string(key), Value: val})
+	}
+	return hs, nil
 }
 
 // Close releases the table's spill (closes it when it is an io.Closer).
