@@ -34,6 +34,11 @@
 //     Writers that wait together share a round (Numberer): a round is one
 //     commit however many transactions it numbers. The writer answers with
 //     its number (the Deltaplane-Tx header) only after the round committed.
+//     Writes commit without waiting for their WAL flush; the round commits
+//     synchronously after them, so its flush makes them durable too: a
+//     write pays one WAL flush, shared with every write of its round (see
+//     store.Write), and a round is visible (to the relay, to the next
+//     round) only once flushed.
 //  3. The round notifies the relay, which publishes numbered rows in
 //     (tx, idx) order. Numbers are persisted before anything is published
 //     or answered, so a relay that dies anywhere leaves nothing to
@@ -57,6 +62,11 @@
 // no row, and applying them in either order gives the same state.
 // This needs every lock before the last statement: no constraint or
 // trigger may be deferred to COMMIT.
+//
+// A round's statements run after its lock was granted, each with a
+// snapshot of its own, so a round sees the numbers of every earlier round;
+// numbers therefore become visible in order, and the relay, reading in
+// (tx, idx) order, never sees a number before a smaller one.
 //
 // Gap-free: numbers come from outbox_counter, updated in the same commit
 // as the rows it numbers; a rolled-back write takes a seq (never reused,

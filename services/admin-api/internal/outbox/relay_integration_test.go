@@ -20,6 +20,8 @@ import (
 	"github.com/deltaplane/deltaplane/shared/broker"
 	"github.com/deltaplane/deltaplane/shared/wire"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/segmentio/kafka-go"
 	"gorm.io/gorm"
 )
@@ -169,6 +171,104 @@ func TestRelayNeverPublishesLaterTransactionsFirst(t *testing.T) {
 		seen[ev.Tx] = true
 		for seen[next] {
 			next++
+		}
+	}
+}
+
+// TestRelayKilledAnywhereLeavesNoGapNoDuplicate: transactions numbered by
+// their writers wait, unpublished, with no relay running (as after a relay
+// killed between numbering and publishing); three more committed without a
+// number (their writer died after COMMIT). A relay numbers those, starts
+// publishing and is killed after its first records; a second relay takes
+// over. cp.changes must hold every number 1..n once as a transaction
+// (redeliveries repeat the same records), none ahead of a missing one, and
+// the dead writers' transactions numbered in the order of their keys.
+func TestRelayKilledAnywhereLeavesNoGapNoDuplicate(t *testing.T) {
+	ctx := t.Context()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	dsn, brokers, topic, db, st := setupRelay(t, log, nil)
+	const numbered, orphans = 20, 3
+	insertN(t, st, entity.Service, numbered, func(i int) map[string]any { return map[string]any{"host": "h.internal"} })
+	sqlDB, err := db.DB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var orphanIDs []int64
+	for i := range orphans {
+		conn, err := sqlDB.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = conn.Raw(func(dc any) error {
+			b := &pgx.Batch{}
+			b.Queue(`BEGIN`)
+			outbox.QueueAppend(b, uuid.NewString(), []outbox.Change{{Op: wire.OpDelete, Type: "services", ID: fmt.Sprintf("00000000-0000-0000-0000-%012d", i)}})
+			b.Queue(`COMMIT`)
+			br := dc.(*stdlib.Conn).Conn().SendBatch(ctx, b)
+			defer br.Close()
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+			first, _, err := outbox.ScanAppend(br.QueryRow())
+			orphanIDs = append(orphanIDs, first)
+			if err != nil {
+				return err
+			}
+			_, err = br.Exec()
+			return err
+		})
+		conn.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	const n = numbered + orphans
+
+	relay := func() (stop func()) {
+		rctx, cancel := context.WithCancel(context.Background())
+		r := outbox.New(outbox.Config{DSN: dsn, Brokers: brokers, Topic: topic, Retention: time.Hour,
+			Tick: 200 * time.Millisecond, Batch: 4}, db, log)
+		done := make(chan struct{})
+		go func() { defer close(done); _ = r.Run(rctx) }()
+		return func() { cancel(); <-done }
+	}
+	stopA := relay()
+	testenv.ReadChanges(t, ctx, brokers, topic, 1, 30*time.Second)
+	stopA() // killed mid-way (wherever it was)
+	stopB := relay()
+	defer stopB()
+
+	rd := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: 0, MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 200 * time.Millisecond})
+	defer rd.Close()
+	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	seen := map[uint64]wire.ChangeEvent{}
+	var next uint64 = 1 // the lowest number not seen yet
+	for len(seen) < n {
+		m, err := rd.ReadMessage(rctx)
+		if err != nil {
+			t.Fatalf("read %s: %d of %d transactions: %v", topic, len(seen), n, err)
+		}
+		ev, err := wire.DecodeChange(m.Key, m.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Tx < 1 || ev.Tx > n || ev.Tx > next {
+			t.Fatalf("offset %d has tx %d; the lowest number not seen yet is %d (%d numbers)", m.Offset, ev.Tx, next, n)
+		}
+		if prev, ok := seen[ev.Tx]; ok && (prev.ID != ev.ID || prev.Op != ev.Op || string(prev.Entity) != string(ev.Entity)) {
+			t.Fatalf("tx %d published as two transactions: %s %s and %s %s", ev.Tx, prev.Op, prev.ID, ev.Op, ev.ID)
+		}
+		seen[ev.Tx] = ev
+		for _, ok := seen[next]; ok; _, ok = seen[next] {
+			next++
+		}
+	}
+	for i, id := range orphanIDs {
+		var tx uint64
+		db.Raw(`SELECT tx FROM outbox WHERE id = ?`, id).Scan(&tx)
+		if tx != uint64(numbered+1+i) {
+			t.Errorf("orphan %d numbered %d, want %d (in key order after the others)", i, tx, numbered+1+i)
 		}
 	}
 }

@@ -19,9 +19,20 @@ import (
 // Write runs fn in one Postgres transaction. The entity rows, one outbox
 // row per change (in the order fn made them) and the idempotency record
 // commit together; the last statement takes the transaction's ordering key
-// (outbox.QueueAppend), and after COMMIT Write waits for its transaction
+// (outbox.QueueAppend), and after COMMIT Write waits for the transaction's
 // number (outbox.Numberer, at most NumberFor): see the outbox package for
 // why numbers given after commit keep commit order.
+//
+// Durability comes with the number. A transaction that changed something
+// commits without waiting for its WAL flush (synchronous_commit off); the
+// numbering round that numbers it commits synchronously after it, and so
+// flushes it too, in one WAL flush for every transaction the round
+// numbers. Write answers only after that: an answered write is durable, as
+// before, and pays one shared flush. (Between its commit and its round,
+// about one flush, other sessions can read the write before it is durable;
+// a Postgres crash in that window loses it, unanswered. The relay
+// publishes only numbered rows, which are durable.) A transaction that
+// changed nothing commits synchronously.
 //
 // The transaction runs on one pooled connection and saves round trips:
 // BEGIN and the entity writes of Insert and Update wait to be pipelined
@@ -29,31 +40,27 @@ import (
 // Update, whose row count must be checked before COMMIT is sent, the
 // idempotency record, the statement that writes the outbox rows, COMMIT)
 // goes to Postgres in one round trip. Nothing serializes committing
-// writers: the WAL flushes of concurrent commits are shared. A
-// single-entity create is one round trip, and the number one more (shared
-// with the writers that committed meanwhile) on a connection of its own.
+// writers. A single-entity create is one round trip, and its number one
+// more (shared with the writers that committed meanwhile) on a connection
+// of its own.
 //
 // When the connection fails after COMMIT was sent, Write resolves the
 // outcome (see resolve): committed is success; aborted is ErrUnavailable
 // (nothing was written); otherwise ErrOutcomeUnknown. ErrUnavailable is
-// returned only when the transaction certainly did not commit.
-//
-// A committed write whose number did not come within NumberFor (Postgres
-// failed right after the commit) is reported committed with Tx 0 and
-// Unnumbered set: it is numbered and published later all the same.
+// returned only when the transaction certainly did not commit. A committed
+// write whose number did not come within NumberFor (Postgres failed right
+// after the commit) is ErrOutcomeUnknown too: its durability is not known.
 func (s *Store) Write(ctx context.Context, fn func(tx *Tx) error) (Result, error) {
 	res, first, err := s.write(ctx, fn)
 	if err != nil || first == 0 {
 		return res, err
 	}
-	if s.numbers == nil {
-		res.Unnumbered = true
-		return res, nil
-	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), NumberFor)
 	defer cancel()
 	if res.Tx, err = s.numbers.Wait(wctx, first); err != nil {
-		res.Unnumbered = true
+		// Committed, but not known to be durable: Postgres failed after
+		// the commit (see Write).
+		return Result{}, fmt.Errorf("%w: committed, but its number (and so its durability) was not confirmed within %s: %v", ErrOutcomeUnknown, NumberFor, err)
 	}
 	return res, nil
 }
@@ -263,6 +270,8 @@ func commit(ctx context.Context, conn *pgx.Conn, tx *Tx) (Result, int64, error) 
 	if n > 0 {
 		tx.batch = uuid.NewString()
 		outbox.QueueAppend(b, tx.batch, tx.changes)
+		// Its durability comes with its number: see Write.
+		b.Queue(`SET LOCAL synchronous_commit = off`)
 	}
 	b.Queue(`COMMIT`)
 	br := conn.SendBatch(ctx, b)
@@ -281,6 +290,11 @@ func commit(ctx context.Context, conn *pgx.Conn, tx *Tx) (Result, int64, error) 
 				return fmt.Errorf("outbox: wrote %d rows, want %d", wrote, n)
 			}
 			res, first = Result{Changes: wrote}, f
+		}
+		if n > 0 {
+			if _, err := br.Exec(); err != nil {
+				return translate("transaction", err)
+			}
 		}
 		tag, err := br.Exec()
 		if err != nil {

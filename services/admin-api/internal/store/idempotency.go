@@ -28,12 +28,32 @@ func (tx *Tx) ClaimIdempotency(ctx context.Context, key string) (*Idempotency, e
 	if err := tx.db.WithContext(ctx).Exec(`SELECT pg_advisory_xact_lock(hashtextextended(?, 7))`, key).Error; err != nil {
 		return nil, translate("idempotency_keys", err)
 	}
-	return findIdempotency(ctx, tx.db, key)
+	rec, err := findIdempotency(ctx, tx.db, key)
+	if rec != nil && err == nil {
+		err = tx.s.durable(ctx)
+	}
+	return rec, err
 }
 
 // FindIdempotency returns the stored response of a key, or nil.
 func (s *Store) FindIdempotency(ctx context.Context, key string) (*Idempotency, error) {
-	return findIdempotency(ctx, s.db, key)
+	rec, err := findIdempotency(ctx, s.db, key)
+	if rec != nil && err == nil {
+		err = s.durable(ctx)
+	}
+	return rec, err
+}
+
+// durable returns once every transaction visible now is durable: the
+// record of a keyed write may be visible before its write is (see Write),
+// and a replay answers for it. A synchronous commit (of a transaction
+// with an id and nothing else) flushes the WAL up to its commit record,
+// which follows theirs.
+func (s *Store) durable(ctx context.Context) error {
+	if err := s.db.WithContext(ctx).Exec(`SELECT pg_current_xact_id()`).Error; err != nil {
+		return translate("idempotency_keys", err)
+	}
+	return nil
 }
 
 func findIdempotency(ctx context.Context, db *gorm.DB, key string) (*Idempotency, error) {

@@ -28,20 +28,17 @@ type Store struct {
 
 // New returns a store over db for the given entity types.
 func New(db *gorm.DB, types []*entity.Type) *Store {
-	s := &Store{db: db, types: types}
-	if sqlDB, err := db.DB(); err == nil {
-		s.numbers = outbox.NewNumberer(sqlDB)
+	sqlDB, err := db.DB()
+	if err != nil {
+		panic(fmt.Sprintf("store: gorm without a database/sql pool: %v", err)) // gorm.Open over a DSN always has one
 	}
-	return s
+	return &Store{db: db, types: types, numbers: outbox.NewNumberer(sqlDB)}
 }
 
 // Result of a committed transaction.
 type Result struct {
-	Tx      uint64 // its number; 0 when nothing changed (or Unnumbered)
+	Tx      uint64 // its number; 0 when nothing changed
 	Changes int
-	// Unnumbered: the transaction committed but its number did not come
-	// within NumberFor; it is numbered (and published) later.
-	Unnumbered bool
 }
 
 // Ping checks that Postgres answers.
