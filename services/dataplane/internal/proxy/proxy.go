@@ -378,50 +378,78 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Path = rt.path
 	pr.Out.URL.RawPath = ""
 	pr.Out.Host = rt.host
-	// Extend the client's chain, as Kong's $proxy_add_x_forwarded_for
-	// does (ReverseProxy removed it from Out).
-	if xff := pr.In.Header["X-Forwarded-For"]; len(xff) > 0 {
-		pr.Out.Header["X-Forwarded-For"] = xff
+	// The X-Forwarded-* headers of pr.SetXForwarded, extending the
+	// client's chain as Kong's $proxy_add_x_forwarded_for does
+	// (ReverseProxy removed it from Out), with Kong's -Port, -Path and
+	// -Prefix. The values that differ per request share one array; the
+	// others are shared by every request (never modified: cap 1, so an
+	// append copies).
+	h := pr.Out.Header
+	vals := make([]string, 4)
+	n := 0
+	set := func(key, v string) {
+		vals[n] = v
+		h[key] = vals[n : n+1 : n+1]
+		n++
 	}
-	pr.SetXForwarded()
-	pr.Out.Header["Via"] = appendVia(pr.In.Header["Via"])
-	port := "80"
-	if pr.In.TLS != nil {
-		port = "443"
+	if clientIP, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+		if prior := pr.In.Header["X-Forwarded-For"]; len(prior) > 0 {
+			clientIP = strings.Join(prior, ", ") + ", " + clientIP
+		}
+		set("X-Forwarded-For", clientIP)
+	} else {
+		delete(h, "X-Forwarded-For")
 	}
+	set("X-Forwarded-Host", pr.In.Host)
+	port := port80
+	if pr.In.TLS == nil {
+		h["X-Forwarded-Proto"] = protoHTTP[:1:1]
+	} else {
+		h["X-Forwarded-Proto"] = protoHTTPS[:1:1]
+		port = port443
+	}
+	h["Via"] = appendVia(pr.In.Header["Via"])
 	if addr, ok := pr.In.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		port = p.localPort(addr, port)
 	}
-	pr.Out.Header.Set("X-Forwarded-Port", port)
-	pr.Out.Header.Set("X-Forwarded-Path", pr.In.URL.Path)
+	h["X-Forwarded-Port"] = port[:1:1]
+	set("X-Forwarded-Path", pr.In.URL.Path)
 	if rt.prefix != "" {
-		pr.Out.Header.Set("X-Forwarded-Prefix", rt.prefix)
+		set("X-Forwarded-Prefix", rt.prefix)
 	}
 }
 
-// listenPort is the port of a listener, as text.
+// Header values shared by every request.
+var (
+	protoHTTP  = []string{"http"}
+	protoHTTPS = []string{"https"}
+	port80     = []string{"80"}
+	port443    = []string{"443"}
+)
+
+// listenPort is the port of a listener, as a header value.
 type listenPort struct {
-	port int
-	text string
+	port  int
+	value []string
 }
 
 // localPort is the port of the address the request came in on (def when
-// it has none); the text of the last port seen is kept, as a proxy listens
-// on one or two ports.
-func (p *Proxy) localPort(addr net.Addr, def string) string {
+// it has none), as a header value; the value of the last port seen is
+// kept, as a proxy listens on one or two ports.
+func (p *Proxy) localPort(addr net.Addr, def []string) []string {
 	tcp, ok := addr.(*net.TCPAddr)
 	if !ok {
 		if _, port, err := net.SplitHostPort(addr.String()); err == nil {
-			return port
+			return []string{port}
 		}
 		return def
 	}
 	if lp := p.port.Load(); lp != nil && lp.port == tcp.Port {
-		return lp.text
+		return lp.value
 	}
-	lp := &listenPort{port: tcp.Port, text: strconv.Itoa(tcp.Port)}
+	lp := &listenPort{port: tcp.Port, value: []string{strconv.Itoa(tcp.Port)}}
 	p.port.Store(lp)
-	return lp.text
+	return lp.value
 }
 
 var (
