@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/router"
+	"github.com/deltaplane/deltaplane/services/dataplane/internal/snapshot/sorted"
 	"github.com/deltaplane/deltaplane/shared/wire"
 )
 
@@ -23,18 +24,18 @@ type Snapshot struct {
 	// their version; caches use it to order changes.
 	Seq uint64
 
-	entities  index[[]byte] // key -> the JSON, packed (values.go)
-	services  index[*Service]
+	entities  sorted.Map[[]byte] // key -> the JSON, packed (values.go)
+	services  sorted.Map[*Service]
 	router    *router.Router
-	upstreams index[*Upstream] // by name
-	upNames   index[string]    // upstream id -> name
-	targets   index[*Target]   // upstream id + "/" + target id
-	consumers index[*Consumer]
-	plugins   index[*Plugin]            // by id
-	scoped    index[*Plugin]            // scope key -> plugin, see scopeKey
-	keys      index[*KeyAuthCredential] // by key
-	certs     index[*Certificate]       // by id
-	snis      index[*SNI]               // by name (lower case)
+	upstreams sorted.Map[*Upstream] // by name
+	upNames   sorted.Map[string]    // upstream id -> name
+	targets   sorted.Map[*Target]   // upstream id + "/" + target id
+	consumers sorted.Map[*Consumer]
+	plugins   sorted.Map[*Plugin]            // by id
+	scoped    sorted.Map[*Plugin]            // scope key -> plugin, see scopeKey
+	keys      sorted.Map[*KeyAuthCredential] // by key
+	certs     sorted.Map[*Certificate]       // by id
+	snis      sorted.Map[*SNI]               // by name (lower case)
 }
 
 // Write is one entity write of a batch: Value nil deletes.
@@ -53,28 +54,28 @@ type Event struct {
 // Empty is the configuration before anything was applied.
 func Empty() *Snapshot {
 	return &Snapshot{
-		entities:  newIndex[[]byte](),
-		services:  newIndex[*Service](),
+		entities:  sorted.New[[]byte](),
+		services:  sorted.New[*Service](),
 		router:    router.New(),
-		upstreams: newIndex[*Upstream](),
-		upNames:   newIndex[string](),
-		targets:   newIndex[*Target](),
-		consumers: newIndex[*Consumer](),
-		plugins:   newIndex[*Plugin](),
-		scoped:    newIndex[*Plugin](),
-		keys:      newIndex[*KeyAuthCredential](),
-		certs:     newIndex[*Certificate](),
-		snis:      newIndex[*SNI](),
+		upstreams: sorted.New[*Upstream](),
+		upNames:   sorted.New[string](),
+		targets:   sorted.New[*Target](),
+		consumers: sorted.New[*Consumer](),
+		plugins:   sorted.New[*Plugin](),
+		scoped:    sorted.New[*Plugin](),
+		keys:      sorted.New[*KeyAuthCredential](),
+		certs:     sorted.New[*Certificate](),
+		snis:      sorted.New[*SNI](),
 	}
 }
 
 // Len is the number of entities.
-func (s *Snapshot) Len() int { return s.entities.len() }
+func (s *Snapshot) Len() int { return s.entities.Len() }
 
 // Entity returns an entity's raw JSON (a copy of its own: the snapshot
 // keeps it compressed).
 func (s *Snapshot) Entity(key string) ([]byte, bool) {
-	b, ok := s.entities.get(key)
+	b, ok := s.entities.Get(key)
 	if !ok {
 		return nil, false
 	}
@@ -83,56 +84,56 @@ func (s *Snapshot) Entity(key string) ([]byte, bool) {
 
 // ForEach visits every entity in key order until fn returns false.
 func (s *Snapshot) ForEach(fn func(key string, value []byte) bool) {
-	s.entities.each(func(k string, b []byte) bool { return fn(k, unpack(b)) })
+	s.entities.Each(func(k string, b []byte) bool { return fn(k, unpack(b)) })
 }
 
 // ForEachPrefix visits the entities whose keys start with prefix (for
 // example "routes/") in key order until fn returns false.
 func (s *Snapshot) ForEachPrefix(prefix string, fn func(key string, value []byte) bool) {
-	s.entities.prefix(prefix, func(k string, b []byte) bool { return fn(k, unpack(b)) })
+	s.entities.Prefix(prefix, func(k string, b []byte) bool { return fn(k, unpack(b)) })
 }
 
 // Router is the route index.
 func (s *Snapshot) Router() *router.Router { return s.router }
 
 // Service returns a service by id.
-func (s *Snapshot) Service(id string) (*Service, bool) { return s.services.get(id) }
+func (s *Snapshot) Service(id string) (*Service, bool) { return s.services.Get(id) }
 
 // Upstream returns an upstream by name.
 func (s *Snapshot) Upstream(name string) (*Upstream, bool) {
-	return s.upstreams.get(strings.ToLower(name))
+	return s.upstreams.Get(strings.ToLower(name))
 }
 
 // UpstreamByID returns an upstream by id.
 func (s *Snapshot) UpstreamByID(id string) (*Upstream, bool) {
-	name, ok := s.upNames.get(id)
+	name, ok := s.upNames.Get(id)
 	if !ok {
 		return nil, false
 	}
-	return s.upstreams.get(name)
+	return s.upstreams.Get(name)
 }
 
 // ForEachUpstream visits upstreams in name order until fn returns false.
 func (s *Snapshot) ForEachUpstream(fn func(*Upstream) bool) {
-	s.upstreams.each(func(_ string, u *Upstream) bool { return fn(u) })
+	s.upstreams.Each(func(_ string, u *Upstream) bool { return fn(u) })
 }
 
 // Consumer returns a consumer by id.
-func (s *Snapshot) Consumer(id string) (*Consumer, bool) { return s.consumers.get(id) }
+func (s *Snapshot) Consumer(id string) (*Consumer, bool) { return s.consumers.Get(id) }
 
 // ForEachConsumer visits consumers in id order until fn returns false.
 func (s *Snapshot) ForEachConsumer(fn func(*Consumer) bool) {
-	s.consumers.each(func(_ string, c *Consumer) bool { return fn(c) })
+	s.consumers.Each(func(_ string, c *Consumer) bool { return fn(c) })
 }
 
 // KeyAuth returns the credential with the key.
-func (s *Snapshot) KeyAuth(key string) (*KeyAuthCredential, bool) { return s.keys.get(key) }
+func (s *Snapshot) KeyAuth(key string) (*KeyAuthCredential, bool) { return s.keys.Get(key) }
 
 // Certificate returns a certificate by id.
-func (s *Snapshot) Certificate(id string) (*Certificate, bool) { return s.certs.get(id) }
+func (s *Snapshot) Certificate(id string) (*Certificate, bool) { return s.certs.Get(id) }
 
 // SNI returns an SNI by name (lower case).
-func (s *Snapshot) SNI(name string) (*SNI, bool) { return s.snis.get(name) }
+func (s *Snapshot) SNI(name string) (*SNI, bool) { return s.snis.Get(name) }
 
 // CertificateFor returns the certificate to serve for a TLS server name,
 // looked up as Kong does: the name itself, then the wildcard SNI for its
@@ -142,11 +143,11 @@ func (s *Snapshot) SNI(name string) (*SNI, bool) { return s.snis.get(name) }
 func (s *Snapshot) CertificateFor(serverName string) (*Certificate, bool) {
 	name := strings.ToLower(strings.TrimSuffix(serverName, "."))
 	try := func(n string) (*Certificate, bool) {
-		sn, ok := s.snis.get(n)
+		sn, ok := s.snis.Get(n)
 		if !ok {
 			return nil, false
 		}
-		return s.certs.get(sn.CertificateID)
+		return s.certs.Get(sn.CertificateID)
 	}
 	if name != "" {
 		if c, ok := try(name); ok {
@@ -167,7 +168,7 @@ func (s *Snapshot) CertificateFor(serverName string) (*Certificate, bool) {
 }
 
 // Plugin returns a plugin by id.
-func (s *Snapshot) Plugin(id string) (*Plugin, bool) { return s.plugins.get(id) }
+func (s *Snapshot) Plugin(id string) (*Plugin, bool) { return s.plugins.Get(id) }
 
 // Plugin scopes, most specific last.
 const (
@@ -191,7 +192,7 @@ func scopeKey(p *Plugin) string {
 
 // Plugins visits the enabled plugins of one scope (id is "" for global).
 func (s *Snapshot) Plugins(scope, id string, fn func(*Plugin)) {
-	s.scoped.prefix(scope+"/"+id+"/", func(_ string, p *Plugin) bool {
+	s.scoped.Prefix(scope+"/"+id+"/", func(_ string, p *Plugin) bool {
 		if p.Enabled {
 			fn(p)
 		}
@@ -261,18 +262,18 @@ func (b *Builder) Finish() (*Snapshot, []error) {
 
 type txn struct {
 	hash      wire.Hash
-	entities  index[[]byte]
-	services  index[*Service]
+	entities  sorted.Map[[]byte]
+	services  sorted.Map[*Service]
 	router    *router.Builder
-	upstreams index[*Upstream]
-	upNames   index[string]
-	targets   index[*Target]
-	consumers index[*Consumer]
-	plugins   index[*Plugin]
-	scoped    index[*Plugin]
-	keys      index[*KeyAuthCredential]
-	certs     index[*Certificate]
-	snis      index[*SNI]
+	upstreams sorted.Map[*Upstream]
+	upNames   sorted.Map[string]
+	targets   sorted.Map[*Target]
+	consumers sorted.Map[*Consumer]
+	plugins   sorted.Map[*Plugin]
+	scoped    sorted.Map[*Plugin]
+	keys      sorted.Map[*KeyAuthCredential]
+	certs     sorted.Map[*Certificate]
+	snis      sorted.Map[*SNI]
 	dirtyUp   map[string]bool // upstream ids whose target lists must be rebuilt
 	scratch   []byte          // pack's buffer
 }
@@ -280,18 +281,18 @@ type txn struct {
 func (s *Snapshot) begin() *txn {
 	return &txn{
 		hash:      s.Hash,
-		entities:  s.entities.edit(),
-		services:  s.services.edit(),
+		entities:  s.entities.Edit(),
+		services:  s.services.Edit(),
 		router:    s.router.Builder(),
-		upstreams: s.upstreams.edit(),
-		upNames:   s.upNames.edit(),
-		targets:   s.targets.edit(),
-		consumers: s.consumers.edit(),
-		plugins:   s.plugins.edit(),
-		scoped:    s.scoped.edit(),
-		keys:      s.keys.edit(),
-		certs:     s.certs.edit(),
-		snis:      s.snis.edit(),
+		upstreams: s.upstreams.Edit(),
+		upNames:   s.upNames.Edit(),
+		targets:   s.targets.Edit(),
+		consumers: s.consumers.Edit(),
+		plugins:   s.plugins.Edit(),
+		scoped:    s.scoped.Edit(),
+		keys:      s.keys.Edit(),
+		certs:     s.certs.Edit(),
+		snis:      s.snis.Edit(),
 		dirtyUp:   map[string]bool{},
 	}
 }
@@ -320,7 +321,7 @@ func (t *txn) commit() *Snapshot {
 func (t *txn) write(w Write) (Event, error) {
 	typ, id, err := wire.SplitKey(w.Key)
 	ev := Event{Key: w.Key, Type: typ, ID: id, New: w.Value}
-	packed, had := t.entities.get(w.Key)
+	packed, had := t.entities.Get(w.Key)
 	var old []byte
 	if had {
 		old = unpack(packed)
@@ -328,9 +329,9 @@ func (t *txn) write(w Write) (Event, error) {
 		t.hash = t.hash.Sub(wire.EntityHash(w.Key, old))
 	}
 	if w.Value == nil {
-		t.entities.del(w.Key)
+		t.entities.Delete(w.Key)
 	} else {
-		t.entities.set(w.Key, pack(&t.scratch, w.Value))
+		t.entities.Set(w.Key, pack(&t.scratch, w.Value))
 		t.hash = t.hash.Add(wire.EntityHash(w.Key, w.Value))
 	}
 	if err != nil {
@@ -351,39 +352,39 @@ func (t *txn) write(w Write) (Event, error) {
 func (t *txn) remove(typ, id string, old []byte) {
 	switch typ {
 	case wire.TypeService:
-		t.services.del(id)
+		t.services.Delete(id)
 	case wire.TypeRoute:
 		t.router.Delete(id)
 	case wire.TypeUpstream:
-		if name, ok := t.upNames.get(id); ok {
-			t.upstreams.del(name)
-			t.upNames.del(id)
+		if name, ok := t.upNames.Get(id); ok {
+			t.upstreams.Delete(name)
+			t.upNames.Delete(id)
 		}
 	case wire.TypeTarget:
 		if tg, err := ParseTarget(old); err == nil {
-			t.targets.del(tg.UpstreamID + "/" + tg.ID)
+			t.targets.Delete(tg.UpstreamID + "/" + tg.ID)
 			t.dirtyUp[tg.UpstreamID] = true
 		}
 	case wire.TypeConsumer:
-		t.consumers.del(id)
+		t.consumers.Delete(id)
 	case wire.TypePlugin:
-		if p, ok := t.plugins.get(id); ok {
-			t.plugins.del(id)
-			t.scoped.del(scopeKey(p))
+		if p, ok := t.plugins.Get(id); ok {
+			t.plugins.Delete(id)
+			t.scoped.Delete(scopeKey(p))
 		}
 	case wire.TypeKeyAuth:
 		var j keyAuthJSON
 		if json.Unmarshal(old, &j) == nil {
-			if c, ok := t.keys.get(j.Key); ok && c.ID == id {
-				t.keys.del(j.Key)
+			if c, ok := t.keys.Get(j.Key); ok && c.ID == id {
+				t.keys.Delete(j.Key)
 			}
 		}
 	case wire.TypeCertificate:
-		t.certs.del(id)
+		t.certs.Delete(id)
 	case wire.TypeSNI:
 		if sn, err := ParseSNI(old); err == nil {
-			if cur, ok := t.snis.get(sn.Name); ok && cur.ID == id {
-				t.snis.del(sn.Name)
+			if cur, ok := t.snis.Get(sn.Name); ok && cur.ID == id {
+				t.snis.Delete(sn.Name)
 			}
 		}
 	}
@@ -398,7 +399,7 @@ func (t *txn) add(typ, id string, raw []byte) error {
 			return err
 		}
 		s.ID = id
-		t.services.set(id, s)
+		t.services.Set(id, s)
 	case wire.TypeRoute:
 		r, err := router.Parse(raw)
 		if err != nil {
@@ -412,7 +413,7 @@ func (t *txn) add(typ, id string, raw []byte) error {
 			return fmt.Errorf("decode upstream: %w", err)
 		}
 		name := strings.ToLower(j.Name)
-		t.upNames.set(id, name)
+		t.upNames.Set(id, name)
 		u := &Upstream{ID: id, Name: name}
 		if j.HostHeader != nil {
 			u.HostHeader = *j.HostHeader
@@ -420,7 +421,7 @@ func (t *txn) add(typ, id string, raw []byte) error {
 		if healthchecksOn(j.Healthchecks) {
 			u.Healthchecks = j.Healthchecks
 		}
-		t.upstreams.set(name, u)
+		t.upstreams.Set(name, u)
 		t.dirtyUp[id] = true
 	case wire.TypeTarget:
 		tg, err := ParseTarget(raw)
@@ -428,7 +429,7 @@ func (t *txn) add(typ, id string, raw []byte) error {
 			return err
 		}
 		tg.ID = id
-		t.targets.set(tg.UpstreamID+"/"+id, tg)
+		t.targets.Set(tg.UpstreamID+"/"+id, tg)
 		t.dirtyUp[tg.UpstreamID] = true
 	case wire.TypeConsumer:
 		var c Consumer
@@ -436,57 +437,57 @@ func (t *txn) add(typ, id string, raw []byte) error {
 			return fmt.Errorf("decode consumer: %w", err)
 		}
 		c.ID = id
-		t.consumers.set(id, &c)
+		t.consumers.Set(id, &c)
 	case wire.TypePlugin:
 		p, err := ParsePlugin(raw)
 		if err != nil {
 			return err
 		}
 		p.ID = id
-		t.plugins.set(id, p)
-		t.scoped.set(scopeKey(p), p)
+		t.plugins.Set(id, p)
+		t.scoped.Set(scopeKey(p), p)
 	case wire.TypeKeyAuth:
 		var j keyAuthJSON
 		if err := json.Unmarshal(raw, &j); err != nil {
 			return fmt.Errorf("decode keyauth credential: %w", err)
 		}
-		t.keys.set(j.Key, &KeyAuthCredential{ID: id, Key: j.Key, ConsumerID: j.Consumer.ID})
+		t.keys.Set(j.Key, &KeyAuthCredential{ID: id, Key: j.Key, ConsumerID: j.Consumer.ID})
 	case wire.TypeCertificate:
 		c, err := ParseCertificate(raw)
 		if err != nil {
 			return err
 		}
 		c.ID = id
-		t.certs.set(id, c)
+		t.certs.Set(id, c)
 	case wire.TypeSNI:
 		sn, err := ParseSNI(raw)
 		if err != nil {
 			return err
 		}
 		sn.ID = id
-		t.snis.set(sn.Name, sn)
+		t.snis.Set(sn.Name, sn)
 	}
 	return nil
 }
 
 func (t *txn) rebuildUpstream(id string) {
-	name, ok := t.upNames.get(id)
+	name, ok := t.upNames.Get(id)
 	if !ok {
 		return
 	}
-	u, ok := t.upstreams.get(name)
+	u, ok := t.upstreams.Get(name)
 	if !ok {
 		return
 	}
 	nu := &Upstream{ID: u.ID, Name: u.Name, HostHeader: u.HostHeader, Healthchecks: u.Healthchecks}
-	t.targets.prefix(id+"/", func(_ string, tg *Target) bool {
+	t.targets.Prefix(id+"/", func(_ string, tg *Target) bool {
 		if tg.Weight > 0 {
 			nu.Targets = append(nu.Targets, tg)
 			nu.TotalWeight += tg.Weight
 		}
 		return true
 	})
-	t.upstreams.set(name, nu)
+	t.upstreams.Set(name, nu)
 }
 
 // Check reports why one dp.deltas entity write could not be used by the
