@@ -55,7 +55,29 @@ type identity struct {
 	// (Unix seconds: its updated_at + ttl, as admin-api stores it); 0:
 	// never. Checked on every request, the identity being cached.
 	expires int64
+	// headers are the values of the request headers that name the
+	// consumer and credential, made once per cached identity and shared
+	// by its requests (each of cap 1: never modified in place).
+	headers []string
 }
+
+// Indexes into identity.headers.
+const (
+	hdrConsumerID = iota
+	hdrUsername
+	hdrCustomID
+	hdrCredential
+	hdrCount
+)
+
+func newIdentity(cred sdk.KeyAuthCredential, cons sdk.Consumer, expires int64) identity {
+	h := make([]string, hdrCount)
+	h[hdrConsumerID], h[hdrUsername], h[hdrCustomID], h[hdrCredential] = cons.ID, cons.Username, cons.CustomID, cred.ID
+	return identity{cred: cred, consumer: cons, expires: expires, headers: h}
+}
+
+// header is the shared value of the header at index i.
+func (id *identity) header(i int) []string { return id.headers[i : i+1 : i+1] }
 
 // expiry reads a credential's updated_at + ttl (0 without a ttl).
 func expiry(raw []byte) int64 {
@@ -112,7 +134,7 @@ func (h *handler) Access(c *sdk.Context) bool {
 			return nil, errUnknownKey
 		}
 		raw, _ := v.Entity(sdk.TypeKeyAuth, cred.ID)
-		return identity{cred: cred, consumer: cons, expires: expiry(raw)}, nil
+		return newIdentity(cred, cons, expiry(raw)), nil
 	})
 	if err != nil {
 		return h.fail(c, msgInvalid)
@@ -122,16 +144,16 @@ func (h *handler) Access(c *sdk.Context) bool {
 		return h.fail(c, msgInvalid)
 	}
 	c.Authenticate(id.consumer)
-	// Header names in canonical form: Set then keeps them as they are.
-	r.Header.Set("X-Consumer-Id", id.consumer.ID)
+	// Header names in canonical form, values made once per identity.
+	r.Header["X-Consumer-Id"] = id.header(hdrConsumerID)
 	if id.consumer.Username != "" {
-		r.Header.Set("X-Consumer-Username", id.consumer.Username)
+		r.Header["X-Consumer-Username"] = id.header(hdrUsername)
 	}
 	if id.consumer.CustomID != "" {
-		r.Header.Set("X-Consumer-Custom-Id", id.consumer.CustomID)
+		r.Header["X-Consumer-Custom-Id"] = id.header(hdrCustomID)
 	}
-	r.Header.Set("X-Credential-Identifier", id.cred.ID)
-	r.Header.Del("X-Anonymous-Consumer")
+	r.Header["X-Credential-Identifier"] = id.header(hdrCredential)
+	delete(r.Header, "X-Anonymous-Consumer")
 	return true
 }
 

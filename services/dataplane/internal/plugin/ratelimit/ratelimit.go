@@ -61,8 +61,11 @@ type window struct {
 	name   string // header suffix: Second, Minute, ...
 	period time.Duration
 	limit  int64
-	// Response headers, in canonical form, and the limit as text.
-	limitHeader, remainingHeader, limitText string
+	// Response headers, in canonical form.
+	limitHeader, remainingHeader string
+	// limitValue is the limit header's value, made once per plugin build
+	// and shared by every response (cap 1: never modified in place).
+	limitValue []string
 }
 
 func (c Config) windows() []window {
@@ -80,7 +83,7 @@ func (c Config) windows() []window {
 			out = append(out, window{name: w.name, period: w.p, limit: limit,
 				limitHeader:     textproto.CanonicalMIMEHeaderKey("X-RateLimit-Limit-" + w.name),
 				remainingHeader: textproto.CanonicalMIMEHeaderKey("X-RateLimit-Remaining-" + w.name),
-				limitText:       strconv.FormatInt(limit, 10)})
+				limitValue:      []string{strconv.FormatInt(limit, 10)}})
 		}
 	}
 	return out
@@ -189,6 +192,10 @@ func (h *handler) Access(c *sdk.Context) bool {
 		}
 	}
 	var retry time.Duration
+	var remainingValues []string // one array for every window's header value
+	if !h.cfg.HideClientHeaders {
+		remainingValues = make([]string, len(h.windows))
+	}
 	for i, w := range h.windows {
 		remaining := w.limit - used[i]
 		if !exceeded {
@@ -202,8 +209,9 @@ func (h *handler) Access(c *sdk.Context) bool {
 		if !h.cfg.HideClientHeaders {
 			// Header.Set with keys already canonical.
 			hdr := c.ResponseHeader()
-			hdr[w.limitHeader] = []string{w.limitText}
-			hdr[w.remainingHeader] = []string{strconv.FormatInt(remaining, 10)}
+			hdr[w.limitHeader] = w.limitValue[:1:1]
+			remainingValues[i] = strconv.FormatInt(remaining, 10)
+			hdr[w.remainingHeader] = remainingValues[i : i+1 : i+1]
 		}
 	}
 	if exceeded {
