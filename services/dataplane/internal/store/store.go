@@ -230,41 +230,66 @@ func (s *Bolt) SetMeta(update func(*Meta)) error {
 	})
 }
 
-// BeginAttempt durably counts one more attempt at handling the batch that
-// starts at offset first and returns the count including this one. It
-// forgets the counters of every other batch (they were handled or
-// abandoned). Call it before handling the batch, so that an attempt that
-// crashes the process is counted too.
+// BeginAttempt counts one more attempt at handling the batch that starts
+// at offset first from the stored position, and returns the count
+// including this one. It forgets the counter of every other batch or
+// position (they were handled or abandoned). Call it before handling the
+// batch, so that an attempt that crashes the process is counted too.
+//
+// The counter is kept in a file of its own beside the store (attemptsFile),
+// written without fsync: it must survive a crash of the process, which the
+// kernel's page cache does, not of the machine (after which the batch gets
+// one more attempt). A durable bbolt transaction here cost a second commit
+// with its fsyncs for every applied batch.
 func (s *Bolt) BeginAttempt(first int64) (int, error) {
-	var n int
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketAttempts)
-		key := binary.BigEndian.AppendUint64(nil, uint64(first))
-		if v := b.Get(key); len(v) == 8 {
-			n = int(binary.BigEndian.Uint64(v))
-		}
-		if err := clearAttempts(tx); err != nil {
-			return err
-		}
-		n++
-		return b.Put(key, binary.BigEndian.AppendUint64(nil, uint64(n)))
-	})
+	key, err := s.attemptKey(first)
 	if err != nil {
+		return 0, fmt.Errorf("count attempt at offset %d: %w", first, err)
+	}
+	n := s.attemptsAt(key) + 1
+	rec := binary.BigEndian.AppendUint64(key, uint64(n))
+	if err := os.WriteFile(filepath.Join(s.dir, attemptsFile), rec, 0o600); err != nil {
 		return 0, fmt.Errorf("count attempt at offset %d: %w", first, err)
 	}
 	return n, nil
 }
 
-// Attempts returns the counted attempts at the batch starting at first.
+// Attempts returns the counted attempts at the batch starting at first
+// from the stored position.
 func (s *Bolt) Attempts(first int64) (int, error) {
-	var n int
-	err := s.db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketAttempts).Get(binary.BigEndian.AppendUint64(nil, uint64(first))); len(v) == 8 {
-			n = int(binary.BigEndian.Uint64(v))
-		}
-		return nil
-	})
-	return n, err
+	key, err := s.attemptKey(first)
+	if err != nil {
+		return 0, err
+	}
+	return s.attemptsAt(key), nil
+}
+
+// attemptsFile holds the attempt counter: the batch's first offset, the
+// stored version and next offset it was counted at, and the count (8 bytes
+// each, big endian).
+const attemptsFile = "attempts"
+
+// attemptKey is the counter's key for a batch starting at first: a counter
+// counted at another position (the store has moved on since) does not
+// match, so writing a batch, a resync or a skip forgets it.
+func (s *Bolt) attemptKey(first int64) ([]byte, error) {
+	m, err := s.Meta()
+	if err != nil {
+		return nil, err
+	}
+	key := make([]byte, 0, 32)
+	key = binary.BigEndian.AppendUint64(key, uint64(first))
+	key = binary.BigEndian.AppendUint64(key, m.Version)
+	return binary.BigEndian.AppendUint64(key, uint64(m.NextOffset)), nil
+}
+
+// attemptsAt is the count kept for key (0: none, or another key's).
+func (s *Bolt) attemptsAt(key []byte) int {
+	rec, err := os.ReadFile(filepath.Join(s.dir, attemptsFile))
+	if err != nil || len(rec) != len(key)+8 || string(rec[:len(key)]) != string(key) {
+		return 0
+	}
+	return int(binary.BigEndian.Uint64(rec[len(key):]))
 }
 
 // Skip records a new position without the batch it passes (a batch
