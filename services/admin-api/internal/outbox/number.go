@@ -112,38 +112,56 @@ func Number(ctx context.Context, conn *pgx.Conn, ids []int64) (got map[int64]uin
 // however many transactions it numbers).
 type Numberer struct {
 	db *sql.DB
+	// failFor is how long a waiter waits while rounds fail.
+	failFor time.Duration
 
 	mu      sync.Mutex
 	running bool
-	waiting map[int64][]chan uint64 // first outbox row id -> waiters
+	waiting map[int64][]waiter // first outbox row id -> waiters
+}
+
+type waiter struct {
+	ch    chan uint64 // the number; 0: rounds failed for failFor
+	since time.Time
 }
 
 // NewNumberer returns a Numberer that runs its rounds on db's connections.
-func NewNumberer(db *sql.DB) *Numberer {
-	return &Numberer{db: db, waiting: map[int64][]chan uint64{}}
+// A writer waits as long as rounds succeed (a round that numbers a large
+// transaction, a declarative import, takes as long as updating its rows),
+// and gives up when rounds have failed for failFor since it began waiting.
+func NewNumberer(db *sql.DB, failFor time.Duration) *Numberer {
+	return &Numberer{db: db, failFor: failFor, waiting: map[int64][]waiter{}}
 }
+
+// ErrNotNumbered: the rounds failed (Postgres is unreachable) for the
+// Numberer's failFor.
+var ErrNotNumbered = errors.New("numbering rounds failed")
 
 // Wait returns the number of the committed transaction whose first
 // outbox row is id, numbering it (with every other committed one) if no
-// round has yet. It gives up when ctx ends; the transaction is numbered
-// all the same, by the next round of any replica or by the relay.
+// round has yet. It gives up when ctx ends or rounds keep failing
+// (ErrNotNumbered); the transaction is numbered all the same, by the next
+// round of any replica or by the relay.
 func (n *Numberer) Wait(ctx context.Context, id int64) (uint64, error) {
-	ch := make(chan uint64, 1)
+	w := waiter{ch: make(chan uint64, 1), since: time.Now()}
 	n.mu.Lock()
-	n.waiting[id] = append(n.waiting[id], ch)
+	n.waiting[id] = append(n.waiting[id], w)
 	if !n.running {
 		n.running = true
 		go n.loop()
 	}
 	n.mu.Unlock()
 	select {
-	case tx := <-ch:
+	case tx := <-w.ch:
+		if tx == 0 {
+			return 0, fmt.Errorf("transaction of outbox row %d: %w for %s", id, ErrNotNumbered, n.failFor)
+		}
 		return tx, nil
 	case <-ctx.Done():
 		n.mu.Lock()
 		ws := n.waiting[id]
-		for i, w := range ws {
-			if w == ch {
+		for i := range ws {
+			if ws[i].ch == w.ch {
 				ws = append(ws[:i], ws[i+1:]...)
 				break
 			}
@@ -155,8 +173,10 @@ func (n *Numberer) Wait(ctx context.Context, id int64) (uint64, error) {
 		}
 		n.mu.Unlock()
 		select {
-		case tx := <-ch: // answered meanwhile
-			return tx, nil
+		case tx := <-w.ch: // answered meanwhile
+			if tx != 0 {
+				return tx, nil
+			}
 		default:
 		}
 		return 0, fmt.Errorf("transaction of outbox row %d not numbered: %w", id, ctx.Err())
@@ -184,10 +204,27 @@ func (n *Numberer) loop() {
 			if tx == 0 {
 				continue
 			}
-			for _, ch := range n.waiting[id] {
-				ch <- tx
+			for _, w := range n.waiting[id] {
+				w.ch <- tx
 			}
 			delete(n.waiting, id)
+		}
+		if err != nil {
+			for id, ws := range n.waiting {
+				keep := ws[:0]
+				for _, w := range ws {
+					if time.Since(w.since) > n.failFor {
+						w.ch <- 0
+					} else {
+						keep = append(keep, w)
+					}
+				}
+				if len(keep) == 0 {
+					delete(n.waiting, id)
+				} else {
+					n.waiting[id] = keep
+				}
+			}
 		}
 		n.mu.Unlock()
 		if err != nil {
@@ -198,8 +235,9 @@ func (n *Numberer) loop() {
 	}
 }
 
-// roundTimeout bounds one round.
-const roundTimeout = 10 * time.Second
+// roundTimeout bounds one round (a safety net: a round that numbers a
+// transaction of a million rows takes tens of seconds).
+const roundTimeout = 10 * time.Minute
 
 func (n *Numberer) round(ids []int64) (map[int64]uint64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), roundTimeout)

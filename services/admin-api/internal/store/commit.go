@@ -20,8 +20,8 @@ import (
 // row per change (in the order fn made them) and the idempotency record
 // commit together; the last statement takes the transaction's ordering key
 // (outbox.QueueAppend), and after COMMIT Write waits for the transaction's
-// number (outbox.Numberer, at most NumberFor): see the outbox package for
-// why numbers given after commit keep commit order.
+// number (outbox.Numberer; NumberFor while rounds fail): see the outbox
+// package for why numbers given after commit keep commit order.
 //
 // Durability comes with the number. A transaction that changed something
 // commits without waiting for its WAL flush (synchronous_commit off); the
@@ -48,25 +48,24 @@ import (
 // outcome (see resolve): committed is success; aborted is ErrUnavailable
 // (nothing was written); otherwise ErrOutcomeUnknown. ErrUnavailable is
 // returned only when the transaction certainly did not commit. A committed
-// write whose number did not come within NumberFor (Postgres failed right
+// write whose numbering rounds failed for NumberFor (Postgres failed right
 // after the commit) is ErrOutcomeUnknown too: its durability is not known.
 func (s *Store) Write(ctx context.Context, fn func(tx *Tx) error) (Result, error) {
 	res, first, err := s.write(ctx, fn)
 	if err != nil || first == 0 {
 		return res, err
 	}
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), NumberFor)
-	defer cancel()
-	if res.Tx, err = s.numbers.Wait(wctx, first); err != nil {
+	if res.Tx, err = s.numbers.Wait(context.WithoutCancel(ctx), first); err != nil {
 		// Committed, but not known to be durable: Postgres failed after
 		// the commit (see Write).
-		return Result{}, fmt.Errorf("%w: committed, but its number (and so its durability) was not confirmed within %s: %v", ErrOutcomeUnknown, NumberFor, err)
+		return Result{}, fmt.Errorf("%w: committed, but its number (and so its durability) was not confirmed: %v", ErrOutcomeUnknown, err)
 	}
 	return res, nil
 }
 
-// NumberFor bounds how long Write waits for the number of a committed
-// transaction.
+// NumberFor is how long Write waits for the number of a committed
+// transaction while numbering rounds fail. A round that succeeds slowly
+// (numbering a large import) is waited for.
 const NumberFor = 5 * time.Second
 
 // write runs the transaction of Write; first is the id of its first

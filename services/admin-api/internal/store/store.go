@@ -32,7 +32,7 @@ func New(db *gorm.DB, types []*entity.Type) *Store {
 	if err != nil {
 		panic(fmt.Sprintf("store: gorm without a database/sql pool: %v", err)) // gorm.Open over a DSN always has one
 	}
-	return &Store{db: db, types: types, numbers: outbox.NewNumberer(sqlDB)}
+	return &Store{db: db, types: types, numbers: outbox.NewNumberer(sqlDB, NumberFor)}
 }
 
 // Result of a committed transaction.
