@@ -8,8 +8,10 @@ package snapshot
 import (
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/router"
 	"github.com/deltaplane/deltaplane/services/dataplane/internal/snapshot/sorted"
@@ -256,7 +258,37 @@ func (b *Builder) Finish() (*Snapshot, []error) {
 	writes := b.writes
 	b.writes = nil
 	sort.Slice(writes, func(i, j int) bool { return writes[i].Key < writes[j].Key })
-	s, _, errs := Empty().Apply(b.version, writes)
+	// Decoding, packing and hashing depend on each write alone: done in
+	// parallel, a chunk at a time (bounded memory), then applied in key
+	// order as Apply would.
+	const chunk = 4096
+	workers := runtime.GOMAXPROCS(0)
+	preps := make([]prepared, min(chunk, len(writes)))
+	scratch := make([][]byte, workers)
+	t := Empty().begin()
+	var errs []error
+	for lo := 0; lo < len(writes); lo += chunk {
+		part := writes[lo:min(lo+chunk, len(writes))]
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := w; i < len(part); i += workers {
+					preps[i] = prepare(part[i], &scratch[w])
+				}
+			}()
+		}
+		wg.Wait()
+		for i, w := range part {
+			if _, err := t.writePrepared(w, preps[i]); err != nil {
+				errs = append(errs, err)
+			}
+			preps[i] = prepared{}
+		}
+	}
+	s := t.commit()
+	s.Version = b.version
 	return s, errs
 }
 
@@ -318,9 +350,38 @@ func (t *txn) commit() *Snapshot {
 	}
 }
 
-func (t *txn) write(w Write) (Event, error) {
-	typ, id, err := wire.SplitKey(w.Key)
-	ev := Event{Key: w.Key, Type: typ, ID: id, New: w.Value}
+// prepared is the part of a write that depends on the write alone: the
+// key's parts, the packed value, its content hash and the decoded entity
+// (Builder.Finish prepares writes in parallel).
+type prepared struct {
+	typ, id string
+	keyErr  error
+	packed  []byte
+	hash    wire.Hash
+	obj     any   // what decode returned
+	err     error // decode's error, with the key
+}
+
+func prepare(w Write, scratch *[]byte) prepared {
+	var p prepared
+	p.typ, p.id, p.keyErr = wire.SplitKey(w.Key)
+	if w.Value == nil {
+		return p
+	}
+	p.packed = pack(scratch, w.Value)
+	p.hash = wire.EntityHash(w.Key, w.Value)
+	if p.keyErr == nil {
+		if p.obj, p.err = decode(p.typ, p.id, w.Value); p.err != nil {
+			p.err = fmt.Errorf("%s: %w", w.Key, p.err)
+		}
+	}
+	return p
+}
+
+func (t *txn) write(w Write) (Event, error) { return t.writePrepared(w, prepare(w, &t.scratch)) }
+
+func (t *txn) writePrepared(w Write, p prepared) (Event, error) {
+	ev := Event{Key: w.Key, Type: p.typ, ID: p.id, New: w.Value}
 	packed, had := t.entities.Get(w.Key)
 	var old []byte
 	if had {
@@ -331,19 +392,20 @@ func (t *txn) write(w Write) (Event, error) {
 	if w.Value == nil {
 		t.entities.Delete(w.Key)
 	} else {
-		t.entities.Set(w.Key, pack(&t.scratch, w.Value))
-		t.hash = t.hash.Add(wire.EntityHash(w.Key, w.Value))
+		t.entities.Set(w.Key, p.packed)
+		t.hash = t.hash.Add(p.hash)
 	}
-	if err != nil {
-		return ev, err
+	if p.keyErr != nil {
+		return ev, p.keyErr
 	}
 	if had {
-		t.remove(typ, id, old)
+		t.remove(p.typ, p.id, old)
 	}
-	if w.Value != nil {
-		if err := t.add(typ, id, w.Value); err != nil {
-			return ev, fmt.Errorf("%s: %w", w.Key, err)
-		}
+	if p.err != nil {
+		return ev, p.err
+	}
+	if p.obj != nil {
+		t.add(p.id, p.obj)
 	}
 	return ev, nil
 }
@@ -390,84 +452,108 @@ func (t *txn) remove(typ, id string, old []byte) {
 	}
 }
 
-// add indexes an entity's new value.
-func (t *txn) add(typ, id string, raw []byte) error {
+// decode parses an entity's value into what its type's indexes hold (nil
+// for types without one).
+func decode(typ, id string, raw []byte) (any, error) {
 	switch typ {
 	case wire.TypeService:
 		s, err := ParseService(raw)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		s.ID = id
-		t.services.Set(id, s)
+		return s, nil
 	case wire.TypeRoute:
 		r, err := router.Parse(raw)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		r.ID = id
-		t.router.Upsert(r)
+		return r, nil
 	case wire.TypeUpstream:
 		var j upstreamJSON
 		if err := json.Unmarshal(raw, &j); err != nil {
-			return fmt.Errorf("decode upstream: %w", err)
+			return nil, fmt.Errorf("decode upstream: %w", err)
 		}
-		name := strings.ToLower(j.Name)
-		t.upNames.Set(id, name)
-		u := &Upstream{ID: id, Name: name}
+		u := &Upstream{ID: id, Name: strings.ToLower(j.Name)}
 		if j.HostHeader != nil {
 			u.HostHeader = *j.HostHeader
 		}
 		if healthchecksOn(j.Healthchecks) {
 			u.Healthchecks = j.Healthchecks
 		}
-		t.upstreams.Set(name, u)
-		t.dirtyUp[id] = true
+		return u, nil
 	case wire.TypeTarget:
 		tg, err := ParseTarget(raw)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		tg.ID = id
-		t.targets.Set(tg.UpstreamID+"/"+id, tg)
-		t.dirtyUp[tg.UpstreamID] = true
+		return tg, nil
 	case wire.TypeConsumer:
 		var c Consumer
 		if err := json.Unmarshal(raw, &c); err != nil {
-			return fmt.Errorf("decode consumer: %w", err)
+			return nil, fmt.Errorf("decode consumer: %w", err)
 		}
 		c.ID = id
-		t.consumers.Set(id, &c)
+		return &c, nil
 	case wire.TypePlugin:
 		p, err := ParsePlugin(raw)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		p.ID = id
-		t.plugins.Set(id, p)
-		t.scoped.Set(scopeKey(p), p)
+		return p, nil
 	case wire.TypeKeyAuth:
 		var j keyAuthJSON
 		if err := json.Unmarshal(raw, &j); err != nil {
-			return fmt.Errorf("decode keyauth credential: %w", err)
+			return nil, fmt.Errorf("decode keyauth credential: %w", err)
 		}
-		t.keys.Set(j.Key, &KeyAuthCredential{ID: id, Key: j.Key, ConsumerID: j.Consumer.ID})
+		return &KeyAuthCredential{ID: id, Key: j.Key, ConsumerID: j.Consumer.ID}, nil
 	case wire.TypeCertificate:
 		c, err := ParseCertificate(raw)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		c.ID = id
-		t.certs.Set(id, c)
+		return c, nil
 	case wire.TypeSNI:
 		sn, err := ParseSNI(raw)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		sn.ID = id
-		t.snis.Set(sn.Name, sn)
+		return sn, nil
 	}
-	return nil
+	return nil, nil
+}
+
+// add indexes an entity's new value, as decode returned it.
+func (t *txn) add(id string, obj any) {
+	switch o := obj.(type) {
+	case *Service:
+		t.services.Set(id, o)
+	case *router.Route:
+		t.router.Upsert(o)
+	case *Upstream:
+		t.upNames.Set(id, o.Name)
+		t.upstreams.Set(o.Name, o)
+		t.dirtyUp[id] = true
+	case *Target:
+		t.targets.Set(o.UpstreamID+"/"+id, o)
+		t.dirtyUp[o.UpstreamID] = true
+	case *Consumer:
+		t.consumers.Set(id, o)
+	case *Plugin:
+		t.plugins.Set(id, o)
+		t.scoped.Set(scopeKey(o), o)
+	case *KeyAuthCredential:
+		t.keys.Set(o.Key, o)
+	case *Certificate:
+		t.certs.Set(id, o)
+	case *SNI:
+		t.snis.Set(o.Name, o)
+	}
 }
 
 func (t *txn) rebuildUpstream(id string) {
