@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -180,14 +181,15 @@ func (r *Replacement) Abort() error {
 
 // Spool is a scratch file beside the store that keeps values a resync
 // collects out of memory until it knows which of them make up the
-// configuration: Put appends one, Get reads it back. The file is removed
-// at once (it lives until Close, or the process, ends).
+// configuration: Put appends one, Get reads it back (a copy, out of a
+// read-only map of the file: no system call per value). The file is
+// removed at once (it lives until Close, or the process, ends).
 type Spool struct {
-	f       *os.File
-	w       *bufio.Writer
-	size    int64 // bytes put
-	flushed int64 // bytes in the file
-	err     error // first write error; every later call returns it
+	f      *os.File
+	w      *bufio.Writer
+	size   int64  // bytes put
+	mapped []byte // the file as mapped (its first len(mapped) bytes)
+	err    error  // first write error; every later call returns it
 }
 
 // NewSpool opens a spool in the store's directory.
@@ -219,22 +221,53 @@ func (p *Spool) Get(pos int64, n int) ([]byte, error) {
 	if p.err != nil {
 		return nil, p.err
 	}
-	if pos+int64(n) > p.flushed {
-		if err := p.w.Flush(); err != nil {
-			p.err = fmt.Errorf("spool: %w", err)
-			return nil, p.err
+	if pos < 0 || n < 0 || pos+int64(n) > p.size {
+		return nil, fmt.Errorf("spool: %d bytes at %d, beyond its %d bytes", n, pos, p.size)
+	}
+	if pos+int64(n) > int64(len(p.mapped)) {
+		if err := p.remap(); err != nil {
+			p.err = err
+			return nil, err
 		}
-		p.flushed = p.size
 	}
-	buf := make([]byte, n)
-	if _, err := p.f.ReadAt(buf, pos); err != nil {
-		return nil, fmt.Errorf("spool: read %d bytes at %d: %w", n, pos, err)
+	return append([]byte(nil), p.mapped[pos:pos+int64(n)]...), nil
+}
+
+// remap flushes what was put and maps the whole file.
+func (p *Spool) remap() error {
+	if err := p.w.Flush(); err != nil {
+		return fmt.Errorf("spool: %w", err)
 	}
-	return buf, nil
+	if err := p.unmap(); err != nil {
+		return err
+	}
+	if p.size == 0 {
+		return nil
+	}
+	m, err := syscall.Mmap(int(p.f.Fd()), 0, int(p.size), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("spool: map: %w", err)
+	}
+	p.mapped = m
+	return nil
+}
+
+func (p *Spool) unmap() error {
+	if p.mapped == nil {
+		return nil
+	}
+	err := syscall.Munmap(p.mapped)
+	p.mapped = nil
+	if err != nil {
+		return fmt.Errorf("spool: unmap: %w", err)
+	}
+	return nil
 }
 
 // Size is the number of bytes put.
 func (p *Spool) Size() int64 { return p.size }
 
 // Close removes the spool.
-func (p *Spool) Close() error { return p.f.Close() }
+func (p *Spool) Close() error {
+	return errors.Join(p.unmap(), p.f.Close())
+}
