@@ -44,9 +44,10 @@ type Tx interface {
 	Delete(ctx context.Context, t *entity.Type, id string) (bool, error)
 	LockConfig(ctx context.Context) error
 	All(ctx context.Context, t *entity.Type) ([]map[string]any, error)
-	InsertMany(ctx context.Context, t *entity.Type, es []map[string]any, bodies [][]byte) error
-	UpdateMany(ctx context.Context, t *entity.Type, es []map[string]any) error
 	DeleteMany(ctx context.Context, t *entity.Type, ids []string) error
+	Each(ctx context.Context, t *entity.Type, fn func(e map[string]any) error) error
+	InsertRows(ctx context.Context, t *entity.Type, rows []store.Row) error
+	UpdateRows(ctx context.Context, t *entity.Type, rows []store.Row) error
 	ClaimIdempotency(ctx context.Context, key string) (*store.Idempotency, error)
 	Idempotent(i store.Idempotency)
 }

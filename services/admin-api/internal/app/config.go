@@ -25,50 +25,34 @@ type ConfigResult struct {
 
 // ReplaceConfig replaces the whole configuration with the declarative one
 // in raw (JSON or YAML) in one transaction that writes, and so publishes,
-// only the differences (declarative.Plan). Other writes wait for it. 201
+// only the differences (declarative.Plan's). Other writes wait for it. 201
 // with a ConfigResult; an invalid configuration is a *declarative.Error.
+//
+// Memory: the stored configuration is read row by row into a
+// declarative.Index (no entity maps kept); the declared entities are
+// resolved, planned and written one chunk at a time (importWriter), each
+// item's maps dropped once planned, so the entities held as maps at once
+// are bounded by importChunk, not by the configuration (rows waiting to be
+// written keep only their JSON).
 func (a *App) ReplaceConfig(ctx context.Context, k Key, raw []byte) (Reply, error) {
 	prog := a.imports.start(a.now())
 	r, err := a.write(ctx, k, func(ctx context.Context, tx Tx) (Reply, error) {
-		doc, err := declarative.Parse(raw)
-		if err != nil {
-			return Reply{}, err
-		}
-		items, err := declarative.Flatten(doc)
+		items, err := declarative.Read(raw)
 		if err != nil {
 			return Reply{}, err
 		}
 		if err := tx.LockConfig(ctx); err != nil {
 			return Reply{}, err
 		}
-		cur := declarative.Current{}
+		idx := declarative.NewIndex()
 		for _, t := range entity.Types {
-			list, err := tx.All(ctx, t)
-			if err != nil {
+			if err := tx.Each(ctx, t, func(e map[string]any) error { return idx.Add(t, e) }); err != nil {
 				return Reply{}, err
-			}
-			cur[t.Name] = make(map[string]map[string]any, len(list))
-			for _, e := range list {
-				id, err := entity.ID(e)
-				if err != nil {
-					return Reply{}, err
-				}
-				cur[t.Name][id] = e
 			}
 		}
 		now := a.now().Unix()
-		if err := declarative.Resolve(items, cur, now); err != nil {
-			return Reply{}, err
-		}
-		plan, err := declarative.Plan(cur, items, now)
+		res, err := a.importItems(ctx, tx, items, idx, now, prog)
 		if err != nil {
-			return Reply{}, err
-		}
-		var res ConfigResult
-		res.Inserted, res.Updated, res.Deleted = plan.Counts()
-		res.Unchanged, res.Changes = plan.Unchanged, res.Inserted+res.Updated+res.Deleted
-		a.imports.update(prog, func(p *Progress) { p.Phase, p.Rows = "writing", res.Changes })
-		if err := a.apply(ctx, tx, plan, prog); err != nil {
 			return Reply{}, err
 		}
 		body, err := json.Marshal(res)
@@ -91,45 +75,132 @@ func (a *App) ReplaceConfig(ctx context.Context, k Key, raw []byte) (Reply, erro
 	return r, err
 }
 
-// apply writes the changes: parents' upserts first, then children's
-// deletes first, importChunk entities a statement, advancing prog and
-// logging it at most every second.
-func (a *App) apply(ctx context.Context, tx Tx, c declarative.Changes, prog *Progress) error {
-	last := a.now()
-	done := func(n int) {
-		a.imports.update(prog, func(p *Progress) { p.RowsWritten += n })
-		if now := a.now(); now.Sub(last) >= time.Second {
-			last = now
-			p := a.imports.snapshot(prog)
-			a.imports.logger().Info("declarative import writing", "import", prog.ID, "rows_written", p.RowsWritten, "rows", p.Rows)
+// importItems resolves, plans and writes the declared items in order
+// (parents first; declarative.Resolver.Each, which drops each item's maps
+// once planned), then deletes what they do not declare (children first).
+// Every item is resolved, so an invalid configuration reports all its
+// errors (writes stop at the first; the transaction rolls back).
+func (a *App) importItems(ctx context.Context, tx Tx, items []*declarative.Item, idx *declarative.Index, now int64, prog *Progress) (ConfigResult, error) {
+	var res ConfigResult
+	w := &importWriter{a: a, tx: tx, prog: prog, last: a.now()}
+	err := declarative.NewResolver(idx, now).Each(items, func(it *declarative.Item, out declarative.Outcome, e map[string]any, body []byte) error {
+		switch out {
+		case declarative.Insert:
+			res.Inserted++
+			return w.add(ctx, it.Type, e, body, false)
+		case declarative.Update:
+			res.Updated++
+			return w.add(ctx, it.Type, e, body, true)
 		}
+		res.Unchanged++
+		return nil
+	})
+	if err != nil {
+		return res, err
 	}
-	for _, u := range c.Upserts {
-		for i := 0; i < len(u.Update); i += importChunk {
-			part := u.Update[i:min(i+importChunk, len(u.Update))]
-			if err := tx.UpdateMany(ctx, u.Type, part); err != nil {
-				return declarativeStoreError(u.Type.Name, err)
-			}
-			done(len(part))
-		}
-		for i := 0; i < len(u.Insert); i += importChunk {
-			j := min(i+importChunk, len(u.Insert))
-			if err := tx.InsertMany(ctx, u.Type, u.Insert[i:j], u.Bodies[i:j]); err != nil {
-				return declarativeStoreError(u.Type.Name, err)
-			}
-			done(j - i)
-		}
+	if err := w.endType(ctx); err != nil {
+		return res, err
 	}
-	for _, d := range c.Deletes {
+	for _, d := range idx.Undeclared() {
+		res.Deleted += len(d.IDs)
+		w.planned(len(d.IDs))
 		for i := 0; i < len(d.IDs); i += importChunk {
 			part := d.IDs[i:min(i+importChunk, len(d.IDs))]
 			if err := tx.DeleteMany(ctx, d.Type, part); err != nil {
-				return err
+				return res, err
 			}
-			done(len(part))
+			w.done(len(part))
 		}
 	}
+	res.Changes = res.Inserted + res.Updated + res.Deleted
+	return res, nil
+}
+
+// importWriter writes the upserts of an import as they are planned, type
+// by type (parents first): a type's updates importChunk rows a statement
+// as they come, its inserts once the type ends (after its updates, as a
+// rename must free its name before an insert takes it), kept meanwhile as
+// store.Rows (their JSON, no map).
+type importWriter struct {
+	a       *App
+	tx      Tx
+	prog    *Progress
+	last    time.Time
+	typ     *entity.Type
+	inserts []store.Row
+	updates []store.Row
+}
+
+// add plans a write of e (canonical JSON body) of type t.
+func (w *importWriter) add(ctx context.Context, t *entity.Type, e map[string]any, body []byte, update bool) error {
+	if t != w.typ {
+		if err := w.endType(ctx); err != nil {
+			return err
+		}
+		w.typ = t
+	}
+	r, err := store.PrepareRow(t, e, body)
+	if err != nil {
+		return declarativeStoreError(t.Name, err)
+	}
+	w.planned(1)
+	if !update {
+		w.inserts = append(w.inserts, r)
+		return nil
+	}
+	w.updates = append(w.updates, r)
+	if len(w.updates) >= importChunk {
+		return w.flushUpdates(ctx)
+	}
 	return nil
+}
+
+func (w *importWriter) flushUpdates(ctx context.Context) error {
+	if len(w.updates) == 0 {
+		return nil
+	}
+	if err := w.tx.UpdateRows(ctx, w.typ, w.updates); err != nil {
+		return declarativeStoreError(w.typ.Name, err)
+	}
+	w.done(len(w.updates))
+	w.updates = w.updates[:0]
+	return nil
+}
+
+// endType writes what is left of the current type: its updates, then its
+// inserts.
+func (w *importWriter) endType(ctx context.Context) error {
+	if w.typ == nil {
+		return nil
+	}
+	if err := w.flushUpdates(ctx); err != nil {
+		return err
+	}
+	for i := 0; i < len(w.inserts); i += importChunk {
+		part := w.inserts[i:min(i+importChunk, len(w.inserts))]
+		if err := w.tx.InsertRows(ctx, w.typ, part); err != nil {
+			return declarativeStoreError(w.typ.Name, err)
+		}
+		w.done(len(part))
+		clear(part) // the outbox keeps the JSON; the rows' values can go
+	}
+	w.inserts = w.inserts[:0]
+	return nil
+}
+
+// planned counts n more rows to write.
+func (w *importWriter) planned(n int) {
+	w.a.imports.update(w.prog, func(p *Progress) { p.Phase, p.Rows = "writing", p.Rows+n })
+}
+
+// done counts n rows written, logging progress at most every second.
+func (w *importWriter) done(n int) {
+	w.a.imports.update(w.prog, func(p *Progress) { p.RowsWritten += n })
+	if now := w.a.now(); now.Sub(w.last) >= time.Second {
+		w.last = now
+		p := w.a.imports.snapshot(w.prog)
+		w.a.imports.logger().Info("declarative import writing", "import", w.prog.ID, "rows_written", p.RowsWritten, "rows", p.Rows)
+	}
 }
 
 // ExportConfig writes the stored configuration to w as a declarative

@@ -51,11 +51,7 @@ type PreviewDelta struct {
 // finds (invalid entities, references that do not resolve); a uniqueness
 // conflict that only Postgres detects is found by the import itself.
 func (a *App) PreviewConfig(ctx context.Context, raw []byte) (Preview, error) {
-	doc, err := declarative.Parse(raw)
-	if err != nil {
-		return Preview{}, err
-	}
-	items, err := declarative.Flatten(doc)
+	items, err := declarative.Read(raw)
 	if err != nil {
 		return Preview{}, err
 	}

@@ -17,13 +17,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/entity"
-	"github.com/deltaplane/deltaplane/shared/schema"
 	"github.com/google/uuid"
 	"gopkg.in/yaml.v3"
 )
@@ -103,86 +101,26 @@ func Parse(raw []byte) (map[string]any, error) {
 
 // Item is one declared entity.
 type Item struct {
-	Type   *entity.Type
-	In     map[string]any
-	Path   string
-	parent *Item
-	field  string
-	ID     string
-	Entity map[string]any // normalized
+	Type    *entity.Type
+	In      map[string]any // decoded from raw when resolved (see Read)
+	Path    string
+	parent  *Item
+	field   string
+	ID      string
+	Entity  map[string]any // normalized
+	raw     []byte         // its JSON in the document, until decoded
+	migrate bool           // a "1.1" or "2.1" route: its paths are migrated when decoded
 }
 
 // Flatten lists the declared entities, parents before children, in the
-// order of entity.Types.
+// order of entity.Types. It is Read's flattening over doc encoded as JSON:
+// the items' inputs are decoded when they are resolved.
 func Flatten(doc map[string]any) ([]*Item, error) {
-	errs := &Error{Fields: map[string]any{}}
-	if fv, _ := doc["_format_version"].(string); !slices.Contains(FormatVersions, fv) {
-		errs.Fields["_format_version"] = "expected one of: " + strings.Join(FormatVersions, ", ")
-	} else {
-		migrate(doc)
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return nil, invalid("@body", err.Error())
 	}
-	byType := map[string][]*Item{}
-	var walk func(t *entity.Type, list any, path string, parent *Item, field string)
-	walk = func(t *entity.Type, list any, path string, parent *Item, field string) {
-		arr, ok := list.([]any)
-		if !ok {
-			if list != nil {
-				errs.Fields[path] = "expected an array"
-			}
-			return
-		}
-		for i, el := range arr {
-			p := fmt.Sprintf("%s[%d]", path, i)
-			if s, ok := el.(string); ok && t == entity.SNI {
-				el = map[string]any{"name": s}
-			}
-			m, ok := el.(map[string]any)
-			if !ok {
-				errs.Fields[p] = "expected a record"
-				continue
-			}
-			if msg := extraAttributes(m); msg != nil {
-				errs.Fields[p] = msg
-				continue
-			}
-			it := &Item{Type: t, In: m, Path: p, parent: parent, field: field}
-			byType[t.Name] = append(byType[t.Name], it)
-			for _, r := range schema.Children(t.Name) {
-				if sub, ok := m[r.Child]; ok {
-					delete(m, r.Child)
-					ct, _ := entity.Lookup(r.From)
-					walk(ct, sub, p+"."+r.Child, it, r.Field)
-				}
-			}
-		}
-	}
-	for k, v := range doc {
-		switch k {
-		case "_format_version", "_transform", "_workspace", "_info":
-			continue
-		case "_comment", "_ignore":
-			if msg := extraAttributes(map[string]any{k: v}); msg != nil {
-				errs.Fields[k] = msg[k]
-			}
-			continue
-		}
-		t, ok := entity.Lookup(k)
-		if !ok {
-			errs.Fields[k] = "unknown field"
-			continue
-		}
-		walk(t, v, k, nil, "")
-	}
-	if len(errs.Fields) > 0 {
-		return nil, errs
-	}
-	var out []*Item
-	for _, t := range entity.Types {
-		list := byType[t.Name]
-		sort.SliceStable(list, func(i, j int) bool { return list[i].Path < list[j].Path })
-		out = append(out, list...)
-	}
-	return out, nil
+	return flattenJSON(b)
 }
 
 // extraAttributes checks and removes Kong's declarative-only attributes of
@@ -246,143 +184,14 @@ func naturalKey(t *entity.Type, e map[string]any) string {
 
 // Resolve gives every item its id and foreign references, then normalizes
 // it. Ids come from the file, else from the stored entity with the same
-// natural key, else from a name-based UUID.
+// natural key, else from a name-based UUID. It is a Resolver over cur
+// given every item in turn.
 func Resolve(items []*Item, cur Current, now int64) error {
-	errs := &Error{Fields: map[string]any{}}
-	byID := map[string]map[string]*Item{}
-	byName := map[string]map[string]*Item{}
-	curByKey := map[string]map[string]string{}
-	for typ, ents := range cur {
-		t, _ := entity.Lookup(typ)
-		curByKey[typ] = map[string]string{}
-		for id, e := range ents {
-			if k := naturalKey(t, e); k != "" {
-				curByKey[typ][k] = id
-			}
-		}
-	}
+	r := NewResolver(IndexOf(cur), now)
 	for _, it := range items {
-		t := it.Type
-		if byID[t.Name] == nil {
-			byID[t.Name], byName[t.Name] = map[string]*Item{}, map[string]*Item{}
-		}
-		// Foreign references: the parent, or a name or id in the file.
-		if it.parent != nil {
-			it.In[it.field] = map[string]any{"id": it.parent.ID}
-		}
-		for _, f := range t.Foreigns() {
-			if it.parent != nil && f.Name == it.field {
-				continue
-			}
-			v, ok := it.In[f.Name]
-			if !ok || v == nil {
-				continue
-			}
-			rt, _ := entity.Lookup(f.Ref.To)
-			var target *Item
-			switch r := v.(type) {
-			case string:
-				if t := byID[rt.Name][r]; t != nil {
-					target = t
-				} else {
-					target = byName[rt.Name][r]
-				}
-			case map[string]any:
-				if id, ok := r["id"].(string); ok {
-					target = byID[rt.Name][id]
-				} else if rt.Endpoint != "" {
-					if n, ok := r[rt.Endpoint].(string); ok {
-						target = byName[rt.Name][n]
-					}
-				}
-			}
-			if target == nil {
-				errs.Fields[it.Path] = entity.Errors{f.Name: fmt.Sprintf("references a %s entity that is not in the configuration: %v", rt.Name, jsonString(v))}
-				continue
-			}
-			it.In[f.Name] = map[string]any{"id": target.ID}
-		}
-		if _, bad := errs.Fields[it.Path]; bad {
-			continue
-		}
-		// A credential declared without a key: its id follows from its
-		// consumer and place in the file, and it keeps the key stored
-		// with that id (a new random one otherwise).
-		if t == entity.KeyAuth && it.In["id"] == nil && it.In["key"] == nil {
-			id := uuid.NewSHA1(namespace, []byte(t.Name+"|no key|"+it.Path+"|"+jsonString(it.In))).String()
-			it.In["id"] = id
-			if old, ok := cur[t.Name][id]; ok && old["key"] != nil {
-				it.In["key"] = old["key"]
-			}
-		}
-		// Id.
-		var probe map[string]any
-		if id, ok := it.In["id"].(string); ok {
-			it.ID = id
-		} else {
-			var perrs entity.Errors
-			probe, perrs = entity.Normalize(t, it.In, nil, map[string]any{"id": uuid.Nil.String(), "created_at": now, "updated_at": now})
-			if perrs != nil {
-				errs.Fields[it.Path] = perrs
-				continue
-			}
-			k := naturalKey(t, probe)
-			if id, ok := curByKey[t.Name][k]; ok && k != "" {
-				it.ID = id
-			} else {
-				seed := k
-				if seed == "" || t.Endpoint == "" && t != entity.Target && t != entity.Plugin && t != entity.Consumer {
-					seed = it.Path + "|" + jsonString(it.In)
-				}
-				it.ID = uuid.NewSHA1(namespace, []byte(t.Name+"|"+seed)).String()
-			}
-		}
-		if byID[t.Name][it.ID] != nil {
-			errs.Fields[it.Path] = entity.Errors{"id": "uniqueness violation: entities of type '" + t.Name + "' with id '" + it.ID + "' declared twice"}
-			continue
-		}
-		byID[t.Name][it.ID] = it
-		if t.Endpoint != "" {
-			if n, ok := it.In[t.Endpoint].(string); ok {
-				if byName[t.Name][n] != nil {
-					errs.Fields[it.Path] = entity.Errors{t.Endpoint: "uniqueness violation: '" + n + "' declared twice"}
-					continue
-				}
-				byName[t.Name][n] = it
-			}
-		}
-		keep := map[string]any{"id": it.ID, "created_at": now, "updated_at": now}
-		if old, ok := cur[t.Name][it.ID]; ok {
-			keep["created_at"], keep["updated_at"] = old["created_at"], old["updated_at"]
-		}
-		_, hasCreated := it.In["created_at"]
-		_, hasUpdated := it.In["updated_at"]
-		if probe != nil && !hasCreated && !hasUpdated {
-			// Normalizing the same input again would give the probe with
-			// the kept fields (which no check reads) set.
-			for k, v := range keep {
-				probe[k] = v
-			}
-			it.Entity = probe
-			continue
-		}
-		in := map[string]any{}
-		for k, v := range it.In {
-			if k != "id" && k != "created_at" && k != "updated_at" {
-				in[k] = v
-			}
-		}
-		e, nerrs := entity.Normalize(t, in, nil, keep)
-		if nerrs != nil {
-			errs.Fields[it.Path] = nerrs
-			continue
-		}
-		it.Entity = e
+		r.Resolve(it)
 	}
-	if len(errs.Fields) > 0 {
-		return errs
-	}
-	return nil
+	return r.Err()
 }
 
 func jsonString(v any) string {

@@ -9,38 +9,11 @@ import (
 )
 
 // FormatVersions are the declarative formats deltaplane reads, as Kong
-// 3.x: "1.1" and "2.1" are migrated to "3.0" when read (migrate).
-var FormatVersions = []string{"1.1", "2.1", FormatVersion}
-
-// migrate rewrites a "1.1" or "2.1" document to "3.0" as Kong does
+// 3.x: "1.1" and "2.1" are migrated to "3.0" when read as Kong does
 // (kong/db/declarative/migrations/route_path.lua): the paths of routes,
-// top-level and nested in top-level services, pass through migratePath.
-// Nothing else differs between the formats.
-func migrate(doc map[string]any) {
-	v := doc["_format_version"]
-	if v != "1.1" && v != "2.1" {
-		return
-	}
-	routes := func(list any) {
-		arr, _ := list.([]any)
-		for _, r := range arr {
-			m, _ := r.(map[string]any)
-			paths, _ := m["paths"].([]any)
-			for i, p := range paths {
-				if s, ok := p.(string); ok {
-					paths[i] = migratePath(s)
-				}
-			}
-		}
-	}
-	routes(doc["routes"])
-	services, _ := doc["services"].([]any)
-	for _, s := range services {
-		m, _ := s.(map[string]any)
-		routes(m["routes"])
-	}
-	doc["_format_version"] = FormatVersion
-}
+// top-level and nested in top-level services, pass through migratePath
+// (Item.load). Nothing else differs between the formats.
+var FormatVersions = []string{"1.1", "2.1", FormatVersion}
 
 // plainPath is Kong 2.x's test for a path that is not a regex.
 var plainPath = regexp.MustCompile(`^[a-zA-Z0-9.\-_~/%]*$`)

@@ -1,11 +1,6 @@
 package declarative
 
 import (
-	"bytes"
-	"fmt"
-	"maps"
-	"sort"
-
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/entity"
 )
 
@@ -58,57 +53,29 @@ func (c Changes) Counts() (inserted, updated, deleted int) {
 // and changes neither cur nor items.
 func Plan(cur Current, items []*Item, now int64) (Changes, error) {
 	var c Changes
-	declared := map[string]map[string]bool{}
+	r := NewResolver(IndexOf(cur), now)
 	var u *Upsert
 	for _, it := range items {
 		t := it.Type
-		if it.Entity == nil {
-			return Changes{}, fmt.Errorf("plan: %s is not resolved", it.Path)
-		}
-		if declared[t.Name] == nil {
-			declared[t.Name] = map[string]bool{}
-		}
-		declared[t.Name][it.ID] = true
-		b, err := entity.Canonical(it.Entity)
+		out, e, b, err := r.Plan(it)
 		if err != nil {
-			return Changes{}, fmt.Errorf("plan: %s: %w", it.Path, err)
+			return Changes{}, err
 		}
-		var old []byte
-		stored, exists := cur[t.Name][it.ID]
-		if exists {
-			if old, err = entity.Canonical(stored); err != nil {
-				return Changes{}, fmt.Errorf("plan: stored %s %s: %w", t.Name, it.ID, err)
-			}
-			if bytes.Equal(old, b) {
-				c.Unchanged++
-				continue
-			}
+		if out == Unchanged {
+			c.Unchanged++
+			continue
 		}
 		if u == nil || u.Type != t {
 			c.Upserts = append(c.Upserts, Upsert{Type: t})
 			u = &c.Upserts[len(c.Upserts)-1]
 		}
-		if exists {
-			e := maps.Clone(it.Entity)
-			e["updated_at"] = now
+		if out == Update {
 			u.Update = append(u.Update, e)
 		} else {
-			u.Insert = append(u.Insert, it.Entity)
+			u.Insert = append(u.Insert, e)
 			u.Bodies = append(u.Bodies, b)
 		}
 	}
-	for i := len(entity.Types) - 1; i >= 0; i-- {
-		t := entity.Types[i]
-		var gone []string
-		for id := range cur[t.Name] {
-			if !declared[t.Name][id] {
-				gone = append(gone, id)
-			}
-		}
-		if len(gone) > 0 {
-			sort.Strings(gone)
-			c.Deletes = append(c.Deletes, Deletion{Type: t, IDs: gone})
-		}
-	}
+	c.Deletes = r.idx.Undeclared()
 	return c, nil
 }

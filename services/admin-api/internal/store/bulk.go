@@ -53,69 +53,83 @@ func (tx *Tx) DeleteMany(ctx context.Context, t *entity.Type, ids []string) erro
 	return nil
 }
 
-// InsertMany inserts entities of one type with multi-row statements, all
-// pipelined in one round trip. bodies, when not nil, holds the canonical
-// JSON of each entity (as Canonical returns it).
-func (tx *Tx) InsertMany(ctx context.Context, t *entity.Type, es []map[string]any, bodies [][]byte) error {
+// Row is an entity prepared for InsertRows or UpdateRows: what its
+// statements need (id, canonical JSON, mirrored columns, reference lists),
+// without the entity's map, so that a configuration replace can hold many
+// rows at little more than their JSON.
+type Row struct {
+	row
+	refs [][]string // per reference list of the type (t.RefLists()), the ids
+}
+
+// PrepareRow prepares e (an entity of t; body, when not nil, its canonical
+// JSON) for InsertRows or UpdateRows, refusing what encode refuses.
+func PrepareRow(t *entity.Type, e map[string]any, body []byte) (Row, error) {
+	r, err := encode(t, e, body)
+	if err != nil {
+		return Row{}, err
+	}
+	out := Row{row: r}
+	for _, f := range t.RefLists() {
+		var ids []string
+		list, _ := e[f.Name].([]any)
+		for _, v := range list {
+			if s, ok := v.(string); ok {
+				ids = append(ids, s)
+			}
+		}
+		out.refs = append(out.refs, ids)
+	}
+	return out, nil
+}
+
+// InsertRows inserts prepared rows of one type with multi-row statements,
+// all pipelined in one round trip.
+func (tx *Tx) InsertRows(ctx context.Context, t *entity.Type, rows []Row) error {
 	const chunk = 500
 	var ops []op
-	for start := 0; start < len(es); start += chunk {
-		end := min(start+chunk, len(es))
+	for start := 0; start < len(rows); start += chunk {
+		part := rows[start:min(start+chunk, len(rows))]
 		var sb strings.Builder
 		var args []any
 		var cols []string
-		for i := start; i < end; i++ {
-			e := es[i]
-			var body []byte
-			if bodies != nil {
-				body = bodies[i]
-			}
-			r, err := encode(t, e, body)
-			if err != nil {
-				return err
-			}
-			id, body, c, vals := r.id, r.body, r.cols, r.vals
-			cols = c
-			if i > start {
+		for i, r := range part {
+			cols = r.cols
+			if i > 0 {
 				sb.WriteString(",")
 			}
 			fmt.Fprintf(&sb, "($%d, $%d::jsonb", len(args)+1, len(args)+2)
-			for k := range c {
+			for k := range r.cols {
 				fmt.Fprintf(&sb, ", $%d", len(args)+3+k)
 			}
 			sb.WriteString(")")
-			args = append(args, id, string(body))
-			args = append(args, vals...)
-			tx.record(wire.OpUpsert, t, id, body)
+			args = append(args, r.id, string(r.body))
+			args = append(args, r.vals...)
+			tx.record(wire.OpUpsert, t, r.id, r.body)
 		}
 		ops = append(ops, op{table: t.Name, sql: fmt.Sprintf(`INSERT INTO %s (id, body%s) VALUES %s`, t.Name, prefixed(cols), sb.String()), args: args})
-		ops = append(ops, refListOps(t, es[start:end], false)...)
+		ops = append(ops, refListOps(t, part, false)...)
 	}
 	return tx.run(ctx, ops)
 }
 
-// UpdateMany replaces entities of one type with multi-row statements, all
-// pipelined in one round trip.
-func (tx *Tx) UpdateMany(ctx context.Context, t *entity.Type, es []map[string]any) error {
+// UpdateRows replaces entities of one type by prepared rows with
+// multi-row statements, all pipelined in one round trip.
+func (tx *Tx) UpdateRows(ctx context.Context, t *entity.Type, rows []Row) error {
 	const chunk = 500
 	var ops []op
-	for start := 0; start < len(es); start += chunk {
-		part := es[start:min(start+chunk, len(es))]
+	for start := 0; start < len(rows); start += chunk {
+		part := rows[start:min(start+chunk, len(rows))]
 		var sb strings.Builder
 		var args []any
 		var cols []string
-		for i, e := range part {
-			r, err := encode(t, e, nil)
-			if err != nil {
-				return err
-			}
-			id, body, c, vals := r.id, r.body, r.cols, r.vals
-			cols = c
+		for i, r := range part {
+			cols = r.cols
 			if i > 0 {
 				sb.WriteString(",")
 			}
 			fmt.Fprintf(&sb, "($%d::uuid, $%d::jsonb", len(args)+1, len(args)+2)
-			for k, col := range c {
+			for k, col := range r.cols {
 				if strings.HasSuffix(col, "_id") {
 					fmt.Fprintf(&sb, ", $%d::uuid", len(args)+3+k)
 				} else {
@@ -123,9 +137,9 @@ func (tx *Tx) UpdateMany(ctx context.Context, t *entity.Type, es []map[string]an
 				}
 			}
 			sb.WriteString(")")
-			args = append(args, id, string(body))
-			args = append(args, vals...)
-			tx.record(wire.OpUpsert, t, id, body)
+			args = append(args, r.id, string(r.body))
+			args = append(args, r.vals...)
+			tx.record(wire.OpUpsert, t, r.id, r.body)
 		}
 		set := "body = v.body"
 		for _, c := range cols {
@@ -144,6 +158,25 @@ func (tx *Tx) UpdateMany(ctx context.Context, t *entity.Type, es []map[string]an
 		ops = append(ops, refListOps(t, part, true)...)
 	}
 	return tx.run(ctx, ops)
+}
+
+// refListOps mirror the reference lists of rows (entities of t) into
+// their join tables, whose foreign keys make Postgres check (and lock)
+// each referenced entity; replace first removes the rows of an update.
+func refListOps(t *entity.Type, rows []Row, replace bool) []op {
+	var ops []op
+	for k, f := range t.RefLists() {
+		jt := entity.JoinTable(t, f)
+		var owners, refs, all []string
+		for _, r := range rows {
+			all = append(all, r.id)
+			for _, s := range r.refs[k] {
+				owners, refs = append(owners, r.id), append(refs, s)
+			}
+		}
+		ops = append(ops, refListStatements(jt, f.Name, owners, refs, all, replace)...)
+	}
+	return ops
 }
 
 // run sends the pending statements and ops in one round trip.

@@ -90,7 +90,7 @@ func encode(t *entity.Type, e map[string]any, body []byte) (row, error) {
 // (a unique violation, a missing reference) may come from a later call of
 // tx or from Write.
 func (tx *Tx) Insert(ctx context.Context, t *entity.Type, e map[string]any) ([]byte, error) {
-	r, err := encode(t, e, nil)
+	r, err := PrepareRow(t, e, nil)
 	if err == nil {
 		err = tx.err
 	}
@@ -104,45 +104,30 @@ func (tx *Tx) Insert(ctx context.Context, t *entity.Type, e map[string]any) ([]b
 	q := fmt.Sprintf(`INSERT INTO %s (id, body%s) VALUES ($1, $2::jsonb%s)`, t.Name, prefixed(r.cols), ph.String())
 	args := append([]any{r.id, string(r.body)}, r.vals...)
 	tx.pending = append(tx.pending, op{table: t.Name, sql: q, args: args})
-	tx.pending = append(tx.pending, refListOps(t, []map[string]any{e}, false)...)
+	tx.pending = append(tx.pending, refListOps(t, []Row{r}, false)...)
 	tx.record(wire.OpUpsert, t, r.id, r.body)
 	return r.body, nil
 }
 
-// refListOps mirror the reference lists of es (entities of t) into their
-// join tables, whose foreign keys make Postgres check (and lock) each
-// referenced entity; replace first removes the rows of an update.
-func refListOps(t *entity.Type, es []map[string]any, replace bool) []op {
+// refListStatements write the rows (owners[i], refs[i]) of the join table
+// jt of the reference list field name, first removing those of the owners
+// all when replace.
+func refListStatements(jt, name string, owners, refs, all []string, replace bool) []op {
 	var ops []op
-	for _, f := range t.RefLists() {
-		jt := entity.JoinTable(t, f)
-		var owners, refs, all []string
-		for _, e := range es {
-			id, _ := entity.ID(e) // encode checked it
-			all = append(all, id)
-			list, _ := e[f.Name].([]any)
-			for _, r := range list {
-				if s, ok := r.(string); ok {
-					owners, refs = append(owners, id), append(refs, s)
+	if replace && len(all) > 0 {
+		ops = append(ops, op{table: jt, sql: `DELETE FROM ` + jt + ` WHERE owner_id = ANY($1::uuid[])`, args: []any{all}})
+	}
+	if len(refs) > 0 {
+		ops = append(ops, op{table: jt,
+			sql:  `INSERT INTO ` + jt + ` (owner_id, ref_id) SELECT * FROM unnest($1::uuid[], $2::uuid[]) ON CONFLICT DO NOTHING`,
+			args: []any{owners, refs},
+			fix: func(err error) error {
+				var fe *ForeignKeyError
+				if errors.As(err, &fe) {
+					fe.Field = name
 				}
-			}
-		}
-		if replace && len(all) > 0 {
-			ops = append(ops, op{table: jt, sql: `DELETE FROM ` + jt + ` WHERE owner_id = ANY($1::uuid[])`, args: []any{all}})
-		}
-		if len(refs) > 0 {
-			name := f.Name
-			ops = append(ops, op{table: jt,
-				sql:  `INSERT INTO ` + jt + ` (owner_id, ref_id) SELECT * FROM unnest($1::uuid[], $2::uuid[]) ON CONFLICT DO NOTHING`,
-				args: []any{owners, refs},
-				fix: func(err error) error {
-					var fe *ForeignKeyError
-					if errors.As(err, &fe) {
-						fe.Field = name
-					}
-					return err
-				}})
-		}
+				return err
+			}})
 	}
 	return ops
 }
@@ -179,7 +164,7 @@ func (s *Store) ownerOf(err error) error {
 // Update replaces a stored entity; like Insert, its statement is sent
 // later (ErrNotFound included).
 func (tx *Tx) Update(ctx context.Context, t *entity.Type, e map[string]any) ([]byte, error) {
-	r, err := encode(t, e, nil)
+	r, err := PrepareRow(t, e, nil)
 	if err == nil {
 		err = tx.err
 	}
@@ -199,7 +184,7 @@ func (tx *Tx) Update(ctx context.Context, t *entity.Type, e map[string]any) ([]b
 			}
 			return nil
 		}})
-	tx.pending = append(tx.pending, refListOps(t, []map[string]any{e}, true)...)
+	tx.pending = append(tx.pending, refListOps(t, []Row{r}, true)...)
 	tx.record(wire.OpUpsert, t, r.id, r.body)
 	return r.body, nil
 }

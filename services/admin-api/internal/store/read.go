@@ -132,6 +132,33 @@ func (s *Store) List(ctx context.Context, t *entity.Type, f Filter, size int, of
 	return out, next, nil
 }
 
+// Each calls fn with every entity of t, ordered by id, as Postgres sends
+// them (one row at a time: never the whole table in memory).
+func (tx *Tx) Each(ctx context.Context, t *entity.Type, fn func(e map[string]any) error) error {
+	rows, err := tx.db.WithContext(ctx).Raw(`SELECT body::text FROM ` + t.Name + ` ORDER BY id`).Rows()
+	if err != nil {
+		return translate(t.Name, err)
+	}
+	defer rows.Close()
+	var b sql.RawBytes
+	for rows.Next() {
+		if err := rows.Scan(&b); err != nil {
+			return translate(t.Name, err)
+		}
+		m, err := entity.Decode(b)
+		if err != nil {
+			return fmt.Errorf("decode %s: %w", t.Name, err)
+		}
+		if err := fn(m); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return translate(t.Name, err)
+	}
+	return nil
+}
+
 // All returns every entity of t ordered by id.
 func (tx *Tx) All(ctx context.Context, t *entity.Type) ([]map[string]any, error) {
 	return all(ctx, tx.db, t)
