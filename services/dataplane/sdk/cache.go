@@ -23,6 +23,9 @@ type cache struct {
 	purged   uint64                         // Seq of the last purge
 }
 
+// maxChanged bounds cache.changed; see invalidate.
+const maxChanged = 1024
+
 type entry struct {
 	val  any
 	deps []string
@@ -186,6 +189,15 @@ func (c *cache) invalidate(seq uint64, keys ...string) {
 			}
 			delete(c.deps, d)
 		}
+	}
+	if len(c.changed) > maxChanged {
+		// Forget the record rather than keep one entry per entity ever
+		// changed (30,000 after loading 30,000 entities): values loaded
+		// from snapshots older than seq are then not kept, as after a
+		// purge (not keeping a value is always safe), and those from seq
+		// on are checked against the changes recorded from now on.
+		c.changed = map[string]uint64{}
+		c.purged = max(c.purged, seq)
 	}
 }
 
