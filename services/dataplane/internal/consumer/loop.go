@@ -28,6 +28,13 @@ type seeker interface {
 // position after a pause; the attempt counters (Poison) bound how often
 // one batch is tried.
 func (c *Consumer) Run(ctx context.Context) error {
+	// The client and the quarantine writer keep the metadata of their two
+	// topics only, not of every topic of the cluster (broker.Transport).
+	if c.client.Transport == nil {
+		t := broker.Transport(c.cfg.Topic, c.cfg.DLQTopic)
+		c.client.Transport, c.dlq.Transport = t, t
+		defer t.CloseIdleConnections()
+	}
 	defer c.dlq.Close()
 	for streak := 0; ; streak++ {
 		err := c.runOnce(ctx)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/deltaplane/deltaplane/shared/broker"
 	"github.com/deltaplane/deltaplane/shared/wire"
 	"github.com/segmentio/kafka-go"
 )
@@ -43,7 +44,8 @@ func New(log *slog.Logger, brokers []string, topic, nodeID string, interval time
 		w: &kafka.Writer{
 			Addr:         kafka.TCP(brokers...),
 			Topic:        topic,
-			RequiredAcks: kafka.RequireAll, // a heartbeat acknowledged by a majority survives a broker loss
+			Transport:    broker.Transport(topic), // closed by Run
+			RequiredAcks: kafka.RequireAll,        // a heartbeat acknowledged by a majority survives a broker loss
 			BatchTimeout: 5 * time.Millisecond,
 			MaxAttempts:  2,
 			WriteTimeout: interval,
@@ -76,6 +78,7 @@ func (p *Publisher) Kick() {
 
 // Run publishes until ctx ends, then closes the writer.
 func (p *Publisher) Run(ctx context.Context) {
+	defer p.w.Transport.(*kafka.Transport).CloseIdleConnections()
 	defer p.w.Close()
 	host, _ := os.Hostname()
 	ip := localIP()
