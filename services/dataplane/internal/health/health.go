@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -213,6 +214,11 @@ func (o Outcome) String() string {
 func (c *Checker) Update(s *snapshot.Snapshot, events []snapshot.Event, reset bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !reset && !slices.ContainsFunc(events, func(ev snapshot.Event) bool {
+		return ev.Type == wire.TypeUpstream || ev.Type == wire.TypeTarget
+	}) {
+		return // nothing to do: do not copy the tracked upstreams
+	}
 	ups := maps(*c.ups.Load())
 	changed := false
 	if reset {
