@@ -237,6 +237,16 @@ func (b *bench) runMode(ctx context.Context, mode string) (*modeResult, error) {
 		mr.RSSTotal += rss
 	}
 	b.logf("%s: data-plane RSS max %d MiB, total %d MiB; GET /config %d bytes", mode, mr.RSSMax>>20, mr.RSSTotal>>20, mr.ConfigBytes)
+	if len(dps) > 0 { // what the first data plane's RSS is made of
+		dp, mib := dps[0], func(name string) float64 {
+			v, _ := metric(ctx, dps[0].Status+"/metrics", name)
+			return v / (1 << 20)
+		}
+		b.logf("%s: %s RSS anon %d MiB, file %d MiB; Go heap in use %.1f MiB, idle %.1f MiB (released %.1f), next GC at %.1f MiB, stacks %.1f MiB, runtime %.1f MiB",
+			mode, dp.NodeID, procStatusBytes(dp.Pid(), "RssAnon:")>>20, procStatusBytes(dp.Pid(), "RssFile:")>>20,
+			mib("go_memstats_heap_inuse_bytes"), mib("go_memstats_heap_idle_bytes"), mib("go_memstats_heap_released_bytes"),
+			mib("go_memstats_next_gc_bytes"), mib("go_memstats_stack_sys_bytes"), mib("go_memstats_other_sys_bytes")+mib("go_memstats_mspan_sys_bytes")+mib("go_memstats_gc_sys_bytes"))
+	}
 	if b.cfg.Heap {
 		h, err := b.heapProfile(ctx, pprofAddr, fmt.Sprintf("heap-%s-%d-running.pb.gz", mode, b.cfg.Entities))
 		if err != nil {
