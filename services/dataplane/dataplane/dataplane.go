@@ -131,6 +131,10 @@ func Run(ctx context.Context, getenv func(string) string, stdout io.Writer, plug
 		return err
 	}
 
+	gc := newGCTuner(log, getenv) // GOGC after each configuration (memory.go)
+	cons.Subscribe(gc.Notify)
+	gc.Notify(cons.Snapshot(), nil, true)
+
 	report := statusReport(cfg, cons)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
