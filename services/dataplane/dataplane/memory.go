@@ -28,7 +28,8 @@ const gcHeadroom = 16 << 20
 // may hold several configurations at once for a moment, without the
 // collector running back to back.
 //
-// After a whole configuration is replaced (a resync, full mode) it also
+// After a whole configuration is replaced (a resync, full mode) or a large
+// batch (a bulk import: see large) it also
 // returns the build's transient memory to the OS at once
 // (debug.FreeOSMemory, off the consumer's goroutine) instead of leaving it
 // to the background scavenger. A GOGC or GOMEMLIMIT in the environment
@@ -50,11 +51,11 @@ func newGCTuner(log *slog.Logger, getenv func(string) string) *gcTuner {
 }
 
 // Notify is a consumer listener.
-func (g *gcTuner) Notify(_ *snapshot.Snapshot, _ []snapshot.Event, reset bool) {
+func (g *gcTuner) Notify(s *snapshot.Snapshot, events []snapshot.Event, reset bool) {
 	if g == nil {
 		return
 	}
-	if !reset {
+	if !reset && !large(len(events), s.Len()) {
 		g.tune()
 		return
 	}
@@ -90,3 +91,8 @@ func gcPercent(live, headroom uint64) int {
 	p := int(min(100*headroom/live, 100))
 	return max(25, p-p%5)
 }
+
+// large: a batch of n changes to a configuration of size entities is
+// worth returning its transient memory for (at least 1,000 changes and a
+// tenth of the configuration).
+func large(n, size int) bool { return n >= 1000 && n >= size/10 }

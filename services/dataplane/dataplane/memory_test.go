@@ -21,3 +21,14 @@ func TestGCPercent(t *testing.T) {
 		}
 	}
 }
+
+func TestLargeBatch(t *testing.T) {
+	for _, c := range []struct {
+		n, size int
+		want    bool
+	}{{1, 10, false}, {999, 999, false}, {1000, 1000, true}, {30000, 30000, true}, {1000, 20000, false}, {3000, 30000, true}} {
+		if got := large(c.n, c.size); got != c.want {
+			t.Errorf("large(%d, %d) = %v", c.n, c.size, got)
+		}
+	}
+}
