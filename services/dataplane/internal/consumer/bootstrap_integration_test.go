@@ -4,6 +4,7 @@ package consumer
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,15 +17,15 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-var bootstrapSizes = []int{30000, 100000}
+var bootstrapSizes = flag.String("bootstrap-sizes", "30000,100000", "entity counts of BenchmarkBootstrap")
 
 // BenchmarkBootstrap is a new data plane (empty store, no group offset)
 // reading a dp.deltas topic of the bench's configuration from the real
 // broker until it is ready: fetch, follower, resync, store, snapshot.
 // Run it with -cpuprofile to see where the time goes.
 func BenchmarkBootstrap(b *testing.B) {
-	for _, n := range bootstrapSizes {
-		b.Run(fmt.Sprintf("%dk", n/1000), func(b *testing.B) {
+	for _, n := range sizes(b, *bootstrapSizes) {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			brokers := dt.Brokers(b)
 			topic := dt.Prefix(b) + wire.TopicDeltas
 			dt.CreateTopic(b, brokers, topic, nil)
