@@ -52,3 +52,18 @@ func TestValuesRoundTrip(t *testing.T) {
 		t.Fatalf("visited %d after false", n)
 	}
 }
+
+// TestDictionaryHasCanonicalForms: the dictionary holds each sample
+// entity twice, the second time with sorted keys (the Admin API's form).
+func TestDictionaryHasCanonicalForms(t *testing.T) {
+	d := string(dictionary())
+	for _, want := range []string{
+		`{"ca_certificates":null,"client_certificate":null,"connect_timeout":60000,"created_at":1700000000,`,
+		`"healthchecks":{"active":{"concurrency":10,`,
+		valueDict,
+	} {
+		if !strings.Contains(d, want) {
+			t.Errorf("dictionary lacks %.60s", want)
+		}
+	}
+}
