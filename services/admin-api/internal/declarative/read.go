@@ -41,12 +41,17 @@ func documentJSON(raw []byte) ([]byte, error) {
 	trimmed := bytes.TrimSpace(raw)
 	var doc []byte
 	if len(trimmed) > 0 && trimmed[0] == '{' {
-		d := json.NewDecoder(bytes.NewReader(trimmed))
-		var skip json.RawMessage
-		if err := d.Decode(&skip); err != nil {
-			return nil, invalid("@body", "cannot parse JSON: "+err.Error())
+		doc = trimmed
+		if !json.Valid(doc) {
+			// The error, or the first value when more follows (which
+			// Parse's decoder accepted too).
+			d := json.NewDecoder(bytes.NewReader(trimmed))
+			var skip json.RawMessage
+			if err := d.Decode(&skip); err != nil {
+				return nil, invalid("@body", "cannot parse JSON: "+err.Error())
+			}
+			doc = trimmed[:d.InputOffset()]
 		}
-		doc = trimmed[:d.InputOffset()]
 	} else {
 		var y any
 		if err := yaml.Unmarshal(raw, &y); err != nil {
@@ -75,48 +80,98 @@ func documentJSON(raw []byte) ([]byte, error) {
 	return doc, nil
 }
 
-// objectMembers returns the members of the JSON object obj (valid JSON)
-// as sub-slices of obj, the last of a repeated key winning (as decoding
-// into a map does).
+// objectMembers returns the members of the JSON object obj (valid JSON,
+// see documentJSON) as sub-slices of obj, the last of a repeated key
+// winning (as decoding into a map does). It scans obj once, copying
+// nothing but the keys.
 func objectMembers(obj []byte) (map[string][]byte, error) {
-	d := json.NewDecoder(bytes.NewReader(obj))
-	if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
+	i := skipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
 		return nil, errors.New("expected an object")
 	}
 	out := map[string][]byte{}
-	for d.More() {
-		tok, err := d.Token()
-		if err != nil {
+	i = skipSpace(obj, i+1)
+	for i < len(obj) && obj[i] != '}' {
+		end := skipValue(obj, i) // the key
+		var k string
+		if bytes.IndexByte(obj[i+1:end-1], '\\') < 0 {
+			k = string(obj[i+1 : end-1])
+		} else if err := json.Unmarshal(obj[i:end], &k); err != nil {
 			return nil, err
 		}
-		k, _ := tok.(string)
-		from := d.InputOffset()
-		var skip json.RawMessage
-		if err := d.Decode(&skip); err != nil {
-			return nil, err
+		i = skipSpace(obj, end)
+		i = skipSpace(obj, i+1) // ':'
+		end = skipValue(obj, i)
+		out[k] = obj[i:end]
+		i = skipSpace(obj, end)
+		if i < len(obj) && obj[i] == ',' {
+			i = skipSpace(obj, i+1)
 		}
-		out[k] = bytes.TrimLeft(obj[from:d.InputOffset()], " \t\r\n:")
 	}
 	return out, nil
 }
 
 // arrayElements returns the elements of the JSON array arr (valid JSON)
-// as sub-slices of arr.
+// as sub-slices of arr, scanning it once.
 func arrayElements(arr []byte) ([][]byte, error) {
-	d := json.NewDecoder(bytes.NewReader(arr))
-	if tok, err := d.Token(); err != nil || tok != json.Delim('[') {
+	i := skipSpace(arr, 0)
+	if i >= len(arr) || arr[i] != '[' {
 		return nil, errors.New("expected an array")
 	}
 	var out [][]byte
-	for d.More() {
-		from := d.InputOffset()
-		var skip json.RawMessage
-		if err := d.Decode(&skip); err != nil {
-			return nil, err
+	i = skipSpace(arr, i+1)
+	for i < len(arr) && arr[i] != ']' {
+		end := skipValue(arr, i)
+		out = append(out, arr[i:end])
+		i = skipSpace(arr, end)
+		if i < len(arr) && arr[i] == ',' {
+			i = skipSpace(arr, i+1)
 		}
-		out = append(out, bytes.TrimLeft(arr[from:d.InputOffset()], " \t\r\n,"))
 	}
 	return out, nil
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the end of the JSON value that starts at b[i] (b is
+// valid JSON: encoding/json checked it): a string to its closing quote,
+// an object or array to its closing bracket, anything else to the next
+// delimiter.
+func skipValue(b []byte, i int) int {
+	depth := 0
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+			if depth == 0 {
+				return i + 1
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i // the end of a scalar before its container's end
+			}
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		case ',', ' ', '\t', '\n', '\r', ':':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return i
 }
 
 // decodeJSON decodes one JSON value as Parse does (numbers as

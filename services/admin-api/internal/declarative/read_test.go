@@ -172,6 +172,8 @@ func TestReadAgreesWithTheDecodedTree(t *testing.T) {
 		"format 1.1":   `{"_format_version":"1.1","services":[{"name":"s","host":"h","routes":[{"paths":["/a%2Fb","/c.d","/e(f)"]}]}],"routes":[{"service":"s","paths":["/users/\\d+"]}]}`,
 		"format 2.1":   `{"_format_version":"2.1","routes":[{"paths":["/%7Bx%7D"],"service":{"name":"s"}}],"services":[{"name":"s","host":"h"}]}`,
 		"repeated key": `{"_format_version":"3.0","services":[{"name":"a","host":"h"}],"services":[{"name":"b","host":"h","host":"h2"}]}`,
+		"escapes":      "{ \"_format_version\" : \"3.0\" ,\n \"serv\\u0069ces\" : [ { \"name\" : \"s\\\"]}{,:\" , \"host\":\"h\", \"tags\" : [ \"a\\\\\", \"b]\" , \"}\" ] , \"retries\" : 3 , \"enabled\":true,\"path\":null } ] , \"routes\" : [ ] }",
+		"trailing":     `{"_format_version":"3.0","services":[{"name":"s","host":"h"}]} {"more":1}`,
 		"null list":    `{"_format_version":"3.0","services":null,"consumers":[{"username":"u","keyauth_credentials":null}]}`,
 		"snis":         `{"_format_version":"3.0","certificates":[{"cert":"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----","key":"k","snis":["a.example",{"name":"b.example"}]}]}`,
 		"no key":       `{"_format_version":"3.0","consumers":[{"username":"u","keyauth_credentials":[{},{"tags":["t"]}]}]}`,
@@ -267,4 +269,39 @@ func TestImportHoldsOneEntityAtATime(t *testing.T) {
 	if n := holding(); n != 0 {
 		t.Errorf("%d items still hold maps after Each", n)
 	}
+}
+
+// FuzzReadAgreesWithTheDecodedTree: on any input, Read resolves to what
+// the decoded document's flattening resolves to, or fails with the same
+// error.
+func FuzzReadAgreesWithTheDecodedTree(f *testing.F) {
+	f.Add([]byte(`{"_format_version":"3.0","services":[{"name":"a","host":"h","routes":[{"paths":["/"]}]}]}`))
+	f.Add([]byte(`{"_format_version":"1.1","routes":[{"paths":["/a%2F"],"service":"s"}],"services":[{"name":"s","host":"h"}]}`))
+	f.Add([]byte("_format_version: '3.0'\nconsumers:\n  - username: u\n    keyauth_credentials: [{key: k}]\n"))
+	f.Add([]byte(`{"config":"{\"_format_version\":\"3.0\"}"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var want []string
+		tree, err := Parse(b)
+		var items []*Item
+		if err == nil {
+			items, err = flattenTree(tree)
+		}
+		if err == nil {
+			err = Resolve(items, Current{}, 1)
+		}
+		if err == nil {
+			want = resolvedView(t, items)
+		}
+		wantErr := err
+		got, err := Read(b)
+		if err == nil {
+			err = Resolve(got, Current{}, 1)
+		}
+		if fmt.Sprint(err) != fmt.Sprint(wantErr) {
+			t.Fatalf("error = %v, want %v", err, wantErr)
+		}
+		if err == nil && !reflect.DeepEqual(resolvedView(t, got), want) {
+			t.Fatalf("items = %v, want %v", resolvedView(t, got), want)
+		}
+	})
 }
