@@ -98,12 +98,18 @@ func (s *Store) write(ctx context.Context, fn func(tx *Tx) error) (Result, int64
 		return Result{}, 0, translateTx(err)
 	}
 	// A statement whose result is checked here (an update that must hit
-	// its row) cannot share the round trip of COMMIT: send it first.
-	for _, o := range tx.pending {
-		if o.check != nil {
-			_ = tx.flush(ctx)
-			break
+	// its row) cannot share the round trip of COMMIT, unless Postgres can
+	// check it (op.guarded): send the others first.
+	for i, o := range tx.pending {
+		if o.check == nil {
+			continue
 		}
+		if g, ok := o.guarded(); ok {
+			tx.pending[i] = g
+			continue
+		}
+		_ = tx.flush(ctx)
+		break
 	}
 	if tx.err != nil {
 		return Result{}, 0, translateTx(tx.err)

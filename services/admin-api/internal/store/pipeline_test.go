@@ -117,3 +117,57 @@ func TestPipelineQueue(t *testing.T) {
 		t.Fatalf("queued %d statements: %+v", b.Len(), b.QueuedQueries)
 	}
 }
+
+// TestGuardedChecks: an UPDATE whose check refuses only zero rows becomes
+// a statement Postgres refuses itself (so it can share COMMIT's round
+// trip), its error read as the check's; other checks stay with Go.
+func TestGuardedChecks(t *testing.T) {
+	atLeastOne := func(tag pgconn.CommandTag) error {
+		if tag.RowsAffected() == 0 {
+			return ErrNotFound
+		}
+		return nil
+	}
+	exactly := func(n int64) func(pgconn.CommandTag) error {
+		return func(tag pgconn.CommandTag) error {
+			if tag.RowsAffected() != n {
+				return ErrNotFound
+			}
+			return nil
+		}
+	}
+	for _, c := range []struct {
+		name  string
+		o     op
+		ok    bool
+		wantQ string
+	}{
+		{"update of one row", op{sql: "UPDATE services SET body = $1 WHERE id = $2", check: atLeastOne}, true,
+			"WITH w AS (UPDATE services SET body = $1 WHERE id = $2 RETURNING 1) SELECT 1 / count(*)::int FROM w"},
+		{"update of exactly one row", op{sql: "UPDATE services SET body = $1 WHERE id = $2", check: exactly(1)}, false, ""},
+		{"update of exactly three rows", op{sql: "UPDATE services AS t SET body = v.body FROM (VALUES ...) WHERE t.id = v.id", check: exactly(3)}, false, ""},
+		{"already returning", op{sql: "UPDATE services SET body = $1 RETURNING id", check: atLeastOne}, false, ""},
+		{"insert", op{sql: "INSERT INTO services (id) VALUES ($1)", check: atLeastOne}, false, ""},
+		{"no check", op{sql: "UPDATE services SET body = $1 WHERE id = $2"}, false, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g, ok := c.o.guarded()
+			if ok != c.ok {
+				t.Fatalf("guarded = %v, want %v", ok, c.ok)
+			}
+			if !ok {
+				return
+			}
+			if g.sql != c.wantQ || g.check != nil {
+				t.Fatalf("guarded statement %q (check %v)", g.sql, g.check != nil)
+			}
+			if err := g.fix(translate("services", &pgconn.PgError{Code: "22012", Message: "division by zero"})); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("division by zero reads as %v, want ErrNotFound", err)
+			}
+			other := &pgconn.PgError{Code: "23505"}
+			if err := g.fix(other); err != error(other) {
+				t.Fatalf("another error reads as %v", err)
+			}
+		})
+	}
+}
