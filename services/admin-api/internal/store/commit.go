@@ -36,10 +36,10 @@ import (
 //
 // The transaction runs on one pooled connection and saves round trips:
 // BEGIN and the entity writes of Insert and Update wait to be pipelined
-// with the next statement, and the end (the pending statements but an
-// Update, whose row count must be checked before COMMIT is sent, the
-// idempotency record, the statement that writes the outbox rows, COMMIT)
-// goes to Postgres in one round trip. Nothing serializes committing
+// with the next statement, and the end (the pending statements, with an
+// Update's row-count check done by Postgres (op.guarded), the idempotency
+// record, the statement that writes the outbox rows, COMMIT) goes to
+// Postgres in one round trip. Nothing serializes committing
 // writers. A single-entity create is one round trip, and its number one
 // more (shared with the writers that committed meanwhile) on a connection
 // of its own.
