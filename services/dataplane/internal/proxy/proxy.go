@@ -186,17 +186,25 @@ func normalizePath(p string) string {
 	return c
 }
 
-// bufferPool recycles ReverseProxy copy buffers.
+// bufferPool recycles ReverseProxy copy buffers. It keeps pointers to
+// arrays, which a buffer converts back to without an allocation (a
+// pointer to the slice would be one per request).
 type bufferPool struct{ p sync.Pool }
 
+const copyBufferSize = 32 << 10
+
 func (b *bufferPool) Get() []byte {
-	if v, ok := b.p.Get().(*[]byte); ok {
-		return *v
+	if v, ok := b.p.Get().(*[copyBufferSize]byte); ok {
+		return v[:]
 	}
-	return make([]byte, 32<<10)
+	return new([copyBufferSize]byte)[:]
 }
 
-func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) == copyBufferSize {
+		b.p.Put((*[copyBufferSize]byte)(buf[:copyBufferSize]))
+	}
+}
 
 // WriteMessage writes a Kong-style {"message": ...} response.
 func WriteMessage(w http.ResponseWriter, status int, msg string) {

@@ -61,3 +61,13 @@ func rewriteRequest(chain bool) *httputil.ProxyRequest {
 	delete(out.Header, "X-Forwarded-For") // as ReverseProxy does before Rewrite
 	return &httputil.ProxyRequest{In: in, Out: out}
 }
+
+// TestBufferPoolAllocations: a copy buffer taken from the pool and put
+// back costs no allocation.
+func TestBufferPoolAllocations(t *testing.T) {
+	var p bufferPool
+	p.Put(p.Get())
+	if n := testing.AllocsPerRun(100, func() { p.Put(p.Get()) }); n > 0 {
+		t.Errorf("Get and Put allocate %.0f times, want none", n)
+	}
+}
