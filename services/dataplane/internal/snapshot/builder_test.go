@@ -19,7 +19,7 @@ import (
 func mixedConfig() map[string][]byte {
 	ents := map[string][]byte{}
 	add := func(k, v string) { ents[k] = []byte(v) }
-	for i := range 300 {
+	for i := range 1000 { // over 4096 entities: Finish works in chunks of 4096
 		add(fmt.Sprintf("services/s%03d", i), fmt.Sprintf(`{"id":"s%03d","name":"svc-%d","host":"up-%d","port":8080,"path":"/v1"}`, i, i, i))
 		add(fmt.Sprintf("routes/r%03d", i), fmt.Sprintf(`{"id":"r%03d","hosts":["h%d.example.com"],"paths":["/api/%d","~/re/%d/(?<n>\\d+)$"],"methods":["GET"],"service":{"id":"s%03d"}}`, i, i%7, i, i, i))
 		add(fmt.Sprintf("consumers/c%03d", i), fmt.Sprintf(`{"id":"c%03d","username":"user-%d"}`, i, i))
