@@ -196,6 +196,20 @@ func TestBuilderSameAsApply(t *testing.T) {
 			t.Fatalf("errors %v, want %v", errs, wantErrs)
 		}
 	}
+	// Add copies: the caller may reuse its buffer at once.
+	b := NewBuilder(9)
+	var buf []byte
+	for _, k := range keys {
+		buf = append(buf[:0], ents[k]...)
+		b.Add(k, buf)
+		clear(buf)
+	}
+	reused, errs := b.Finish()
+	sameSnapshot(t, want, reused)
+	if !reflect.DeepEqual(errStrings(wantErrs), errStrings(errs)) {
+		t.Fatalf("errors with a reused buffer %v, want %v", errs, wantErrs)
+	}
+
 	got, errs := Build(9, ents)
 	sameSnapshot(t, want, got)
 	if !reflect.DeepEqual(errStrings(wantErrs), errStrings(errs)) {

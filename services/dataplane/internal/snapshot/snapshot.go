@@ -234,58 +234,84 @@ func Build(version uint64, entities map[string][]byte) (*Snapshot, []error) {
 // entity at a time (a resync streaming what it reads, a restart reading its
 // store), so the caller need not collect a map first. Finish gives the same
 // snapshot, hash and errors as Build of the same entities.
+//
+// The builder keeps no raw value: every builderChunk entities it decodes,
+// packs and hashes those it holds, in parallel (GOMAXPROCS workers), and
+// drops their bytes; Finish indexes the results in key order, as Apply
+// would. What it holds meanwhile is the packed values and decoded entities
+// (the snapshot to be) and one chunk of copies.
 type Builder struct {
 	version uint64
-	writes  []Write
+	pending []Write // copies, up to builderChunk
+	done    []built
+	scratch [][]byte // pack's buffers, one per worker
+}
+
+const builderChunk = 4096
+
+type built struct {
+	key string
+	p   prepared
 }
 
 // NewBuilder starts a snapshot of the version.
-func NewBuilder(version uint64) *Builder { return &Builder{version: version} }
+func NewBuilder(version uint64) *Builder {
+	return &Builder{version: version, scratch: make([][]byte, runtime.GOMAXPROCS(0))}
+}
 
 // Add adds one entity. Keys may arrive in any order, each once; a nil value
-// is ignored (a whole configuration has no tombstones). The builder keeps
-// value: the caller must not modify it afterwards.
+// is ignored (a whole configuration has no tombstones). value is copied:
+// the caller may reuse it (bbolt's mmap, a fetch buffer) once Add returns.
 func (b *Builder) Add(key string, value []byte) {
 	if value == nil {
 		return
 	}
-	b.writes = append(b.writes, Write{Key: key, Value: value})
+	b.pending = append(b.pending, Write{Key: key, Value: append([]byte(nil), value...)})
+	if len(b.pending) == builderChunk {
+		b.flush()
+	}
+}
+
+// flush prepares the pending entities in parallel and drops their bytes.
+func (b *Builder) flush() {
+	part := b.pending
+	lo := len(b.done)
+	b.done = append(b.done, make([]built, len(part))...)
+	out := b.done[lo:]
+	workers := len(b.scratch)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(part); i += workers {
+				out[i] = built{key: part[i].Key, p: prepare(part[i], &b.scratch[w])}
+			}
+		}()
+	}
+	wg.Wait()
+	clear(part)
+	b.pending = part[:0]
 }
 
 // Finish returns the snapshot and the entities that could not be
 // interpreted (kept and hashed, as Apply does). The builder is spent.
 func (b *Builder) Finish() (*Snapshot, []error) {
-	writes := b.writes
-	b.writes = nil
-	sort.Slice(writes, func(i, j int) bool { return writes[i].Key < writes[j].Key })
-	// Decoding, packing and hashing depend on each write alone: done in
-	// parallel, a chunk at a time (bounded memory), then applied in key
-	// order as Apply would.
-	const chunk = 4096
-	workers := runtime.GOMAXPROCS(0)
-	preps := make([]prepared, min(chunk, len(writes)))
-	scratch := make([][]byte, workers)
+	b.flush()
+	done := b.done
+	b.done, b.pending = nil, nil
+	order := make([]int32, len(done))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	sort.Slice(order, func(i, j int) bool { return done[order[i]].key < done[order[j]].key })
 	t := Empty().begin()
 	var errs []error
-	for lo := 0; lo < len(writes); lo += chunk {
-		part := writes[lo:min(lo+chunk, len(writes))]
-		var wg sync.WaitGroup
-		for w := range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := w; i < len(part); i += workers {
-					preps[i] = prepare(part[i], &scratch[w])
-				}
-			}()
+	for _, i := range order {
+		if _, err := t.writePrepared(Write{Key: done[i].key}, done[i].p); err != nil {
+			errs = append(errs, err)
 		}
-		wg.Wait()
-		for i, w := range part {
-			if _, err := t.writePrepared(w, preps[i]); err != nil {
-				errs = append(errs, err)
-			}
-			preps[i] = prepared{}
-		}
+		done[i] = built{}
 	}
 	s := t.commit()
 	s.Version = b.version
@@ -354,6 +380,7 @@ func (t *txn) commit() *Snapshot {
 // key's parts, the packed value, its content hash and the decoded entity
 // (Builder.Finish prepares writes in parallel).
 type prepared struct {
+	del     bool // the write deletes
 	typ, id string
 	keyErr  error
 	packed  []byte
@@ -366,6 +393,7 @@ func prepare(w Write, scratch *[]byte) prepared {
 	var p prepared
 	p.typ, p.id, p.keyErr = wire.SplitKey(w.Key)
 	if w.Value == nil {
+		p.del = true
 		return p
 	}
 	p.packed = pack(scratch, w.Value)
@@ -389,7 +417,7 @@ func (t *txn) writePrepared(w Write, p prepared) (Event, error) {
 		ev.Old = old
 		t.hash = t.hash.Sub(wire.EntityHash(w.Key, old))
 	}
-	if w.Value == nil {
+	if p.del {
 		t.entities.Delete(w.Key)
 	} else {
 		t.entities.Set(w.Key, p.packed)
