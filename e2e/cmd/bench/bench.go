@@ -49,7 +49,12 @@ type modeResult struct {
 	Propagation      latency `json:"propagation_ms"`
 	CPUPerChangeMs   float64 `json:"dp_cpu_ms_per_change"`
 	AllocPerChange   float64 `json:"dp_alloc_bytes_per_change"`
-	PeakRSS          int64   `json:"dp_peak_rss_bytes"`
+	// PeakRSS is the data planes' largest peak RSS during the changes
+	// (the high-water mark is reset when they start: the peak under
+	// churn); LifePeakRSS their peak before that, the configuration's
+	// import included.
+	PeakRSS     int64 `json:"dp_peak_rss_bytes"`
+	LifePeakRSS int64 `json:"dp_peak_rss_before_changes_bytes"`
 
 	ProxyDirect latency `json:"proxy_direct_ms"`
 	ProxyIdle   latency `json:"proxy_idle_ms"`

@@ -24,6 +24,8 @@ func (b *bench) changesWith(ctx context.Context, c *cluster.Cluster, dps []*clus
 	before := make([]status, len(dps))
 	for i, dp := range dps {
 		cpu0[i], _ = procCPU(dp.Pid())
+		mr.LifePeakRSS = max(mr.LifePeakRSS, procPeakRSS(dp.Pid()))
+		resetPeakRSS(dp.Pid())
 		alloc0[i], _ = metric(ctx, dp.Status+"/metrics", "go_memstats_alloc_bytes_total")
 		st, err := getStatus(ctx, dp.Status+"/status")
 		if err != nil {

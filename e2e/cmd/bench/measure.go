@@ -72,6 +72,13 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * time.Second / ticks, nil
 }
 
+// resetPeakRSS sets a process's VmHWM back to its current RSS (Linux's
+// clear_refs value 5), so that procPeakRSS then reports the peak of what
+// follows. Without permission the peak stays the lifetime one.
+func resetPeakRSS(pid int) {
+	_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
+}
+
 // procPeakRSS is a process's peak resident set size (VmHWM) in bytes.
 func procPeakRSS(pid int) int64 { return procStatusBytes(pid, "VmHWM:") }
 
