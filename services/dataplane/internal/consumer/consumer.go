@@ -183,7 +183,7 @@ func New(cfg Config, st Store) (*Consumer, error) {
 func loadSnapshot(st Store, version uint64) (*snapshot.Snapshot, []error, error) {
 	b := snapshot.NewBuilder(version)
 	err := st.ForEach(func(k string, v []byte) error {
-		b.Add(k, append([]byte(nil), v...))
+		b.Add(k, v) // Add copies
 		return nil
 	})
 	if err != nil {

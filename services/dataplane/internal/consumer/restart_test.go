@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"bytes"
 	"io"
 	"log/slog"
 	"testing"
@@ -11,9 +12,10 @@ import (
 
 // A data plane restarted on a store that a streamed resync wrote serves
 // the stored configuration at once: ready, the stored version, every
-// entity, and the content hash the topic's records carried.
+// entity, and the content hash the topic's records carried. 10,000
+// entities: more than two of the builder's chunks, indexed as read.
 func TestRestartServesTheStoredHash(t *testing.T) {
-	recs, _ := benchLog(2000)
+	recs, _ := benchLog(10000)
 	dir := t.TempDir()
 	st, err := store.Open(dir, store.Options{})
 	if err != nil {
@@ -57,5 +59,15 @@ func TestRestartServesTheStoredHash(t *testing.T) {
 	}
 	if c.loadProblem != "" {
 		t.Fatalf("restart found a problem: %s", c.loadProblem)
+	}
+	n := 0
+	if err := st.ForEach(func(k string, v []byte) error {
+		n++
+		if e, ok := got.Entity(k); !ok || !bytes.Equal(e, v) {
+			t.Fatalf("%s served as %q (%v), stored %q", k, e, ok, v)
+		}
+		return nil
+	}); err != nil || n != len(recs) {
+		t.Fatalf("store: %d entities, %v", n, err)
 	}
 }

@@ -210,6 +210,23 @@ func TestBuilderSameAsApply(t *testing.T) {
 		t.Fatalf("errors with a reused buffer %v, want %v", errs, wantErrs)
 	}
 
+	// Keys in order for more than a chunk (indexed as they come), then one
+	// out of order: what was indexed is prepared again and sorted with the
+	// rest.
+	late := append(append(append([]string(nil), keys[:100]...), keys[101:]...), keys[100])
+	b = NewBuilder(9)
+	for _, k := range late {
+		b.Add(k, ents[k])
+	}
+	if len(late) <= builderChunk {
+		t.Fatalf("%d keys: not more than a chunk", len(late))
+	}
+	unsorted, errs := b.Finish()
+	sameSnapshot(t, want, unsorted)
+	if !reflect.DeepEqual(errStrings(wantErrs), errStrings(errs)) {
+		t.Fatalf("errors with a late key %v, want %v", errs, wantErrs)
+	}
+
 	got, errs := Build(9, ents)
 	sameSnapshot(t, want, got)
 	if !reflect.DeepEqual(errStrings(wantErrs), errStrings(errs)) {

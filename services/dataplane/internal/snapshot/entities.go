@@ -151,26 +151,41 @@ func healthchecksOn(raw json.RawMessage) bool {
 	if len(raw) == 0 || string(raw) == "null" {
 		return false
 	}
-	var j struct {
-		Active struct {
-			Healthy   struct{ Interval float64 }
-			Unhealthy struct{ Interval float64 }
-		}
-		Passive struct {
-			Healthy   struct{ Successes int }
-			Unhealthy struct {
-				HTTPFailures int `json:"http_failures"`
-				TCPFailures  int `json:"tcp_failures"`
-				Timeouts     int
-			}
-		}
-	}
+	var j healthchecksJSON
 	if json.Unmarshal(raw, &j) != nil {
 		return true // internal/health reports it
 	}
+	return j.on()
+}
+
+// healthchecksJSON is what healthchecksOn reads of the field.
+type healthchecksJSON struct {
+	Active struct {
+		Healthy   struct{ Interval float64 }
+		Unhealthy struct{ Interval float64 }
+	}
+	Passive struct {
+		Healthy   struct{ Successes int }
+		Unhealthy struct {
+			HTTPFailures int `json:"http_failures"`
+			TCPFailures  int `json:"tcp_failures"`
+			Timeouts     int
+		}
+	}
+}
+
+func (j *healthchecksJSON) on() bool {
 	a, p := j.Active, j.Passive
 	return a.Healthy.Interval > 0 || a.Unhealthy.Interval > 0 || p.Healthy.Successes > 0 ||
 		p.Unhealthy.HTTPFailures > 0 || p.Unhealthy.TCPFailures > 0 || p.Unhealthy.Timeouts > 0
+}
+
+// upstreamFields is an upstream's fields with its healthchecks decoded in
+// the same pass (decode's common case).
+type upstreamFields struct {
+	Name         string            `json:"name"`
+	HostHeader   *string           `json:"host_header"`
+	Healthchecks *healthchecksJSON `json:"healthchecks"`
 }
 
 type upstreamJSON struct {

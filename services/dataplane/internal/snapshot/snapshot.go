@@ -237,14 +237,25 @@ func Build(version uint64, entities map[string][]byte) (*Snapshot, []error) {
 //
 // The builder keeps no raw value: every builderChunk entities it decodes,
 // packs and hashes those it holds, in parallel (GOMAXPROCS workers), and
-// drops their bytes; Finish indexes the results in key order, as Apply
-// would. What it holds meanwhile is the packed values and decoded entities
-// (the snapshot to be) and one chunk of copies.
+// drops their bytes. A chunk is prepared while the caller goes on adding
+// the next one. Entities are indexed in key order, as Apply would: while
+// the keys arrive in ascending order (a restart reading bbolt, a resync
+// reading its result), each prepared chunk is indexed while the next is
+// being prepared; once a key arrives out of order, what was indexed is
+// prepared again from the snapshot being built and everything is indexed
+// by Finish after a sort.
 type Builder struct {
 	version uint64
-	pending []Write // copies, up to builderChunk
-	done    []built
-	scratch [][]byte // pack's buffers, one per worker
+	pending []Write     // copies, up to builderChunk
+	scratch [2][][]byte // pack's buffers, one per worker, for every other chunk
+	chunks  int         // chunks started
+	n       int         // entities added
+	last    string      // the last key added
+	sorted  bool        // every key so far above the one before
+	busy    *chunk      // the chunk being prepared
+	t       *txn        // sorted: what is indexed so far
+	errs    []error     // sorted: t's errors
+	done    []built     // not sorted: everything prepared
 }
 
 const builderChunk = 4096
@@ -254,9 +265,16 @@ type built struct {
 	p   prepared
 }
 
+// chunk is one builderChunk of entities being prepared.
+type chunk struct {
+	wg  sync.WaitGroup
+	out []built
+}
+
 // NewBuilder starts a snapshot of the version.
 func NewBuilder(version uint64) *Builder {
-	return &Builder{version: version, scratch: make([][]byte, runtime.GOMAXPROCS(0))}
+	n := runtime.GOMAXPROCS(0)
+	return &Builder{version: version, scratch: [2][][]byte{make([][]byte, n), make([][]byte, n)}, sorted: true}
 }
 
 // Add adds one entity. Keys may arrive in any order, each once; a nil value
@@ -266,55 +284,113 @@ func (b *Builder) Add(key string, value []byte) {
 	if value == nil {
 		return
 	}
+	if b.sorted && b.n > 0 && key <= b.last {
+		b.unsort()
+	}
+	b.last = key
+	b.n++
+	if b.pending == nil {
+		b.pending = make([]Write, 0, builderChunk)
+	}
 	b.pending = append(b.pending, Write{Key: key, Value: append([]byte(nil), value...)})
 	if len(b.pending) == builderChunk {
 		b.flush()
 	}
 }
 
-// flush prepares the pending entities in parallel and drops their bytes.
+// flush starts preparing the pending entities in parallel, then takes in
+// the chunk started before while they are prepared (every other chunk has
+// its own scratch buffers).
 func (b *Builder) flush() {
 	part := b.pending
-	lo := len(b.done)
-	b.done = append(b.done, make([]built, len(part))...)
-	out := b.done[lo:]
-	workers := len(b.scratch)
-	var wg sync.WaitGroup
+	b.pending = nil
+	if len(part) == 0 {
+		return
+	}
+	c := &chunk{out: make([]built, len(part))}
+	scratch := b.scratch[b.chunks%2]
+	b.chunks++
+	workers := len(scratch)
 	for w := range workers {
-		wg.Add(1)
+		c.wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer c.wg.Done()
 			for i := w; i < len(part); i += workers {
-				out[i] = built{key: part[i].Key, p: prepare(part[i], &b.scratch[w])}
+				c.out[i] = built{key: part[i].Key, p: prepare(part[i], &scratch[w])}
+				part[i] = Write{} // its bytes are dropped
 			}
 		}()
 	}
-	wg.Wait()
-	clear(part)
-	b.pending = part[:0]
+	b.settle()
+	b.busy = c
+}
+
+// settle waits for the chunk being prepared and indexes it (sorted) or
+// keeps it for Finish.
+func (b *Builder) settle() {
+	c := b.busy
+	if c == nil {
+		return
+	}
+	c.wg.Wait()
+	b.busy = nil
+	if !b.sorted {
+		b.done = append(b.done, c.out...)
+		return
+	}
+	if b.t == nil {
+		b.t = Empty().begin()
+	}
+	for i := range c.out {
+		if _, err := b.t.writePrepared(Write{Key: c.out[i].key}, c.out[i].p); err != nil {
+			b.errs = append(b.errs, err)
+		}
+		c.out[i] = built{}
+	}
+}
+
+// unsort leaves the sorted path: what was indexed is prepared again from
+// its packed values (the raw values are gone), to be sorted with the rest.
+func (b *Builder) unsort() {
+	b.settle()
+	b.sorted = false
+	if b.t != nil {
+		var scratch []byte
+		b.t.entities.Each(func(k string, packed []byte) bool {
+			b.done = append(b.done, built{key: k, p: prepare(Write{Key: k, Value: unpack(packed)}, &scratch)})
+			return true
+		})
+	}
+	b.t, b.errs = nil, nil
 }
 
 // Finish returns the snapshot and the entities that could not be
 // interpreted (kept and hashed, as Apply does). The builder is spent.
 func (b *Builder) Finish() (*Snapshot, []error) {
 	b.flush()
-	done := b.done
-	b.done, b.pending = nil, nil
-	order := make([]int32, len(done))
-	for i := range order {
-		order[i] = int32(i)
-	}
-	sort.Slice(order, func(i, j int) bool { return done[order[i]].key < done[order[j]].key })
-	t := Empty().begin()
-	var errs []error
-	for _, i := range order {
-		if _, err := t.writePrepared(Write{Key: done[i].key}, done[i].p); err != nil {
-			errs = append(errs, err)
+	b.settle()
+	t, errs := b.t, b.errs
+	if !b.sorted {
+		done := b.done
+		order := make([]int32, len(done))
+		for i := range order {
+			order[i] = int32(i)
 		}
-		done[i] = built{}
+		sort.Slice(order, func(i, j int) bool { return done[order[i]].key < done[order[j]].key })
+		t, errs = Empty().begin(), nil
+		for _, i := range order {
+			if _, err := t.writePrepared(Write{Key: done[i].key}, done[i].p); err != nil {
+				errs = append(errs, err)
+			}
+			done[i] = built{}
+		}
+	}
+	if t == nil {
+		t = Empty().begin()
 	}
 	s := t.commit()
 	s.Version = b.version
+	*b = Builder{}
 	return s, errs
 }
 
@@ -499,6 +575,17 @@ func decode(typ, id string, raw []byte) (any, error) {
 		r.ID = id
 		return r, nil
 	case wire.TypeUpstream:
+		// One pass for the common case, healthchecks that decode and check
+		// nothing (Kong's default record); otherwise the raw field is kept
+		// or reported as before.
+		var f upstreamFields
+		if json.Unmarshal(raw, &f) == nil && (f.Healthchecks == nil || !f.Healthchecks.on()) {
+			u := &Upstream{ID: id, Name: strings.ToLower(f.Name)}
+			if f.HostHeader != nil {
+				u.HostHeader = *f.HostHeader
+			}
+			return u, nil
+		}
 		var j upstreamJSON
 		if err := json.Unmarshal(raw, &j); err != nil {
 			return nil, fmt.Errorf("decode upstream: %w", err)

@@ -188,6 +188,10 @@ func TestUpstreamHealthchecksKept(t *testing.T) {
 		{def, false},
 		{`{"active":{"healthy":{"interval":5}}}`, true},
 		{`{"passive":{"unhealthy":{"tcp_failures":1}}}`, true},
+		// Healthchecks that do not decode are kept for internal/health to
+		// report, as they are.
+		{`"x"`, true},
+		{`{"active":{"healthy":{"interval":"5"}}}`, true},
 	} {
 		s, errs := Build(1, map[string][]byte{"upstreams/u": []byte(`{"id":"u","name":"pool","healthchecks":` + c.hc + `}`)})
 		if len(errs) > 0 {
@@ -196,6 +200,9 @@ func TestUpstreamHealthchecksKept(t *testing.T) {
 		u, _ := s.UpstreamByID("u")
 		if (u.Healthchecks != nil) != c.kept {
 			t.Errorf("%s: kept %v, want %v", c.hc, u.Healthchecks != nil, c.kept)
+		}
+		if c.kept && string(u.Healthchecks) != c.hc {
+			t.Errorf("kept %s, want %s", u.Healthchecks, c.hc)
 		}
 	}
 }
