@@ -70,8 +70,10 @@ func (b *bench) changesWith(ctx context.Context, c *cluster.Cluster, dps []*clus
 		mr.Changes++
 	}
 	mr.Propagation = summarize(mr.propagationSamples)
-	mr.BytesPerChange = median(bytesPer)
-	mr.RecordsPerChange = median(recordsPer)
+	if len(bytesPer) > 0 {
+		mr.BytesPerChange = median(bytesPer)
+		mr.RecordsPerChange = median(recordsPer)
+	}
 	var cpu time.Duration
 	var alloc float64
 	for i, dp := range dps {

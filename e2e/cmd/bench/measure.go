@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"net"
@@ -26,6 +27,25 @@ type latency struct {
 	P99    float64 `json:"p99"`
 	Max    float64 `json:"max"`
 	Errors int     `json:"errors,omitempty"`
+}
+
+// MarshalJSON writes a quantile of no samples (NaN, which JSON cannot
+// carry) as null.
+func (l latency) MarshalJSON() ([]byte, error) {
+	num := func(f float64) *float64 {
+		if math.IsNaN(f) {
+			return nil
+		}
+		return &f
+	}
+	return json.Marshal(struct {
+		N      int      `json:"n"`
+		P50    *float64 `json:"p50"`
+		P95    *float64 `json:"p95"`
+		P99    *float64 `json:"p99"`
+		Max    float64  `json:"max"`
+		Errors int      `json:"errors,omitempty"`
+	}{l.N, num(l.P50), num(l.P95), num(l.P99), l.Max, l.Errors})
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
