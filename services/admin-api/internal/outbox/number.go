@@ -22,13 +22,15 @@ const numberLock = 0x64706e756d // "dpnum"
 // statement sees (one snapshot, taken after the round's numberLock was
 // granted, so it sees every number given before) the next numbers after
 // outbox_counter's, in seq order, and notifies the relay with the last
-// one. It answers no row when there was nothing to number.
+// one. It updates one outbox_tx row per transaction, however many outbox
+// rows the transaction wrote. It answers no row when there was nothing to
+// number.
 const numberSQL = `WITH p AS MATERIALIZED (
-		SELECT id, dense_rank() OVER (ORDER BY seq) AS k FROM outbox WHERE tx = 0),
+		SELECT seq, row_number() OVER (ORDER BY seq) AS k FROM outbox_tx WHERE tx = 0),
 	c AS (UPDATE outbox_counter SET tx = tx + (SELECT max(k) FROM p)
 		WHERE EXISTS (SELECT 1 FROM p)
 		RETURNING tx - (SELECT max(k) FROM p) AS base, tx AS last),
-	u AS (UPDATE outbox o SET tx = c.base + p.k FROM p, c WHERE o.id = p.id RETURNING 1)
+	u AS (UPDATE outbox_tx o SET tx = c.base + p.k FROM p, c WHERE o.seq = p.seq RETURNING 1)
 	SELECT c.last, (SELECT count(*) FROM u), pg_notify('outbox', c.last::text)::text FROM c`
 
 // Number runs one numbering round on conn, which must not be in a
@@ -44,7 +46,7 @@ func Number(ctx context.Context, conn *pgx.Conn, ids []int64) (got map[int64]uin
 	b.Queue(numberSQL)
 	b.Queue(`COMMIT`)
 	if len(ids) > 0 {
-		b.Queue(`SELECT id, tx FROM outbox WHERE id = ANY($1)`, ids)
+		b.Queue(`SELECT r.id, t.tx FROM outbox_rows r JOIN outbox_tx t ON t.seq = r.seq WHERE r.id = ANY($1)`, ids)
 	}
 	br := conn.SendBatch(ctx, b)
 	err = func() error {
@@ -126,8 +128,8 @@ type waiter struct {
 }
 
 // NewNumberer returns a Numberer that runs its rounds on db's connections.
-// A writer waits as long as rounds succeed (a round that numbers a large
-// transaction, a declarative import, takes as long as updating its rows),
+// A writer waits as long as rounds succeed (a round updates one row per
+// transaction it numbers, but may wait for Postgres under load),
 // and gives up when rounds have failed for failFor since it began waiting.
 func NewNumberer(db *sql.DB, failFor time.Duration) *Numberer {
 	return &Numberer{db: db, failFor: failFor, waiting: map[int64][]waiter{}}
@@ -235,8 +237,8 @@ func (n *Numberer) loop() {
 	}
 }
 
-// roundTimeout bounds one round (a safety net: a round that numbers a
-// transaction of a million rows takes tens of seconds).
+// roundTimeout bounds one round (a safety net: a round updates one row
+// per transaction it numbers).
 const roundTimeout = 10 * time.Minute
 
 func (n *Numberer) round(ids []int64) (map[int64]uint64, error) {

@@ -23,14 +23,21 @@
 //
 //  1. A write's last statement before COMMIT (QueueAppend), sent when
 //     every lock the transaction needs is held, inserts its outbox rows
-//     unnumbered (tx = 0) with one ordering key, seq = nextval('outbox_seq').
-//     A sequence never blocks, so committing writers do not wait for each
-//     other and Postgres flushes their commits together.
+//     (outbox_rows) and one row for the transaction (outbox_tx: batch,
+//     first row, row count), unnumbered (tx = 0), with one ordering key,
+//     seq = nextval('outbox_seq'), that joins them. A sequence never
+//     blocks, so committing writers do not wait for each other and
+//     Postgres flushes their commits together.
 //  2. After COMMIT a numbering round (Number) runs, serialized across
 //     replicas by a transaction-scoped advisory lock: one statement, so one
 //     snapshot taken after the lock was granted, gives every committed,
 //     unnumbered transaction it sees the next numbers after
 //     outbox_counter's, in seq order, and commits them with the counter.
+//     It updates the transactions' outbox_tx rows only (migration 0005;
+//     until then it updated every outbox row, and a round numbering an
+//     import of a million entities updated a million rows while every
+//     writer behind it waited): an outbox row's number is its
+//     transaction's, by the join on seq (the view outbox).
 //     Writers that wait together share a round (Numberer): a round is one
 //     commit however many transactions it numbers. The writer answers with
 //     its number (the Deltaplane-Tx header) only after the round committed.
@@ -40,7 +47,8 @@
 //     store.Write), and a round is visible (to the relay, to the next
 //     round) only once flushed.
 //  3. The round notifies the relay, which publishes numbered rows in
-//     (tx, idx) order. Numbers are persisted before anything is published
+//     (tx, idx) order (numbered outbox_tx rows in tx order, each
+//     transaction's rows in idx order). Numbers are persisted before anything is published
 //     or answered, so a relay that dies anywhere leaves nothing to
 //     renumber: the next leader republishes the same numbers.
 //
@@ -78,8 +86,14 @@
 // numbers therefore become visible in order, and the relay, reading in
 // (tx, idx) order, never sees a number before a smaller one.
 //
+// The argument is unchanged by numbering per transaction: a
+// transaction's outbox_tx row is written in the same last statement, with
+// the same seq, and commits with its rows, so the round sees the rows
+// exactly when it sees the outbox_tx row, and each row carries the
+// number of its transaction, given once.
+//
 // Gap-free: numbers come from outbox_counter, updated in the same commit
-// as the rows it numbers; a rolled-back write takes a seq (never reused,
+// as the outbox_tx rows it numbers; a rolled-back write takes a seq (never reused,
 // never published) but no number. A round that fails gives none.
 //
 // A writer that dies between its commit and its round, or waits longer
@@ -91,6 +105,7 @@ package outbox
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -293,14 +308,27 @@ type row struct {
 	Entity   []byte
 }
 
+// drainSQL reads the first $3 unpublished rows after ($1, $2) in (tx, idx)
+// order: the first $3 numbered transactions from the cursor's (or, past
+// it, relay_state's: every row of a lower number is published), each with
+// its first $3 rows after the cursor in idx order (outbox_rows_seq_idx),
+// so that a transaction of a million rows is read 500 rows at a time, not
+// sorted whole.
+const drainSQL = `SELECT r.id, t.tx, r.idx, r.cnt, r.key, r.op, r.type, r.entity_id, r.entity
+	FROM (SELECT seq, tx FROM outbox_tx
+		WHERE tx > 0 AND tx >= GREATEST($1::bigint, (SELECT published_tx FROM relay_state))
+		ORDER BY tx LIMIT $3) t
+	CROSS JOIN LATERAL (SELECT * FROM outbox_rows r
+		WHERE r.seq = t.seq AND r.published_at IS NULL AND (t.tx > $1 OR r.idx > $2)
+		ORDER BY r.idx LIMIT $3) r
+	ORDER BY t.tx, r.idx LIMIT $3`
+
 // drain publishes every unpublished row after cur in (tx, idx) order. It
 // reads on the leader connection: a lost connection (and so a lost lock)
 // fails the read before anything is published.
 func (r *Relay) drain(ctx context.Context, leader *pgx.Conn, cur *cursor, m *marker) error {
 	for {
-		pgRows, err := leader.Query(ctx, `SELECT id, tx, idx, cnt, key, op, type, entity_id, entity
-			FROM outbox WHERE published_at IS NULL AND tx > 0 AND (tx, idx) > ($1, $2)
-			ORDER BY tx, idx LIMIT $3`, int64(cur.tx), cur.idx, r.cfg.Batch)
+		pgRows, err := leader.Query(ctx, drainSQL, int64(cur.tx), cur.idx, r.cfg.Batch)
 		if err != nil {
 			return fmt.Errorf("read outbox: %w", err)
 		}
@@ -391,10 +419,12 @@ func (m *marker) run(ctx context.Context) {
 		}
 		// The lower bound keeps the index scan off the rows marked before
 		// (their dead index entries stay until vacuum).
-		err := m.r.db.WithContext(ctx).Exec(`WITH m AS (UPDATE outbox SET published_at = now()
-				WHERE published_at IS NULL AND tx > 0 AND (tx, idx) > (?, ?) AND (tx, idx) <= (?, ?) RETURNING 1)
+		err := m.r.db.WithContext(ctx).Exec(`WITH m AS (UPDATE outbox_rows r SET published_at = now() FROM outbox_tx t
+				WHERE r.seq = t.seq AND r.published_at IS NULL AND t.tx > 0
+				AND t.tx >= GREATEST(?::bigint, (SELECT published_tx FROM relay_state)) AND t.tx <= ?
+				AND (t.tx, r.idx) > (?, ?) AND (t.tx, r.idx) <= (?, ?) RETURNING 1)
 			UPDATE relay_state SET published_tx = GREATEST(published_tx, ?), published_at = now()`,
-			int64(done.tx), done.idx, int64(want.tx), want.idx, int64(want.tx)).Error
+			int64(done.tx), int64(want.tx), int64(done.tx), done.idx, int64(want.tx), want.idx, int64(want.tx)).Error
 		if err != nil {
 			return err
 		}
@@ -483,13 +513,28 @@ func (r *Relay) clean(ctx context.Context) error {
 	if r.cfg.Retention <= 0 {
 		return nil
 	}
-	res := r.db.WithContext(ctx).Exec(`DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < now() - make_interval(secs => ?)`,
-		r.cfg.Retention.Seconds())
-	if res.Error != nil {
-		return res.Error
+	// Rows are marked published in (tx, idx) order, so those past
+	// Retention are a prefix: the outbox_tx rows below the highest number
+	// they carried have no row left (the highest may have some).
+	var row struct {
+		Rows int64
+		Tx   sql.NullInt64
 	}
-	if res.RowsAffected > 0 {
-		r.log.Info("deleted published outbox rows", "rows", res.RowsAffected)
+	err := r.db.WithContext(ctx).Raw(`WITH d AS (DELETE FROM outbox_rows
+			WHERE published_at IS NOT NULL AND published_at < now() - make_interval(secs => ?) RETURNING seq)
+		SELECT (SELECT count(*) FROM d) AS rows,
+			(SELECT max(t.tx) FROM outbox_tx t WHERE t.seq IN (SELECT DISTINCT seq FROM d)) AS tx`,
+		r.cfg.Retention.Seconds()).Scan(&row).Error
+	if err != nil {
+		return err
+	}
+	if row.Tx.Valid {
+		if err := r.db.WithContext(ctx).Exec(`DELETE FROM outbox_tx WHERE tx > 0 AND tx < ?`, row.Tx.Int64).Error; err != nil {
+			return err
+		}
+	}
+	if row.Rows > 0 {
+		r.log.Info("deleted published outbox rows", "rows", row.Rows)
 	}
 	return nil
 }

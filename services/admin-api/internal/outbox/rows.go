@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"time"
 
 	"github.com/deltaplane/deltaplane/shared/wire"
@@ -23,18 +24,21 @@ type Change struct {
 }
 
 // appendSQL is the last statement of a write, sent when every lock the
-// transaction needs is held: it writes the transaction's outbox rows
-// unnumbered (tx = 0) with one ordering key from outbox_seq (a sequence
-// never blocks, so committing writers do not wait for each other). The
-// transaction is numbered after its commit (Number; see the package
-// documentation).
+// transaction needs is held: it writes the transaction's outbox rows and
+// its one outbox_tx row, unnumbered (tx = 0), with one ordering key from
+// outbox_seq (a sequence never blocks, so committing writers do not wait
+// for each other). The transaction is numbered after its commit, by
+// updating its outbox_tx row only (Number; see the package documentation).
 const appendSQL = `WITH k AS MATERIALIZED (SELECT nextval('outbox_seq') AS seq),
-	i AS (INSERT INTO outbox (batch, tx, seq, idx, cnt, key, op, type, entity_id, entity)
-		SELECT $1::uuid, 0, k.seq, u.n - 1, $2::int, u.key, u.op, u.type, u.entity_id, u.entity
+	i AS (INSERT INTO outbox_rows (batch, seq, idx, cnt, key, op, type, entity_id, entity)
+		SELECT $1::uuid, k.seq, u.n - 1, $2::int, u.key, u.op, u.type, u.entity_id, u.entity
 		FROM k, unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[])
 			WITH ORDINALITY AS u(key, op, type, entity_id, entity, n)
-		RETURNING id)
-	SELECT (SELECT min(id) FROM i), (SELECT count(*) FROM i) AS n`
+		RETURNING id),
+	t AS (INSERT INTO outbox_tx (seq, batch, first, cnt)
+		SELECT k.seq, $1::uuid, (SELECT min(id) FROM i), (SELECT count(*) FROM i) FROM k
+		RETURNING first, cnt)
+	SELECT first, cnt FROM t`
 
 // QueueAppend queues on b the statement that writes cs (in order) as the
 // outbox rows of one transaction, marked with batch (a UUID) so that
@@ -62,11 +66,14 @@ func ScanAppend(r pgx.Row) (first int64, n int, err error) {
 // transaction's number (0: not numbered yet); ok is false when none are
 // in Postgres (which proves nothing: their transaction may still run).
 func Committed(ctx context.Context, db *sql.DB, batch string) (first int64, tx uint64, ok bool, err error) {
-	var f, t sql.NullInt64
-	if err := db.QueryRowContext(ctx, `SELECT min(id), max(tx) FROM outbox WHERE batch = $1::uuid`, batch).Scan(&f, &t); err != nil {
+	err = db.QueryRowContext(ctx, `SELECT first, tx FROM outbox_tx WHERE batch = $1::uuid`, batch).Scan(&first, &tx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, 0, false, nil
+	}
+	if err != nil {
 		return 0, 0, false, err
 	}
-	return f.Int64, uint64(t.Int64), f.Valid, nil
+	return first, tx, true, nil
 }
 
 // Status is the relay's progress.
@@ -88,7 +95,7 @@ func ReadStatus(ctx context.Context, db *gorm.DB) (Status, error) {
 		PublishedAt sql.NullTime
 	}
 	err := db.WithContext(ctx).Raw(`SELECT
-		(SELECT count(*) FROM outbox WHERE published_at IS NULL) AS backlog,
+		(SELECT count(*) FROM outbox_rows WHERE published_at IS NULL) AS backlog,
 		(SELECT tx FROM outbox_counter) AS last_tx,
 		r.published_tx, r.published_at FROM relay_state r`).Scan(&row).Error
 	if err != nil {

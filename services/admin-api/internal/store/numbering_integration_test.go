@@ -264,3 +264,53 @@ func TestReplicasNumberGapFree(t *testing.T) {
 		}
 	}
 }
+
+// TestRoundUpdatesOneRowPerTransaction: numbering a committed transaction
+// of many changes leaves its outbox rows untouched (same tuple, same ctid)
+// and gives all of them its number: a round costs one row per transaction,
+// not one per change (a round numbering a 1M-entity import used to update
+// 1M rows while every other writer waited for its number).
+func TestRoundUpdatesOneRowPerTransaction(t *testing.T) {
+	_, db := open(t)
+	ctx := t.Context()
+	sqlDB, _ := db.DB()
+	const n = 2000
+	cs := make([]outbox.Change, n)
+	for i := range cs {
+		cs[i] = outbox.Change{Op: wire.OpDelete, Type: "services", ID: uuid.NewString()}
+	}
+	batch := uuid.NewString()
+	conn, err := sqlDB.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var pc *pgx.Conn
+	_ = conn.Raw(func(dc any) error { pc = dc.(*stdlib.Conn).Conn(); return nil })
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
+	outbox.QueueAppend(b, batch, cs)
+	b.Queue(`COMMIT`)
+	if err := pc.SendBatch(ctx, b).Close(); err != nil {
+		t.Fatal(err)
+	}
+	tuples := func() string {
+		var s string
+		if err := pc.QueryRow(ctx, `SELECT string_agg(ctid::text, ',' ORDER BY id) FROM outbox_rows WHERE batch = $1`, batch).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	before := tuples()
+	if _, last, err := outbox.Number(ctx, pc, nil); err != nil || last != 1 {
+		t.Fatalf("round: last %d, %v; want 1", last, err)
+	}
+	if after := tuples(); after != before {
+		t.Errorf("the round rewrote the transaction's %d outbox rows (ctids changed); want them untouched", n)
+	}
+	var got struct{ Rows, Tx int64 }
+	db.Raw(`SELECT count(*) AS rows, max(tx) AS tx FROM outbox WHERE batch = ? AND tx = 1`, batch).Scan(&got)
+	if got.Rows != n || got.Tx != 1 {
+		t.Errorf("rows numbered 1 = %d (tx %d), want %d", got.Rows, got.Tx, n)
+	}
+}
