@@ -9,7 +9,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/deltaplane/deltaplane/shared/testsupport"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 )
 
@@ -88,15 +88,9 @@ type Dataplane struct {
 	Data     string // store directory
 }
 
-// FreePort asks the kernel for a free loopback port.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// FreePort returns a loopback port that was free a moment ago, outside
+// the range outgoing connections take theirs from (testsupport.Port).
+func FreePort() (int, error) { return testsupport.Port() }
 
 // Start creates the database and starts admin-api and the sync-gateway,
 // returning once both answer /health.
