@@ -10,19 +10,63 @@ import (
 	"strings"
 
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/entity"
+	"github.com/jackc/pgx/v5"
 	"gorm.io/gorm"
 )
 
 // Get returns the entity addressed by id or endpoint key; with lock it is
 // locked for the rest of the transaction.
 func (tx *Tx) Get(ctx context.Context, t *entity.Type, idOrName string, lock bool) (map[string]any, error) {
-	return get(ctx, tx.db, t, idOrName, lock, Filter{})
+	return tx.get(ctx, t, idOrName, lock, Filter{})
 }
 
 // GetScoped is Get within a parent (a nested URL): the entity's foreign
 // field f.Field must reference f.ID.
 func (tx *Tx) GetScoped(ctx context.Context, t *entity.Type, idOrName string, lock bool, f Filter) (map[string]any, error) {
-	return get(ctx, tx.db, t, idOrName, lock, f)
+	return tx.get(ctx, t, idOrName, lock, f)
+}
+
+// get reads through pgx as one statement of the transaction's pipeline:
+// the first read of a write shares its round trip with BEGIN and the
+// transaction-id query (gorm would send it on a round trip of its own).
+func (tx *Tx) get(ctx context.Context, t *entity.Type, idOrName string, lock bool, f Filter) (map[string]any, error) {
+	where := "id = $1"
+	if !IsUUID(idOrName) {
+		if t.Endpoint == "" {
+			return nil, ErrNotFound
+		}
+		where = t.Endpoint + " = $1"
+	}
+	args := []any{idOrName}
+	if f.Field != "" {
+		where += " AND " + f.Field + "_id = $2"
+		args = append(args, f.ID)
+	}
+	q := fmt.Sprintf(`SELECT body::text FROM %s WHERE %s`, t.Name, where)
+	if lock {
+		q += " FOR UPDATE"
+	}
+	if !tx.xidAsked && tx.err == nil {
+		// Before the read: the id is known even when the read fails.
+		tx.pending = append(tx.pending, tx.xidOp())
+	}
+	var body []byte
+	found := false
+	tx.pending = append(tx.pending, op{table: t.Name, sql: q, args: args, row: func(r pgx.Row) error {
+		err := r.Scan(&body)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		found = err == nil
+		return err
+	}})
+	if err := tx.flush(ctx); err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, ErrNotFound
+	}
+	return entity.Decode(body)
 }
 
 // Get reads one entity outside a write.
