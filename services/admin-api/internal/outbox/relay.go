@@ -313,13 +313,15 @@ type row struct {
 // it, relay_state's: every row of a lower number is published), each with
 // its first $3 rows after the cursor in idx order (outbox_rows_seq_idx),
 // so that a transaction of a million rows is read 500 rows at a time, not
-// sorted whole.
+// sorted whole; the cursor's idx bounds the index scan (a filter instead
+// would scan the transaction's rows from its first at every read).
 const drainSQL = `SELECT r.id, t.tx, r.idx, r.cnt, r.key, r.op, r.type, r.entity_id, r.entity
 	FROM (SELECT seq, tx FROM outbox_tx
 		WHERE tx > 0 AND tx >= GREATEST($1::bigint, (SELECT published_tx FROM relay_state))
 		ORDER BY tx LIMIT $3) t
 	CROSS JOIN LATERAL (SELECT * FROM outbox_rows r
-		WHERE r.seq = t.seq AND r.published_at IS NULL AND (t.tx > $1 OR r.idx > $2)
+		WHERE r.seq = t.seq AND r.idx > CASE WHEN t.tx = $1 THEN $2::int ELSE -1 END
+			AND r.published_at IS NULL
 		ORDER BY r.idx LIMIT $3) r
 	ORDER BY t.tx, r.idx LIMIT $3`
 
@@ -422,7 +424,8 @@ func (m *marker) run(ctx context.Context) {
 		err := m.r.db.WithContext(ctx).Exec(`WITH m AS (UPDATE outbox_rows r SET published_at = now() FROM outbox_tx t
 				WHERE r.seq = t.seq AND r.published_at IS NULL AND t.tx > 0
 				AND t.tx >= GREATEST(?::bigint, (SELECT published_tx FROM relay_state)) AND t.tx <= ?
-				AND (t.tx, r.idx) > (?, ?) AND (t.tx, r.idx) <= (?, ?) RETURNING 1)
+				AND r.idx > CASE WHEN t.tx = ? THEN ?::int ELSE -1 END
+				AND r.idx <= CASE WHEN t.tx = ? THEN ?::int ELSE 2147483647 END RETURNING 1)
 			UPDATE relay_state SET published_tx = GREATEST(published_tx, ?), published_at = now()`,
 			int64(done.tx), int64(want.tx), int64(done.tx), done.idx, int64(want.tx), want.idx, int64(want.tx)).Error
 		if err != nil {
