@@ -75,13 +75,9 @@ func Parse(raw []byte) (map[string]any, error) {
 			return nil, invalid("@body", "cannot parse JSON: "+err.Error())
 		}
 	} else {
-		var y any
-		if err := yaml.Unmarshal(raw, &y); err != nil {
-			return nil, invalid("@body", "cannot parse YAML: "+err.Error())
-		}
-		b, err := json.Marshal(y)
+		b, err := yamlToJSON(raw)
 		if err != nil {
-			return nil, invalid("@body", "cannot convert YAML: "+err.Error())
+			return nil, err
 		}
 		d := json.NewDecoder(bytes.NewReader(b))
 		d.UseNumber()
@@ -249,4 +245,17 @@ func plain(v any) any {
 		return a
 	}
 	return v
+}
+
+// yamlToJSON converts a YAML body to JSON, with the errors a client sees.
+func yamlToJSON(raw []byte) ([]byte, error) {
+	var y any
+	if err := yaml.Unmarshal(raw, &y); err != nil {
+		return nil, invalid("@body", "cannot parse YAML: "+err.Error())
+	}
+	b, err := json.Marshal(y)
+	if err != nil {
+		return nil, invalid("@body", "cannot convert YAML: "+err.Error())
+	}
+	return b, nil
 }

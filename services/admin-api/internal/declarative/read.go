@@ -12,7 +12,6 @@ import (
 
 	"github.com/deltaplane/deltaplane/services/admin-api/internal/entity"
 	"github.com/deltaplane/deltaplane/shared/schema"
-	"gopkg.in/yaml.v3"
 )
 
 // Read is Parse and Flatten without decoding the entities: it checks the
@@ -53,13 +52,9 @@ func documentJSON(raw []byte) ([]byte, error) {
 			doc = trimmed[:d.InputOffset()]
 		}
 	} else {
-		var y any
-		if err := yaml.Unmarshal(raw, &y); err != nil {
-			return nil, invalid("@body", "cannot parse YAML: "+err.Error())
-		}
-		b, err := json.Marshal(y)
+		b, err := yamlToJSON(raw)
 		if err != nil {
-			return nil, invalid("@body", "cannot convert YAML: "+err.Error())
+			return nil, err
 		}
 		doc = b
 	}

@@ -30,21 +30,9 @@ func (tx *Tx) GetScoped(ctx context.Context, t *entity.Type, idOrName string, lo
 // the first read of a write shares its round trip with BEGIN and the
 // transaction-id query (gorm would send it on a round trip of its own).
 func (tx *Tx) get(ctx context.Context, t *entity.Type, idOrName string, lock bool, f Filter) (map[string]any, error) {
-	where := "id = $1"
-	if !IsUUID(idOrName) {
-		if t.Endpoint == "" {
-			return nil, ErrNotFound
-		}
-		where = t.Endpoint + " = $1"
-	}
-	args := []any{idOrName}
-	if f.Field != "" {
-		where += " AND " + f.Field + "_id = $2"
-		args = append(args, f.ID)
-	}
-	q := fmt.Sprintf(`SELECT body::text FROM %s WHERE %s`, t.Name, where)
-	if lock {
-		q += " FOR UPDATE"
+	q, args, ok := selectOne(t, idOrName, lock, f, func(n int) string { return fmt.Sprintf("$%d", n) })
+	if !ok {
+		return nil, ErrNotFound
 	}
 	if !tx.xidAsked && tx.err == nil {
 		// Before the read: the id is known even when the read fails.
@@ -75,21 +63,9 @@ func (s *Store) Get(ctx context.Context, t *entity.Type, idOrName string, f Filt
 }
 
 func get(ctx context.Context, db *gorm.DB, t *entity.Type, idOrName string, lock bool, f Filter) (map[string]any, error) {
-	where := "id = ?"
-	if !IsUUID(idOrName) {
-		if t.Endpoint == "" {
-			return nil, ErrNotFound
-		}
-		where = t.Endpoint + " = ?"
-	}
-	args := []any{idOrName}
-	if f.Field != "" {
-		where += " AND " + f.Field + "_id = ?"
-		args = append(args, f.ID)
-	}
-	q := fmt.Sprintf(`SELECT body::text FROM %s WHERE %s`, t.Name, where)
-	if lock {
-		q += " FOR UPDATE"
+	q, args, ok := selectOne(t, idOrName, lock, f, func(int) string { return "?" })
+	if !ok {
+		return nil, ErrNotFound
 	}
 	var bodies []string
 	if err := db.WithContext(ctx).Raw(q, args...).Scan(&bodies).Error; err != nil {
@@ -99,6 +75,29 @@ func get(ctx context.Context, db *gorm.DB, t *entity.Type, idOrName string, lock
 		return nil, ErrNotFound
 	}
 	return entity.Decode([]byte(bodies[0]))
+}
+
+// selectOne is the statement reading one entity's body by id or by its
+// endpoint key (within f's parent), with placeholders made by ph (1-based);
+// ok is false when idOrName cannot name an entity of t.
+func selectOne(t *entity.Type, idOrName string, lock bool, f Filter, ph func(n int) string) (q string, args []any, ok bool) {
+	where := "id = " + ph(1)
+	if !IsUUID(idOrName) {
+		if t.Endpoint == "" {
+			return "", nil, false
+		}
+		where = t.Endpoint + " = " + ph(1)
+	}
+	args = []any{idOrName}
+	if f.Field != "" {
+		where += " AND " + f.Field + "_id = " + ph(2)
+		args = append(args, f.ID)
+	}
+	q = fmt.Sprintf(`SELECT body::text FROM %s WHERE %s`, t.Name, where)
+	if lock {
+		q += " FOR UPDATE"
+	}
+	return q, args, true
 }
 
 // Filter narrows a list.
