@@ -320,7 +320,6 @@ type row struct {
 // index scan in idx order stops after $3 rows whatever the statistics.
 const drainPlan = `enable_bitmapscan = off`
 
-
 // drainSQL reads the first $3 unpublished rows after ($1, $2) in (tx, idx)
 // order: the first $3 numbered transactions from the cursor's (or, past
 // it, relay_state's: every row of a lower number is published), each with
