@@ -182,24 +182,7 @@ func (tx *Tx) Each(ctx context.Context, t *entity.Type, fn func(e map[string]any
 	if err != nil {
 		return translate(t.Name, err)
 	}
-	defer rows.Close()
-	var b sql.RawBytes
-	for rows.Next() {
-		if err := rows.Scan(&b); err != nil {
-			return translate(t.Name, err)
-		}
-		m, err := entity.Decode(b)
-		if err != nil {
-			return fmt.Errorf("decode %s: %w", t.Name, err)
-		}
-		if err := fn(m); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return translate(t.Name, err)
-	}
-	return nil
+	return eachBody(rows, t, fn)
 }
 
 // All returns every entity of t ordered by id.
@@ -256,6 +239,12 @@ func exportType(ctx context.Context, tx *sql.Tx, t *entity.Type, fn func(t *enti
 	if err != nil {
 		return translate(t.Name, err)
 	}
+	return eachBody(rows, t, func(m map[string]any) error { return fn(t, m) })
+}
+
+// eachBody decodes the body column of rows (entities of t) one row at a
+// time and calls fn with each; it closes rows.
+func eachBody(rows *sql.Rows, t *entity.Type, fn func(e map[string]any) error) error {
 	defer rows.Close()
 	var b sql.RawBytes
 	for rows.Next() {
@@ -266,7 +255,7 @@ func exportType(ctx context.Context, tx *sql.Tx, t *entity.Type, fn func(t *enti
 		if err != nil {
 			return fmt.Errorf("decode %s: %w", t.Name, err)
 		}
-		if err := fn(t, m); err != nil {
+		if err := fn(m); err != nil {
 			return err
 		}
 	}
